@@ -1,3 +1,92 @@
-//! kvfree-rcu (work in progress).
+//! # kvfree-rcu
+//!
+//! Retire objects from any context (under a raw spinlock, in a signal
+//! handler, on a real-time thread) and have each freed after an RCU grace
+//! period. The retire call never calls the general allocator, never takes a
+//! lock, never sleeps and never waits: it writes the pointer into a page that
+//! a worker allocated earlier, in ordinary context, as the Linux kernel's
+//! `kvfree_rcu()` does since it learned to run under raw spinlocks.
+//!
+//! ```
+//! use std::{ptr::NonNull, sync::Arc};
+//! use kvfree_rcu::{KvfreeRcu, Rcu, RcuHead, RawSpinLock, impl_rcu_headed};
+//! use std::sync::atomic::{AtomicPtr, Ordering};
+//!
+//! struct Config { limit: u64, head: RcuHead }
+//! impl_rcu_headed!(Config, head);
+//!
+//! let rcu = Arc::new(Rcu::new());
+//! let service = KvfreeRcu::new(rcu.clone());
+//! let current = AtomicPtr::new(Box::into_raw(Box::new(Config { limit: 1, head: RcuHead::new() })));
+//! let writer_lock = RawSpinLock::new(());
+//!
+//! // Reader: wait-free.
+//! {
+//!     let _guard = rcu.read_lock();
+//!     // SAFETY: the pointer is live for the read-side critical section.
+//!     let limit = unsafe { &*current.load(Ordering::Acquire) }.limit;
+//!     assert_eq!(limit, 1);
+//! }
+//!
+//! // Updater, under a raw spinlock: publish the new value, retire the old one.
+//! {
+//!     let _locked = writer_lock.lock();
+//!     let new = Box::into_raw(Box::new(Config { limit: 2, head: RcuHead::new() }));
+//!     let old = current.swap(new, Ordering::AcqRel);
+//!     // SAFETY: `old` came from Box::into_raw, is unlinked, and is retired once.
+//!     unsafe { service.kvfree_rcu(NonNull::new(old).unwrap()) };
+//! }
+//!
+//! service.barrier(); // every object retired so far is freed
+//! # unsafe { drop(Box::from_raw(current.load(Ordering::Relaxed))) };
+//! ```
+//!
+//! ## Crates
+//! - [`gp`] (`kvfree-rcu-gp`): the RCU domain [`Rcu`], read-side guards,
+//!   blocking and polled grace periods, the [`GracePeriod`] trait.
+//! - [`pool`] (`kvfree-rcu-pool`): the lock-free per-CPU pool of pages of
+//!   retired pointers.
+//! - this crate: [`KvfreeRcu`] and its worker, and the context discipline:
+//!   [`RawSpinLock`], the [`context`] checker, [`CheckedAlloc`].
+//!
+//! ## Which call where
+//! | call | atomic context | ordinary context |
+//! |---|---|---|
+//! | [`KvfreeRcu::kvfree_rcu`] (headed) | yes: never fails | yes |
+//! | [`KvfreeRcu::try_kvfree_rcu`], [`KvfreeRcu::kvfree_rcu_with`] | yes: `Err` when no page | yes |
+//! | [`KvfreeRcu::kvfree_rcu_mightsleep`] | **no** (reported) | yes: may wait a grace period |
+//! | [`KvfreeRcu::barrier`], [`KvfreeRcu::shrink`], [`Rcu::synchronize`] | **no** | yes |
+//! | [`Rcu::read_lock`], `get_state`, `start_poll`, `poll_state` | yes | yes |
+//!
+//! The full table is in `docs/CONTEXTS.md`; the design in `docs/DESIGN.md`.
+
+#![warn(missing_docs)]
+
+mod builder;
+mod checked_alloc;
+pub mod context;
+mod drain;
+mod head;
+mod kind;
+mod service;
+mod spinlock;
+mod stats;
+mod sync;
+mod wake;
+mod worker;
+
+/// The RCU engine (`kvfree-rcu-gp`).
 pub use kvfree_rcu_gp as gp;
+/// The page pool (`kvfree-rcu-pool`).
 pub use kvfree_rcu_pool as pool;
+
+pub use builder::{BuildError, Builder};
+pub use checked_alloc::CheckedAlloc;
+pub use context::{AtomicSection, ReportMode, Violation, might_sleep};
+pub use gp::{CapacityError, GpState, GracePeriod, Rcu, RcuReadGuard};
+pub use head::{RcuHead, RcuHeaded};
+pub use kind::FreeFn;
+pub use service::KvfreeRcu;
+pub use spinlock::{RawSpinLock, RawSpinLockGuard, SpinLock, SpinLockGuard};
+pub use stats::Stats;
+pub use worker::RoundReport;

@@ -62,8 +62,55 @@ impl<T> UnsafeCell<T> {
     pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
         f(self.0.get())
     }
+    pub(crate) fn into_inner(self) -> T {
+        self.0.into_inner()
+    }
     #[inline(always)]
     pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         f(self.0.get())
+    }
+}
+
+#[cfg(kvfree_loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+#[cfg(not(kvfree_loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
+
+/// Locks a shim mutex, ignoring poisoning: the data behind the service's
+/// mutexes stays consistent across a panic (every panic inside the service
+/// aborts the process, see `free.rs`), so poison carries no information.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    #[cfg(kvfree_loom)]
+    return m.lock().unwrap();
+    #[cfg(not(kvfree_loom))]
+    return m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+}
+
+/// Process-wide statics (report mode, violation counters) that sit outside
+/// every modelled protocol: loom atomics cannot live in a `static`, so these
+/// are always `std`'s.
+pub(crate) mod global {
+    pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64};
+}
+
+/// Waiting politely in ordinary context: spin a little, then yield, then
+/// sleep 50 µs at a time. Under loom every step is a loom yield, so models
+/// that wait terminate.
+#[derive(Debug, Default)]
+pub(crate) struct Patience {
+    step: u32,
+}
+
+impl Patience {
+    pub(crate) fn wait(&mut self) {
+        self.step = self.step.saturating_add(1);
+        #[cfg(kvfree_loom)]
+        loom::thread::yield_now();
+        #[cfg(not(kvfree_loom))]
+        match self.step {
+            0..=6 => (0..1u32 << self.step).for_each(|_| spin_loop()),
+            7..=16 => std::thread::yield_now(),
+            _ => std::thread::sleep(std::time::Duration::from_micros(50)),
+        }
     }
 }

@@ -1,0 +1,2 @@
+//! The main job (issue 6 fills this in).
+fn main() {}

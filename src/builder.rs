@@ -1,0 +1,141 @@
+//! `Builder`: configuration of a [`KvfreeRcu`](crate::KvfreeRcu).
+
+use crate::gp::GracePeriod;
+use crate::pool::{self, ConfigError};
+use crate::service::KvfreeRcu;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Configures and builds a [`KvfreeRcu`].
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use kvfree_rcu::{KvfreeRcu, Rcu};
+/// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+///     .low_watermark(8)
+///     .high_watermark(16)
+///     .drain_interval(Duration::from_millis(2))
+///     .build();
+/// # drop(service);
+/// ```
+#[derive(Debug)]
+pub struct Builder<G> {
+    pub(crate) gp: Arc<G>,
+    pub(crate) pool: pool::Config,
+    pub(crate) drain_interval: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) max_refill_backoff: Duration,
+    pub(crate) spawn_worker: bool,
+    pub(crate) thread_name: String,
+}
+
+/// Why [`Builder::try_build`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The page-pool configuration is invalid (watermarks, CPU count).
+    Pool(ConfigError),
+    /// The worker thread could not be spawned.
+    Spawn(std::io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Pool(e) => write!(f, "kvfree-rcu: invalid pool configuration: {e:?}"),
+            BuildError::Spawn(e) => write!(f, "kvfree-rcu: cannot spawn the worker thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::Pool(_) => None,
+            BuildError::Spawn(e) => Some(e),
+        }
+    }
+}
+
+impl<G: GracePeriod> Builder<G> {
+    pub(crate) fn new(gp: Arc<G>) -> Self {
+        Builder {
+            gp,
+            pool: pool::Config::default(),
+            drain_interval: Duration::from_millis(5),
+            poll_interval: Duration::from_micros(500),
+            max_refill_backoff: Duration::from_millis(100),
+            spawn_worker: true,
+            thread_name: "kvfree-rcu".to_owned(),
+        }
+    }
+
+    /// Empty pages each CPU keeps cached; below it the worker refills
+    /// (default 5, the kernel's `rcu_min_cached_objs`).
+    pub fn low_watermark(mut self, pages: usize) -> Self {
+        self.pool.low_watermark = pages;
+        self
+    }
+
+    /// Most empty pages a CPU keeps; drained pages beyond it are freed.
+    pub fn high_watermark(mut self, pages: usize) -> Self {
+        self.pool.high_watermark = pages;
+        self
+    }
+
+    /// Number of per-CPU slots (default: the possible-CPU count).
+    pub fn cpus(mut self, slots: usize) -> Self {
+        self.pool.slots = Some(slots);
+        self
+    }
+
+    /// How often the worker seals open pages and head lists into a batch
+    /// when nothing wakes it (default 5 ms). A flood (a cache under its low
+    /// watermark) wakes it at once.
+    pub fn drain_interval(mut self, interval: Duration) -> Self {
+        self.drain_interval = interval;
+        self
+    }
+
+    /// How often the worker polls while batches wait for a grace period
+    /// (default 500 µs).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Longest wait before retrying refills after an allocation failure
+    /// (default 100 ms; the wait doubles from 1 ms).
+    pub fn max_refill_backoff(mut self, max: Duration) -> Self {
+        self.max_refill_backoff = max;
+        self
+    }
+
+    /// No worker thread: the owner drives the service with
+    /// [`KvfreeRcu::run_once`] (and `barrier`/`shrink`).
+    pub fn manual(mut self) -> Self {
+        self.spawn_worker = false;
+        self
+    }
+
+    /// Name of the worker thread (default `kvfree-rcu`).
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.thread_name = name.into();
+        self
+    }
+
+    /// Builds the service, or says why it cannot.
+    pub fn try_build(self) -> Result<KvfreeRcu<G>, BuildError> {
+        KvfreeRcu::from_builder(self)
+    }
+
+    /// Builds the service.
+    ///
+    /// # Panics
+    /// With the [`BuildError`] message when the configuration is invalid or
+    /// the worker thread cannot be spawned.
+    pub fn build(self) -> KvfreeRcu<G> {
+        self.try_build().unwrap_or_else(|e| panic!("{e}"))
+    }
+}

@@ -1,0 +1,351 @@
+//! The debug context checker: `might_sleep()` and lockdep in miniature.
+//!
+//! Linus's rule for this project: code never *changes behaviour* by guessing
+//! the context it runs in; the caller states the context (by which function it
+//! calls), and context tracking exists only to catch callers who state it
+//! wrongly. So this module only ever *reports*.
+//!
+//! Each thread keeps three counters in a thread-local that has no destructor
+//! (so touching it never allocates, not even from inside the allocator):
+//! - raw spinlocks held ([`RawSpinLock`](crate::RawSpinLock) increments it
+//!   before spinning and decrements it after unlocking);
+//! - atomic sections entered ([`AtomicSection`]: signal handlers and real-time
+//!   loops declare themselves with it);
+//! - allocations made through [`CheckedAlloc`](crate::CheckedAlloc), so tests
+//!   can prove a path allocated nothing.
+//!
+//! While either of the first two is non-zero the thread is in *atomic
+//! context*: sleeping calls ([`might_sleep`], `kvfree_rcu_mightsleep`,
+//! `barrier`, `synchronize` through the service) and allocations are
+//! violations. A violation is counted (per thread and per process) and then
+//! handled by the [`ReportMode`]: panic (the default; allocation reports are
+//! never panics, they downgrade to a warning, since unwinding allocates),
+//! warn on stderr with an async-signal-safe `write(2)`, or count only.
+//!
+//! The tracking is compiled in with debug assertions or the `context-check`
+//! feature ([`CHECKS`]); otherwise every function here is an empty inline
+//! function and release builds pay nothing.
+
+use crate::sync::global::{AtomicU8, AtomicU64};
+use crate::sync::{Ordering, thread_local};
+use core::cell::Cell;
+use core::fmt;
+use core::marker::PhantomData;
+
+/// Whether context tracking is compiled in (debug assertions or the
+/// `context-check` feature).
+pub const CHECKS: bool = cfg!(any(debug_assertions, feature = "context-check"));
+
+/// What the checker does when it finds a violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ReportMode {
+    /// Panic with a message naming the violation (the default). Violations
+    /// found inside the allocator are reported as [`ReportMode::Warn`].
+    Panic = 0,
+    /// Write one line to stderr (with `write(2)`: no lock, no allocation).
+    Warn = 1,
+    /// Only count; read the counts with [`violations`] and
+    /// [`thread_violations`].
+    Count = 2,
+}
+
+/// A kind of context violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// A call that may sleep was made in atomic context.
+    SleepInAtomic,
+    /// Memory was allocated in atomic context (seen by [`CheckedAlloc`](crate::CheckedAlloc)).
+    AllocInAtomic,
+    /// A sleeping lock was taken while a raw spinlock is held
+    /// (lockdep's "Invalid wait context").
+    InvalidWaitContext,
+    /// An object with an `RcuHead` was retired while already queued.
+    DoubleRetire,
+    /// A service call that waits for frees was made from inside a free.
+    WaitInsideFree,
+}
+
+impl Violation {
+    fn message(self) -> &'static str {
+        match self {
+            Violation::SleepInAtomic => {
+                "kvfree-rcu: BUG: sleeping function called from atomic context (raw spinlock held or AtomicSection active)"
+            }
+            Violation::AllocInAtomic => {
+                "kvfree-rcu: BUG: memory allocated in atomic context (raw spinlock held or AtomicSection active)"
+            }
+            Violation::InvalidWaitContext => {
+                "kvfree-rcu: BUG: invalid wait context: sleeping SpinLock taken while a RawSpinLock is held"
+            }
+            Violation::DoubleRetire => {
+                "kvfree-rcu: BUG: object retired twice (its RcuHead is already queued)"
+            }
+            Violation::WaitInsideFree => {
+                "kvfree-rcu: BUG: barrier()/shrink()/drop of a KvfreeRcu called from a destructor the service is running"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+struct ThreadContext {
+    raw_locks: Cell<u32>,
+    atomic_sections: Cell<u32>,
+    in_free: Cell<u32>,
+    allocations: Cell<u64>,
+    violations: Cell<u64>,
+}
+
+thread_local! {
+    static CONTEXT: ThreadContext = ThreadContext {
+        raw_locks: Cell::new(0),
+        atomic_sections: Cell::new(0),
+        in_free: Cell::new(0),
+        allocations: Cell::new(0),
+        violations: Cell::new(0),
+    };
+}
+
+static MODE: AtomicU8 = AtomicU8::new(ReportMode::Panic as u8);
+static VIOLATIONS: AtomicU64 = AtomicU64::new(0);
+
+#[inline]
+fn with<R>(f: impl FnOnce(&ThreadContext) -> R) -> Option<R> {
+    // `try_with`: the thread-local has no destructor, but a thread in the
+    // middle of tearing down its other thread-locals may still call in.
+    CONTEXT.try_with(f).ok()
+}
+
+/// Sets how violations are reported, process-wide.
+///
+/// ```
+/// use kvfree_rcu::context::{self, ReportMode};
+/// context::set_report_mode(ReportMode::Count);
+/// # context::set_report_mode(ReportMode::Panic);
+/// ```
+pub fn set_report_mode(mode: ReportMode) {
+    MODE.store(mode as u8, Ordering::Relaxed);
+}
+
+/// The current report mode.
+pub fn report_mode() -> ReportMode {
+    match MODE.load(Ordering::Relaxed) {
+        0 => ReportMode::Panic,
+        1 => ReportMode::Warn,
+        _ => ReportMode::Count,
+    }
+}
+
+/// Violations reported in this process so far.
+pub fn violations() -> u64 {
+    VIOLATIONS.load(Ordering::Relaxed)
+}
+
+/// Violations reported on this thread so far (useful in tests, which run in
+/// parallel threads of one process).
+pub fn thread_violations() -> u64 {
+    with(|c| c.violations.get()).unwrap_or(0)
+}
+
+/// Allocations this thread made through [`CheckedAlloc`](crate::CheckedAlloc)
+/// (always 0 when it is not the global allocator, or without [`CHECKS`]).
+pub fn thread_allocations() -> u64 {
+    with(|c| c.allocations.get()).unwrap_or(0)
+}
+
+/// True while this thread holds a raw spinlock or is inside an
+/// [`AtomicSection`]. Always false without [`CHECKS`]. For assertions and
+/// reports only: never branch behaviour on it.
+#[inline]
+pub fn in_atomic() -> bool {
+    CHECKS && with(|c| c.raw_locks.get() + c.atomic_sections.get() > 0).unwrap_or(false)
+}
+
+/// Number of raw spinlocks this thread holds (0 without [`CHECKS`]).
+pub fn raw_locks_held() -> u32 {
+    if CHECKS { with(|c| c.raw_locks.get()).unwrap_or(0) } else { 0 }
+}
+
+/// Reports a violation: counts it, then panics, warns or stays silent
+/// according to [`report_mode`].
+///
+/// # Panics
+/// In [`ReportMode::Panic`] (except for [`Violation::AllocInAtomic`]).
+#[cold]
+pub fn report(violation: Violation) {
+    VIOLATIONS.fetch_add(1, Ordering::Relaxed);
+    with(|c| c.violations.set(c.violations.get() + 1));
+    let mode = report_mode();
+    if mode == ReportMode::Panic && violation != Violation::AllocInAtomic {
+        panic!("{}", violation.message());
+    }
+    if mode != ReportMode::Count {
+        write_stderr(violation.message());
+    }
+}
+
+/// One line to stderr with `write(2)`: async-signal-safe, no lock, no allocation.
+fn write_stderr(message: &str) {
+    #[cfg(all(unix, not(miri)))]
+    for part in [message.as_bytes(), b"\n"] {
+        // SAFETY: `part` is a valid, initialised byte slice for the duration
+        // of the call; write(2) reads at most `part.len()` bytes from it.
+        // A short or failed write only loses the warning.
+        let _ = unsafe { libc::write(2, part.as_ptr().cast(), part.len()) };
+    }
+    #[cfg(any(not(unix), miri))]
+    let _ = message;
+}
+
+/// Writes `message` to stderr (async-signal-safe) and aborts the process.
+#[cold]
+pub(crate) fn report_fatal(message: &str) -> ! {
+    write_stderr(message);
+    std::process::abort()
+}
+
+/// Asserts (in checked builds) that the caller may sleep: reports
+/// [`Violation::SleepInAtomic`] when a raw spinlock is held or an
+/// [`AtomicSection`] is active. The kernel's `might_sleep()`.
+///
+/// ```
+/// kvfree_rcu::context::might_sleep(); // fine: ordinary context
+/// ```
+#[inline]
+#[track_caller]
+pub fn might_sleep() {
+    if in_atomic() {
+        report(Violation::SleepInAtomic);
+    }
+}
+
+/// Declares the current thread to be in atomic context until dropped: put
+/// one at the top of a signal handler or around a real-time loop. Nestable,
+/// `!Send`; costs nothing without [`CHECKS`].
+///
+/// ```
+/// use kvfree_rcu::context::{AtomicSection, in_atomic};
+/// {
+///     let _atomic = AtomicSection::enter();
+///     assert_eq!(in_atomic(), kvfree_rcu::context::CHECKS);
+/// }
+/// assert!(!in_atomic());
+/// ```
+#[must_use = "the section ends when this guard is dropped"]
+#[derive(Debug)]
+pub struct AtomicSection {
+    _not_send: PhantomData<*const ()>,
+}
+
+impl AtomicSection {
+    /// Enters an atomic section.
+    #[inline]
+    pub fn enter() -> AtomicSection {
+        if CHECKS {
+            with(|c| c.atomic_sections.set(c.atomic_sections.get() + 1));
+        }
+        AtomicSection { _not_send: PhantomData }
+    }
+}
+
+impl Drop for AtomicSection {
+    #[inline]
+    fn drop(&mut self) {
+        if CHECKS {
+            with(|c| c.atomic_sections.set(c.atomic_sections.get().saturating_sub(1)));
+        }
+    }
+}
+
+#[inline]
+pub(crate) fn raw_lock_acquired() {
+    if CHECKS {
+        with(|c| c.raw_locks.set(c.raw_locks.get() + 1));
+    }
+}
+
+#[inline]
+pub(crate) fn raw_lock_released() {
+    if CHECKS {
+        with(|c| c.raw_locks.set(c.raw_locks.get().saturating_sub(1)));
+    }
+}
+
+/// Counts an allocation and reports it when in atomic context. Called by
+/// `CheckedAlloc` from inside the global allocator: touches only the
+/// destructor-free thread-local.
+#[inline]
+pub(crate) fn note_allocation() {
+    if CHECKS {
+        let atomic = with(|c| {
+            c.allocations.set(c.allocations.get() + 1);
+            c.raw_locks.get() + c.atomic_sections.get() > 0
+        });
+        if atomic == Some(true) {
+            report(Violation::AllocInAtomic);
+        }
+    }
+}
+
+/// Marks the thread as running user destructors for the service, so that a
+/// destructor calling `barrier()` is reported instead of deadlocking.
+pub(crate) struct InFree;
+
+impl InFree {
+    pub(crate) fn enter() -> InFree {
+        with(|c| c.in_free.set(c.in_free.get() + 1));
+        InFree
+    }
+}
+
+impl Drop for InFree {
+    fn drop(&mut self) {
+        with(|c| c.in_free.set(c.in_free.get().saturating_sub(1)));
+    }
+}
+
+/// Whether this thread is running destructors for a service.
+pub(crate) fn in_free() -> bool {
+    with(|c| c.in_free.get() > 0).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_section_nests() {
+        assert!(!in_atomic());
+        let a = AtomicSection::enter();
+        let b = AtomicSection::enter();
+        assert_eq!(in_atomic(), CHECKS);
+        drop(b);
+        assert_eq!(in_atomic(), CHECKS);
+        drop(a);
+        assert!(!in_atomic());
+    }
+
+    #[test]
+    fn might_sleep_in_atomic_panics_in_checked_builds() {
+        let before = thread_violations();
+        let result = std::panic::catch_unwind(|| {
+            let _a = AtomicSection::enter();
+            might_sleep();
+        });
+        assert_eq!(result.is_err(), CHECKS);
+        assert_eq!(thread_violations() - before, u64::from(CHECKS));
+        assert!(!in_atomic(), "the section guard unwound");
+    }
+
+    #[test]
+    fn messages_name_the_violation() {
+        assert!(Violation::SleepInAtomic.to_string().contains("atomic context"));
+        assert!(Violation::InvalidWaitContext.to_string().contains("invalid wait context"));
+    }
+}

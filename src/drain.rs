@@ -1,0 +1,176 @@
+//! Batches: how retired objects wait for their grace period and get freed.
+//!
+//! `collect` takes everything queued so far (the open pages, sealed first in
+//! each slot, then the hand-off list of full pages, then the head lists) into
+//! one batch and stamps it with `start_poll()`. The stamp is taken *after*
+//! the take: the take's Acquire (a `swap` pairing with the producers'
+//! Release) makes every record's write, and so each caller's unlink before
+//! its retire call, happen before the stamp's full fence. A reader that
+//! could still see one of the objects therefore began before the stamp, and
+//! `poll_state(stamp)` waits for it.
+//!
+//! The queue is FIFO and collected under its lock, so sequence numbers and
+//! stamps increase together and `reap` frees oldest-first, stopping at the
+//! first batch still in its grace period. Freeing happens under a second
+//! lock (`free_lock`), not the queue lock: destructors run there, so a
+//! destructor that retires more objects never contends with collection, and
+//! batches finish in order, which lets `barrier()` wait for a sequence
+//! number. A destructor that panics would lose the rest of its batch, so the
+//! process aborts instead (as a panic in a kernel RCU callback would oops).
+
+use crate::context::InFree;
+use crate::gp::GracePeriod;
+use crate::head::{HeadChain, HeadLists};
+use crate::kind::free_fn_of;
+use crate::pool::{PageList, Pool};
+use crate::sync::{AtomicU64, Mutex, Ordering, lock};
+use std::collections::VecDeque;
+
+/// Objects that wait for one grace period together.
+struct Batch<S> {
+    seq: u64,
+    stamp: S,
+    pages: PageList,
+    heads: HeadChain,
+}
+
+struct Queue<S> {
+    batches: VecDeque<Batch<S>>,
+    /// Sequence number of the next batch (the first is 1).
+    next_seq: u64,
+}
+
+/// The batches waiting for their grace period.
+pub(crate) struct Drain<S> {
+    queue: Mutex<Queue<S>>,
+    free_lock: Mutex<()>,
+    /// Sequence number of the last batch completely freed.
+    completed_seq: AtomicU64,
+    /// Objects freed from batches.
+    pub(crate) freed: AtomicU64,
+    /// Batches collected.
+    pub(crate) batches: AtomicU64,
+}
+
+/// What one `collect` found.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Collected {
+    pub(crate) pages: usize,
+    pub(crate) heads: u64,
+}
+
+impl<S: Copy> Drain<S> {
+    pub(crate) fn new() -> Self {
+        Drain {
+            queue: Mutex::new(Queue { batches: VecDeque::new(), next_seq: 1 }),
+            free_lock: Mutex::new(()),
+            completed_seq: AtomicU64::new(0),
+            freed: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes everything queued in `pool` and `heads` into a new batch stamped
+    /// by `gp`. `wait_busy`: wait for slots a producer holds this instant
+    /// (barrier), instead of leaving them for the next round.
+    pub(crate) fn collect<G: GracePeriod<State = S>>(
+        &self,
+        gp: &G,
+        pool: &Pool,
+        heads: &HeadLists,
+        wait_busy: bool,
+    ) -> Collected {
+        let mut q = lock(&self.queue);
+        let mut pages = PageList::new();
+        // Open pages first: a producer that fills a page hands it off before it
+        // releases its slot, so once we own every slot the hand-off list holds
+        // every page sealed before this call.
+        pool.seal_open(&mut pages, wait_busy);
+        pages.append(pool.take_sealed());
+        let heads = heads.take_all();
+        let found = Collected { pages: pages.pages(), heads: heads.len() };
+        if pages.records() == 0 && heads.is_empty() {
+            // Empty pages (a slot sealed right after a recycle) go back.
+            pool.recycle(pages);
+            return found;
+        }
+        let stamp = gp.start_poll();
+        let seq = q.next_seq;
+        q.next_seq += 1;
+        q.batches.push_back(Batch { seq, stamp, pages, heads });
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Whether batches wait for their grace period.
+    pub(crate) fn has_pending(&self) -> bool {
+        !lock(&self.queue).batches.is_empty()
+    }
+
+    /// Sequence number of the newest batch collected so far (0: none).
+    pub(crate) fn newest_seq(&self) -> u64 {
+        lock(&self.queue).next_seq - 1
+    }
+
+    /// Whether every batch up to `seq` has been freed.
+    pub(crate) fn completed(&self, seq: u64) -> bool {
+        // Acquire: pairs with the Release store in `reap`, so the caller sees
+        // the batch's frees as done.
+        self.completed_seq.load(Ordering::Acquire) >= seq
+    }
+
+    /// Frees every batch whose grace period has ended, oldest first; returns
+    /// the number of objects freed.
+    pub(crate) fn reap<G: GracePeriod<State = S>>(&self, gp: &G, pool: &Pool) -> u64 {
+        let _freeing = lock(&self.free_lock);
+        let mut freed = 0;
+        loop {
+            let batch = {
+                let mut q = lock(&self.queue);
+                match q.batches.front() {
+                    Some(b) if gp.poll_state(b.stamp) => q.batches.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some(batch) = batch else { break };
+            let seq = batch.seq;
+            freed += free_batch(batch, pool);
+            // Release: pairs with the Acquire load in `completed`.
+            self.completed_seq.store(seq, Ordering::Release);
+        }
+        self.freed.fetch_add(freed, Ordering::Relaxed);
+        freed
+    }
+}
+
+/// Aborts the process if dropped while unwinding: a panicking destructor in
+/// the middle of a batch would leave the rest of the batch unfreed.
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            crate::context::report_fatal(
+                "kvfree-rcu: a destructor panicked while the service freed retired objects; aborting so that none is lost or freed twice",
+            );
+        }
+    }
+}
+
+fn free_batch<S>(batch: Batch<S>, pool: &Pool) -> u64 {
+    let _in_free = InFree::enter();
+    let _abort = AbortOnUnwind;
+    let mut freed = 0;
+    batch.pages.for_each_record(|ptr, kind| {
+        // SAFETY: every kind in the pool was made by `kind_of` from the
+        // retire call's free function; the record was retired once, by a
+        // caller who promised it came from the matching allocation and is
+        // unreachable for new readers; the batch's grace period has ended.
+        unsafe { free_fn_of(kind)(ptr) };
+        freed += 1;
+    });
+    // SAFETY: the batch's grace period has ended (the caller polled it).
+    freed += unsafe { batch.heads.free_all() };
+    pool.recycle(batch.pages);
+    freed
+}

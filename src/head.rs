@@ -1,0 +1,282 @@
+//! `RcuHead`, the two words a headed object embeds, and the per-CPU lists of
+//! heads that take objects when the page pool has no page (the kernel's
+//! "channel 3").
+//!
+//! A head is `{ next, free }`: `next` links it into a list, `free` is the
+//! monomorphised function that turns the head back into its object and drops
+//! it. The object is found from the head with `RcuHeaded::RCU_HEAD_OFFSET`
+//! (a `byte_sub` from a pointer derived from the *whole object*, so the
+//! pointer keeps the object's provenance; a pointer derived from
+//! `&RcuHead` would only cover the head). Two words cannot hold a link, a
+//! function *and* an offset, so the offset is a compile-time constant of the
+//! type rather than something each head stores, as the kernel's
+//! `kvfree_rcu()` stores it in `rcu_head.func`.
+//!
+//! Lists are Treiber stacks, one per CPU slot: producers push with a CAS loop
+//! (lock-free, reentrant: a signal handler's push between our load and our
+//! CAS just makes our CAS fail and retry), and the single consumer takes a
+//! whole list with one `swap(null)`, so there is no ABA. Pushers never read
+//! another head.
+
+use crate::sync::{AtomicPtr, Ordering};
+use core::fmt;
+use core::ptr::{self, NonNull};
+use crossbeam_utils::CachePadded;
+
+/// What `free` holds for a headed object retired through a page (checked
+/// builds only): non-null, never called.
+const RETIRED_MARK: *mut () = ptr::without_provenance_mut(1);
+
+/// The function stored in a queued head: drops the object containing it.
+pub(crate) type HeadFreeFn = unsafe fn(NonNull<RcuHead>);
+
+/// Two words embedded in an object so that it can always be retired, even
+/// when no page is available. Initialise with `RcuHead::default()` (or
+/// [`RcuHead::new`]); after the object is retired the service owns the head:
+/// readers must not touch it.
+///
+/// ```
+/// use kvfree_rcu::RcuHead;
+/// assert_eq!(core::mem::size_of::<RcuHead>(), 2 * core::mem::size_of::<usize>());
+/// ```
+#[repr(C)]
+pub struct RcuHead {
+    next: AtomicPtr<RcuHead>,
+    /// Null until queued: the `HeadFreeFn` as a pointer. A non-null value at
+    /// retire time means the object is already queued (a double retire).
+    free: AtomicPtr<()>,
+}
+
+impl RcuHead {
+    /// An unqueued head.
+    #[cfg(not(kvfree_loom))]
+    pub const fn new() -> RcuHead {
+        RcuHead { next: AtomicPtr::new(ptr::null_mut()), free: AtomicPtr::new(ptr::null_mut()) }
+    }
+
+    /// An unqueued head.
+    #[cfg(kvfree_loom)]
+    pub fn new() -> RcuHead {
+        RcuHead { next: AtomicPtr::new(ptr::null_mut()), free: AtomicPtr::new(ptr::null_mut()) }
+    }
+
+    /// Marks the head retired (checked builds call this on every headed
+    /// retire); true when it already was: a double retire.
+    pub(crate) fn mark_retired(&self) -> bool {
+        // Relaxed: a debugging aid only; the retire's own publication orders
+        // everything that matters.
+        !self.free.swap(RETIRED_MARK, Ordering::Relaxed).is_null()
+    }
+
+    /// Whether the head is queued for freeing (a racy snapshot, for debugging).
+    pub fn is_queued(&self) -> bool {
+        !self.free.load(Ordering::Relaxed).is_null()
+    }
+}
+
+impl Default for RcuHead {
+    fn default() -> Self {
+        RcuHead::new()
+    }
+}
+
+impl fmt::Debug for RcuHead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RcuHead").field("queued", &self.is_queued()).finish()
+    }
+}
+
+/// An object that embeds an [`RcuHead`], so that retiring it never fails.
+///
+/// Implement it with [`impl_rcu_headed!`](crate::impl_rcu_headed), which
+/// computes the offset with `core::mem::offset_of!`:
+///
+/// ```
+/// use kvfree_rcu::{RcuHead, impl_rcu_headed};
+/// struct Node { key: u64, head: RcuHead }
+/// impl_rcu_headed!(Node, head);
+/// ```
+///
+/// # Safety
+/// 1. `RCU_HEAD_OFFSET` is the byte offset of a field of type [`RcuHead`]
+///    inside `Self` (so `offset + size_of::<RcuHead>() <= size_of::<Self>()`
+///    and the offset is a multiple of `align_of::<RcuHead>()`; both are also
+///    checked at compile time).
+/// 2. Nothing but the service writes that field while the object is retired,
+///    and `rcu_head`, if overridden, returns that same field.
+pub unsafe trait RcuHeaded: Sized {
+    /// Byte offset of the embedded [`RcuHead`] within `Self`.
+    const RCU_HEAD_OFFSET: usize;
+
+    /// The embedded head.
+    fn rcu_head(&self) -> &RcuHead {
+        // SAFETY: contract 1 of the trait: an `RcuHead` field lives at this
+        // offset inside `*self`, which is borrowed for the returned lifetime.
+        unsafe { &*ptr::from_ref(self).byte_add(Self::RCU_HEAD_OFFSET).cast::<RcuHead>() }
+    }
+}
+
+/// Implements [`RcuHeaded`] for `$ty` whose field `$field` is an [`RcuHead`].
+///
+/// ```
+/// use kvfree_rcu::{RcuHead, RcuHeaded, impl_rcu_headed};
+/// #[derive(Default)]
+/// struct Entry { value: String, rcu: RcuHead }
+/// impl_rcu_headed!(Entry, rcu);
+/// let e = Entry::default();
+/// assert!(!e.rcu_head().is_queued());
+/// ```
+#[macro_export]
+macro_rules! impl_rcu_headed {
+    ($ty:ty, $field:ident) => {
+        // SAFETY: `offset_of!` names a field of `$ty`, and the assignment below
+        // only compiles if that field is an `RcuHead`.
+        unsafe impl $crate::RcuHeaded for $ty {
+            const RCU_HEAD_OFFSET: usize = {
+                #[allow(dead_code)]
+                fn field_is_an_rcu_head(v: &$ty) -> &$crate::RcuHead {
+                    &v.$field
+                }
+                ::core::mem::offset_of!($ty, $field)
+            };
+        }
+    };
+}
+
+/// Compile-time check of contract 1's arithmetic.
+pub(crate) const fn assert_head_fits<T: RcuHeaded>() {
+    assert!(
+        T::RCU_HEAD_OFFSET + size_of::<RcuHead>() <= size_of::<T>(),
+        "RcuHeaded::RCU_HEAD_OFFSET points outside the object"
+    );
+    assert!(
+        T::RCU_HEAD_OFFSET % align_of::<RcuHead>() == 0,
+        "RcuHeaded::RCU_HEAD_OFFSET is misaligned for an RcuHead"
+    );
+}
+
+/// Drops the `Box<T>` whose head is `head`.
+///
+/// # Safety
+/// 1. `head` was derived (with the object's provenance) from a pointer
+///    returned by `Box::<T>::into_raw`, at `T::RCU_HEAD_OFFSET`.
+/// 2. The object is not used afterwards, by anyone.
+pub(crate) unsafe fn free_headed<T: RcuHeaded>(head: NonNull<RcuHead>) {
+    // SAFETY: by contract 1 the object starts RCU_HEAD_OFFSET bytes before
+    // the head, within the same allocation.
+    let object = unsafe { head.byte_sub(T::RCU_HEAD_OFFSET) }.cast::<T>();
+    // SAFETY: contract 1 (a `Box<T>` pointer) and 2 (no further use).
+    drop(unsafe { Box::from_raw(object.as_ptr()) });
+}
+
+/// One lock-free list of heads per CPU slot.
+pub(crate) struct HeadLists {
+    lists: Box<[CachePadded<AtomicPtr<RcuHead>>]>,
+}
+
+impl HeadLists {
+    pub(crate) fn new(slots: usize) -> HeadLists {
+        HeadLists { lists: (0..slots).map(|_| CachePadded::new(AtomicPtr::new(ptr::null_mut()))).collect() }
+    }
+
+    /// Queues `head` with its `free` function on list `cpu % slots`.
+    /// Lock-free, allocation-free, reentrant.
+    ///
+    /// # Safety
+    /// 1. `head` points to a live `RcuHead` that no one else writes until the
+    ///    list is taken and the head freed (the object is retired once).
+    /// 2. `free(head)` is sound to call once, after a grace period.
+    pub(crate) unsafe fn push(&self, cpu: usize, head: NonNull<RcuHead>, free: HeadFreeFn) {
+        // SAFETY: contract 1: the head is live and ours to write.
+        let h = unsafe { head.as_ref() };
+        h.free.store(free as *mut (), Ordering::Relaxed);
+        let list = &self.lists[cpu % self.lists.len()];
+        let mut top = list.load(Ordering::Relaxed);
+        loop {
+            h.next.store(top, Ordering::Relaxed);
+            // Release: publishes `next`, `free` (and the caller's earlier
+            // writes) to the consumer's Acquire swap in `take_all`.
+            match list.compare_exchange_weak(top, head.as_ptr(), Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now) => top = now,
+            }
+        }
+    }
+
+    /// Takes every list; returns the heads as one chain (null-terminated).
+    pub(crate) fn take_all(&self) -> HeadChain {
+        let mut chain = HeadChain::default();
+        for list in self.lists.iter() {
+            // Acquire: pairs with the Release CAS in `push`.
+            let first = list.swap(ptr::null_mut(), Ordering::Acquire);
+            chain.prepend(first);
+        }
+        chain
+    }
+}
+
+/// A chain of queued heads owned by the consumer.
+#[derive(Default)]
+pub(crate) struct HeadChain {
+    first: Option<NonNull<RcuHead>>,
+    len: u64,
+}
+
+// SAFETY: a chain owns its heads exclusively (taken with a swap); the objects
+// behind them are `Send` (every retire call requires `T: Send`).
+unsafe impl Send for HeadChain {}
+
+impl HeadChain {
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Adds the list starting at `first` (may be null) in front of this chain.
+    fn prepend(&mut self, first: *mut RcuHead) {
+        let Some(first) = NonNull::new(first) else { return };
+        let mut last = first;
+        let mut n = 1;
+        loop {
+            // SAFETY: the chain's heads are owned by us (taken by swap) and live.
+            let next = unsafe { last.as_ref() }.next.load(Ordering::Relaxed);
+            match NonNull::new(next) {
+                Some(next) => {
+                    last = next;
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        let rest = self.first.map_or(ptr::null_mut(), NonNull::as_ptr);
+        // SAFETY: `last` is a live head we own.
+        unsafe { last.as_ref() }.next.store(rest, Ordering::Relaxed);
+        self.first = Some(first);
+        self.len += n;
+    }
+
+    /// Frees every object in the chain; returns how many.
+    ///
+    /// # Safety
+    /// A grace period has elapsed since the chain was taken.
+    pub(crate) unsafe fn free_all(self) -> u64 {
+        let mut cursor = self.first;
+        let mut freed = 0;
+        while let Some(head) = cursor {
+            // SAFETY: we own the live head; read both words before freeing.
+            let h = unsafe { head.as_ref() };
+            cursor = NonNull::new(h.next.load(Ordering::Relaxed));
+            let free = h.free.load(Ordering::Relaxed);
+            // SAFETY: `free` was stored by `push` from a `HeadFreeFn`.
+            let free = unsafe { core::mem::transmute::<*mut (), HeadFreeFn>(free) };
+            // SAFETY: `push`'s contract 2, and the caller's grace period.
+            unsafe { free(head) };
+            freed += 1;
+        }
+        freed
+    }
+}
+

@@ -1,2 +1,0 @@
-//! The main job (issue 6).
-fn main() {}

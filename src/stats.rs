@@ -1,0 +1,39 @@
+//! `Stats`: a snapshot of the service's counters.
+
+/// Counters of a [`KvfreeRcu`](crate::KvfreeRcu), read with
+/// [`stats()`](crate::KvfreeRcu::stats). Each field is read separately, so a
+/// snapshot taken while other threads retire is approximate; after
+/// [`barrier()`](crate::KvfreeRcu::barrier) with no concurrent retires it is
+/// exact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Objects recorded in pages (the fast path).
+    pub queued_pages: u64,
+    /// Objects queued through their embedded `RcuHead` (no page available).
+    pub queued_heads: u64,
+    /// Objects freed by the worker, `barrier()` or `shrink()`.
+    pub freed: u64,
+    /// Objects queued and not yet freed.
+    pub pending: u64,
+    /// Objects `kvfree_rcu_mightsleep` freed inline after `synchronize()`.
+    pub freed_inline: u64,
+    /// `try_kvfree_rcu`/`kvfree_rcu_with` calls that returned `Err`.
+    pub try_failed: u64,
+    /// Pages allocated since creation.
+    pub pages_allocated: u64,
+    /// Pages currently allocated.
+    pub pages_live: u64,
+    /// Empty pages cached for the retire path.
+    pub pages_cached: u64,
+    /// Times the retire path asked for a refill.
+    pub refill_requests: u64,
+    /// Page allocations that failed (real or injected).
+    pub alloc_failures: u64,
+    /// Grace periods completed in the service's domain.
+    pub grace_periods: u64,
+    /// Batches collected (each waits for one grace-period stamp).
+    pub batches: u64,
+    /// Times the worker was woken by the retire path.
+    pub worker_wakeups: u64,
+}

@@ -1,0 +1,98 @@
+//! Loom models of the service's retire -> seal -> stamp -> free sequence,
+//! with every crate built on loom (`--cfg kvfree_loom`, see ci/20-loom.sh).
+//!
+//! Objects are freed with `kvfree_rcu_with` into a *poisoning* free function
+//! that leaves the memory in place, so a reader that could still see a freed
+//! object reads the poison (a loom atomic) instead of freed memory, and the
+//! model fails.
+#![cfg(kvfree_loom)]
+
+use kvfree_rcu::{KvfreeRcu, Rcu, RcuHead, impl_rcu_headed};
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use loom::thread;
+use std::ptr::NonNull;
+
+const ALIVE: u64 = 1;
+const POISON: u64 = 2;
+
+struct Node {
+    state: AtomicU64,
+    head: RcuHead,
+}
+impl_rcu_headed!(Node, head);
+
+fn node() -> *mut Node {
+    Box::into_raw(Box::new(Node { state: AtomicU64::new(ALIVE), head: RcuHead::new() }))
+}
+
+/// "Frees" a node by poisoning it; the model frees the memory at the end.
+unsafe fn poison(p: NonNull<()>) {
+    // SAFETY: the model retires live `Node`s only and keeps their memory.
+    let n = unsafe { p.cast::<Node>().as_ref() };
+    assert_eq!(n.state.swap(POISON, Ordering::Relaxed), ALIVE, "freed twice");
+}
+
+fn service(rcu: Arc<Rcu>) -> KvfreeRcu {
+    KvfreeRcu::builder(rcu).manual().cpus(1).low_watermark(1).high_watermark(1).build()
+}
+
+/// A reader that found the old node before it was unlinked keeps it alive
+/// across the retire, the worker's rounds and barrier.
+#[test]
+fn reader_keeps_retired_object_alive_until_its_section_ends() {
+    loom::model(|| {
+        let rcu = Arc::new(Rcu::with_capacity(3));
+        let svc = Arc::new(service(rcu.clone()));
+        let first = node();
+        let slot = Arc::new(AtomicPtr::new(first));
+
+        let reader = {
+            let (rcu, slot) = (rcu.clone(), slot.clone());
+            thread::spawn(move || {
+                let _g = rcu.read_lock();
+                let p = slot.load(Ordering::Acquire);
+                // SAFETY: published, and freed only after our section.
+                let n = unsafe { &*p };
+                assert_eq!(n.state.load(Ordering::Relaxed), ALIVE, "reader saw a freed node");
+            })
+        };
+
+        let second = node();
+        let old = slot.swap(second, Ordering::AcqRel);
+        // SAFETY: unlinked above, retired once; `poison` leaves the memory.
+        unsafe { svc.kvfree_rcu_with(NonNull::new(old).unwrap().cast(), poison) }.expect("a cached page");
+        svc.run_once();
+        svc.barrier();
+        // SAFETY: the model owns both nodes.
+        assert_eq!(unsafe { &*old }.state.load(Ordering::Relaxed), POISON, "barrier freed it");
+        reader.join().unwrap();
+        // SAFETY: no reader remains; both nodes are ours.
+        unsafe {
+            drop(Box::from_raw(first));
+            drop(Box::from_raw(second));
+        }
+    });
+}
+
+/// Headed retire racing the worker's collection: the object goes through a
+/// page or the head list, and is freed exactly once, after the reader.
+#[test]
+fn headed_retire_races_collection() {
+    loom::model(|| {
+        let rcu = Arc::new(Rcu::with_capacity(3));
+        let svc = Arc::new(service(rcu.clone()));
+        let retirer = {
+            let svc = svc.clone();
+            thread::spawn(move || {
+                let n = node();
+                // SAFETY: never published, retired once.
+                unsafe { svc.kvfree_rcu(NonNull::new(n).unwrap()) };
+            })
+        };
+        svc.run_once(); // collects whatever is queued so far, racing the retire
+        retirer.join().unwrap();
+        svc.barrier();
+        assert_eq!(svc.stats().freed, 1);
+    });
+}

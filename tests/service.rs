@@ -1,0 +1,261 @@
+//! The service end to end: every fallback forced, recovery, drop counters
+//! across `barrier()` and service drop, several types through one service.
+
+mod common;
+
+use common::*;
+use kvfree_rcu::{KvfreeRcu, Rcu};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+fn manual_service() -> KvfreeRcu {
+    KvfreeRcu::builder(Arc::new(Rcu::new())).manual().build()
+}
+
+/// Retires head-less objects until the pool runs dry; returns how many went in.
+fn exhaust(service: &KvfreeRcu, counter: &'static DropCounter) -> usize {
+    let mut n = 0;
+    loop {
+        let p = Plain::boxed(n as u64, counter);
+        // SAFETY: from Box::leak, never published, retired once (or returned).
+        match unsafe { service.try_kvfree_rcu(p) } {
+            Ok(()) => n += 1,
+            Err(p) => {
+                // SAFETY: Err hands ownership back; free it ourselves.
+                drop(unsafe { Box::from_raw(p.as_ptr()) });
+                return n;
+            }
+        }
+        assert!(n < 1_000_000, "the pool never ran dry");
+    }
+}
+
+#[test]
+fn headed_and_headless_objects_are_freed_exactly_once_by_barrier() {
+    let counter = DropCounter::leak();
+    let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    let n = scaled(5_000);
+    for i in 0..n {
+        // SAFETY: from Box::leak, unpublished, retired once.
+        unsafe { service.kvfree_rcu(Headed::boxed(i as u64, counter)) };
+        // SAFETY: as above; Err returns ownership, then the sleeping variant retires it.
+        if let Err(p) = unsafe { service.try_kvfree_rcu(Plain::boxed(i as u64, counter)) } {
+            unsafe { service.kvfree_rcu_mightsleep(p) };
+        }
+        // SAFETY: as above.
+        unsafe { service.kvfree_rcu_mightsleep(NonNull::from(Box::leak(Box::new(Zst)))) };
+    }
+    service.barrier();
+    assert_eq!(counter.dropped(), 2 * n);
+    let s = service.stats();
+    assert_eq!(s.pending, 0, "{s:?}");
+    assert_eq!(s.freed + s.freed_inline, 3 * n as u64, "{s:?}");
+}
+
+#[test]
+fn dropping_the_service_frees_everything_outstanding() {
+    let counter = DropCounter::leak();
+    let n = scaled(3_000);
+    {
+        let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+        for i in 0..n {
+            // SAFETY: from Box::leak, unpublished, retired once.
+            unsafe { service.kvfree_rcu(Headed::boxed(i as u64, counter)) };
+        }
+        // No barrier: drop must wait for the grace period and free them all.
+    }
+    assert_eq!(counter.dropped(), n);
+}
+
+#[test]
+fn pages_exhausted_use_every_fallback_then_recover_after_refill() {
+    let counter = DropCounter::leak();
+    let service = manual_service();
+    service.shrink();
+    let went_in = exhaust(&service, counter);
+    // Pages are gone: the headed call links the head instead, and never fails.
+    let before = service.stats();
+    for i in 0..100 {
+        // SAFETY: from Box::leak, unpublished, retired once.
+        unsafe { service.kvfree_rcu(Headed::boxed(i, counter)) };
+    }
+    let after = service.stats();
+    assert_eq!(after.queued_heads - before.queued_heads, 100, "{after:?}");
+    // Head-less: Err at once, the object handed back.
+    let p = Plain::boxed(1, counter);
+    // SAFETY: as above.
+    let back = unsafe { service.try_kvfree_rcu(p) }.expect_err("no page, so Err");
+    assert_eq!(back, p);
+    // The sleeping variant waits for a grace period and frees inline.
+    let inline_before = service.stats().freed_inline;
+    // SAFETY: `back` is ours again (Err), retired once.
+    unsafe { service.kvfree_rcu_mightsleep(back) };
+    assert_eq!(service.stats().freed_inline, inline_before + 1);
+    assert!(service.stats().refill_requests > 0);
+    // Recovery: the worker's round refills on demand, and the fast path works again.
+    let report = service.run_once();
+    assert!(report.pages_refilled > 0, "{report:?}");
+    let p = Plain::boxed(2, counter);
+    // SAFETY: as above.
+    unsafe { service.try_kvfree_rcu(p) }.expect("refilled, so a page is available");
+    service.barrier();
+    assert_eq!(counter.dropped(), went_in + 100 + 1 + 1 + 1, "every object freed exactly once");
+}
+
+#[test]
+fn injected_allocation_failures_back_off_and_lose_nothing() {
+    let counter = DropCounter::leak();
+    let service = manual_service();
+    service.shrink();
+    service.inject_alloc_failures(3);
+    let n = exhaust(&service, counter);
+    let r = service.run_once();
+    assert!(r.refill_failed, "{r:?}");
+    // While backing off, headed retires keep working through their heads.
+    for i in 0..10 {
+        // SAFETY: from Box::leak, unpublished, retired once.
+        unsafe { service.kvfree_rcu(Headed::boxed(i, counter)) };
+    }
+    assert_eq!(service.stats().queued_heads, 10);
+    // Recovery once the backoff passes and allocation succeeds again (the
+    // remaining injected failures are used up by the retries first).
+    let mut refilled = 0;
+    for _ in 0..1_000 {
+        refilled += service.run_once().pages_refilled;
+        if refilled > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(refilled > 0, "refill recovered after the injected failures");
+    assert!(service.stats().alloc_failures >= 3, "{:?}", service.stats());
+    let p = Plain::boxed(3, counter);
+    // SAFETY: as above.
+    unsafe { service.try_kvfree_rcu(p) }.expect("pages again after recovery");
+    service.barrier();
+    assert_eq!(counter.dropped(), n + 1 + 10 + 1, "exhaust freed the one handed back");
+}
+
+#[test]
+fn many_types_through_one_service_each_dropped_with_its_own_drop() {
+    let a = DropCounter::leak();
+    let b = DropCounter::leak();
+    let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    let strings = scaled(2_000);
+    for i in 0..strings {
+        // Alternate types so the pages' run-length kinds change on every record.
+        // SAFETY: from Box::leak, unpublished, retired once.
+        unsafe {
+            service.kvfree_rcu(Headed::boxed(i as u64, a));
+            if let Err(p) = service.try_kvfree_rcu(Plain::boxed(i as u64, b)) {
+                service.kvfree_rcu_mightsleep(p);
+            }
+            let s = NonNull::from(Box::leak(Box::new(format!("string {i}"))));
+            if let Err(s) = service.try_kvfree_rcu(s) {
+                service.kvfree_rcu_mightsleep(s);
+            }
+            let v = NonNull::from(Box::leak(Box::new(vec![i as u8; i % 64])));
+            if let Err(v) = service.try_kvfree_rcu(v) {
+                service.kvfree_rcu_mightsleep(v);
+            }
+        }
+    }
+    service.barrier();
+    assert_eq!(a.dropped(), strings);
+    assert_eq!(b.dropped(), strings);
+}
+
+#[test]
+fn low_level_variant_calls_the_given_free_function() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static FREED: AtomicUsize = AtomicUsize::new(0);
+    unsafe fn free_slot(p: NonNull<()>) {
+        // SAFETY: the test retires Box<u32>s only.
+        drop(unsafe { Box::from_raw(p.cast::<u32>().as_ptr()) });
+        FREED.fetch_add(1, Ordering::SeqCst);
+    }
+    let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    let mut queued = 0;
+    for i in 0..100u32 {
+        let p = NonNull::from(Box::leak(Box::new(i))).cast::<()>();
+        // SAFETY: `free_slot` frees a Box<u32>, once.
+        match unsafe { service.kvfree_rcu_with(p, free_slot) } {
+            Ok(()) => queued += 1,
+            // SAFETY: Err returns ownership.
+            Err(p) => unsafe { free_slot(p) },
+        }
+    }
+    service.barrier();
+    assert_eq!(FREED.load(Ordering::SeqCst), 100);
+    assert!(queued > 0);
+}
+
+#[test]
+fn paused_worker_then_resume_frees_everything() {
+    let counter = DropCounter::leak();
+    let service = Arc::new(KvfreeRcu::new(Arc::new(Rcu::new())));
+    service.pause_worker();
+    let n = scaled(20_000);
+    for i in 0..n {
+        // SAFETY: from Box::leak, unpublished, retired once.
+        unsafe { service.kvfree_rcu(Headed::boxed(i as u64, counter)) };
+    }
+    let s = service.stats();
+    assert_eq!(s.queued_pages + s.queued_heads, n as u64, "{s:?}");
+    service.resume_worker();
+    service.barrier();
+    assert_eq!(counter.dropped(), n);
+}
+
+#[test]
+fn threads_that_exit_right_after_retiring_strand_nothing() {
+    let counter = DropCounter::leak();
+    let service = Arc::new(KvfreeRcu::new(Arc::new(Rcu::new())));
+    let threads = 16;
+    let per = scaled(200);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let service = service.clone();
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    // SAFETY: from Box::leak, unpublished, retired once.
+                    unsafe { service.kvfree_rcu(Headed::boxed((t * per + i) as u64, counter)) };
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    // The worker seals idle CPUs' open pages on its own; wait without barrier.
+    for _ in 0..10_000 {
+        if counter.dropped() == threads * per {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(counter.dropped(), threads * per, "the worker drained every CPU's pages");
+}
+
+#[test]
+fn stats_count_batches_grace_periods_and_wakeups() {
+    let counter = DropCounter::leak();
+    let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    for i in 0..scaled(3_000) {
+        // SAFETY: from Box::leak, unpublished, retired once.
+        unsafe { service.kvfree_rcu(Headed::boxed(i as u64, counter)) };
+    }
+    service.barrier();
+    let s = service.stats();
+    assert!(s.batches >= 1, "{s:?}");
+    assert!(s.grace_periods >= 2, "{s:?}");
+    assert!(s.pages_allocated >= 1, "{s:?}");
+    assert_eq!(s.pending, 0);
+}
+
+#[test]
+fn invalid_configuration_is_a_clear_error() {
+    let err = KvfreeRcu::builder(Arc::new(Rcu::new())).low_watermark(10).high_watermark(2).try_build();
+    let msg = err.expect_err("low above high").to_string();
+    assert!(msg.contains("invalid pool configuration"), "{msg}");
+}
