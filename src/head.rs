@@ -134,7 +134,7 @@ macro_rules! impl_rcu_headed {
         unsafe impl $crate::RcuHeaded for $ty {
             const RCU_HEAD_OFFSET: usize = {
                 #[allow(dead_code)]
-                fn field_is_an_rcu_head(v: &$ty) -> &$crate::RcuHead {
+                fn field_is_an_rcu_head<'a>(v: &'a $ty) -> &'a $crate::RcuHead {
                     &v.$field
                 }
                 ::core::mem::offset_of!($ty, $field)

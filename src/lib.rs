@@ -72,6 +72,8 @@ mod service;
 mod spinlock;
 mod stats;
 mod sync;
+#[cfg(all(test, not(kvfree_loom)))]
+mod tests;
 mod wake;
 mod worker;
 

@@ -8,7 +8,7 @@
 #![cfg(kvfree_loom)]
 
 use kvfree_rcu::{KvfreeRcu, Rcu, RcuHead, impl_rcu_headed};
-use loom::sync::Arc;
+use std::sync::Arc;
 use loom::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use loom::thread;
 use std::ptr::NonNull;
