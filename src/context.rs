@@ -102,14 +102,28 @@ struct ThreadContext {
     violations: Cell<u64>,
 }
 
+impl ThreadContext {
+    const fn new() -> ThreadContext {
+        ThreadContext {
+            raw_locks: Cell::new(0),
+            atomic_sections: Cell::new(0),
+            in_free: Cell::new(0),
+            allocations: Cell::new(0),
+            violations: Cell::new(0),
+        }
+    }
+}
+
+// `const` initialisation: no lazy-init state, no destructor, so touching it
+// never allocates (it runs inside the global allocator). Loom's macro has no
+// `const` form.
+#[cfg(not(kvfree_loom))]
 thread_local! {
-    static CONTEXT: ThreadContext = ThreadContext {
-        raw_locks: Cell::new(0),
-        atomic_sections: Cell::new(0),
-        in_free: Cell::new(0),
-        allocations: Cell::new(0),
-        violations: Cell::new(0),
-    };
+    static CONTEXT: ThreadContext = const { ThreadContext::new() };
+}
+#[cfg(kvfree_loom)]
+thread_local! {
+    static CONTEXT: ThreadContext = ThreadContext::new();
 }
 
 static MODE: AtomicU8 = AtomicU8::new(ReportMode::Panic as u8);
@@ -169,7 +183,11 @@ pub fn in_atomic() -> bool {
 
 /// Number of raw spinlocks this thread holds (0 without [`CHECKS`]).
 pub fn raw_locks_held() -> u32 {
-    if CHECKS { with(|c| c.raw_locks.get()).unwrap_or(0) } else { 0 }
+    if CHECKS {
+        with(|c| c.raw_locks.get()).unwrap_or(0)
+    } else {
+        0
+    }
 }
 
 /// Reports a violation: counts it, then panics, warns or stays silent
@@ -250,7 +268,9 @@ impl AtomicSection {
         if CHECKS {
             with(|c| c.atomic_sections.set(c.atomic_sections.get() + 1));
         }
-        AtomicSection { _not_send: PhantomData }
+        AtomicSection {
+            _not_send: PhantomData,
+        }
     }
 }
 
@@ -258,7 +278,10 @@ impl Drop for AtomicSection {
     #[inline]
     fn drop(&mut self) {
         if CHECKS {
-            with(|c| c.atomic_sections.set(c.atomic_sections.get().saturating_sub(1)));
+            with(|c| {
+                c.atomic_sections
+                    .set(c.atomic_sections.get().saturating_sub(1))
+            });
         }
     }
 }
@@ -345,7 +368,15 @@ mod tests {
 
     #[test]
     fn messages_name_the_violation() {
-        assert!(Violation::SleepInAtomic.to_string().contains("atomic context"));
-        assert!(Violation::InvalidWaitContext.to_string().contains("invalid wait context"));
+        assert!(
+            Violation::SleepInAtomic
+                .to_string()
+                .contains("atomic context")
+        );
+        assert!(
+            Violation::InvalidWaitContext
+                .to_string()
+                .contains("invalid wait context")
+        );
     }
 }

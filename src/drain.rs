@@ -62,7 +62,10 @@ pub(crate) struct Collected {
 impl<S: Copy> Drain<S> {
     pub(crate) fn new() -> Self {
         Drain {
-            queue: Mutex::new(Queue { batches: VecDeque::new(), next_seq: 1 }),
+            queue: Mutex::new(Queue {
+                batches: VecDeque::new(),
+                next_seq: 1,
+            }),
             free_lock: Mutex::new(()),
             completed_seq: AtomicU64::new(0),
             freed: AtomicU64::new(0),
@@ -88,7 +91,10 @@ impl<S: Copy> Drain<S> {
         pool.seal_open(&mut pages, wait_busy);
         pages.append(pool.take_sealed());
         let heads = heads.take_all();
-        let found = Collected { pages: pages.pages(), heads: heads.len() };
+        let found = Collected {
+            pages: pages.pages(),
+            heads: heads.len(),
+        };
         if pages.records() == 0 && heads.is_empty() {
             // Empty pages (a slot sealed right after a recycle) go back.
             pool.recycle(pages);
@@ -97,7 +103,12 @@ impl<S: Copy> Drain<S> {
         let stamp = gp.start_poll();
         let seq = q.next_seq;
         q.next_seq += 1;
-        q.batches.push_back(Batch { seq, stamp, pages, heads });
+        q.batches.push_back(Batch {
+            seq,
+            stamp,
+            pages,
+            heads,
+        });
         self.batches.fetch_add(1, Ordering::Relaxed);
         found
     }

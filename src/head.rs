@@ -51,13 +51,19 @@ impl RcuHead {
     /// An unqueued head.
     #[cfg(not(kvfree_loom))]
     pub const fn new() -> RcuHead {
-        RcuHead { next: AtomicPtr::new(ptr::null_mut()), free: AtomicPtr::new(ptr::null_mut()) }
+        RcuHead {
+            next: AtomicPtr::new(ptr::null_mut()),
+            free: AtomicPtr::new(ptr::null_mut()),
+        }
     }
 
     /// An unqueued head.
     #[cfg(kvfree_loom)]
     pub fn new() -> RcuHead {
-        RcuHead { next: AtomicPtr::new(ptr::null_mut()), free: AtomicPtr::new(ptr::null_mut()) }
+        RcuHead {
+            next: AtomicPtr::new(ptr::null_mut()),
+            free: AtomicPtr::new(ptr::null_mut()),
+        }
     }
 
     /// Marks the head retired (checked builds call this on every headed
@@ -82,7 +88,9 @@ impl Default for RcuHead {
 
 impl fmt::Debug for RcuHead {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RcuHead").field("queued", &self.is_queued()).finish()
+        f.debug_struct("RcuHead")
+            .field("queued", &self.is_queued())
+            .finish()
     }
 }
 
@@ -112,7 +120,11 @@ pub unsafe trait RcuHeaded: Sized {
     fn rcu_head(&self) -> &RcuHead {
         // SAFETY: contract 1 of the trait: an `RcuHead` field lives at this
         // offset inside `*self`, which is borrowed for the returned lifetime.
-        unsafe { &*ptr::from_ref(self).byte_add(Self::RCU_HEAD_OFFSET).cast::<RcuHead>() }
+        unsafe {
+            &*ptr::from_ref(self)
+                .byte_add(Self::RCU_HEAD_OFFSET)
+                .cast::<RcuHead>()
+        }
     }
 }
 
@@ -176,7 +188,11 @@ pub(crate) struct HeadLists {
 
 impl HeadLists {
     pub(crate) fn new(slots: usize) -> HeadLists {
-        HeadLists { lists: (0..slots).map(|_| CachePadded::new(AtomicPtr::new(ptr::null_mut()))).collect() }
+        HeadLists {
+            lists: (0..slots)
+                .map(|_| CachePadded::new(AtomicPtr::new(ptr::null_mut())))
+                .collect(),
+        }
     }
 
     /// Queues `head` with its `free` function on list `cpu % slots`.
@@ -196,7 +212,12 @@ impl HeadLists {
             h.next.store(top, Ordering::Relaxed);
             // Release: publishes `next`, `free` (and the caller's earlier
             // writes) to the consumer's Acquire swap in `take_all`.
-            match list.compare_exchange_weak(top, head.as_ptr(), Ordering::Release, Ordering::Relaxed) {
+            match list.compare_exchange_weak(
+                top,
+                head.as_ptr(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return,
                 Err(now) => top = now,
             }
@@ -237,7 +258,9 @@ impl HeadChain {
 
     /// Adds the list starting at `first` (may be null) in front of this chain.
     fn prepend(&mut self, first: *mut RcuHead) {
-        let Some(first) = NonNull::new(first) else { return };
+        let Some(first) = NonNull::new(first) else {
+            return;
+        };
         let mut last = first;
         let mut n = 1;
         loop {
@@ -279,4 +302,3 @@ impl HeadChain {
         freed
     }
 }
-

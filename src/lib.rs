@@ -92,3 +92,8 @@ pub use service::KvfreeRcu;
 pub use spinlock::{RawSpinLock, RawSpinLockGuard, SpinLock, SpinLockGuard};
 pub use stats::Stats;
 pub use worker::RoundReport;
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

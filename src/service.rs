@@ -187,7 +187,11 @@ impl<G: GracePeriod> KvfreeRcu<G> {
                 // `free_headed::<T>` drops the `Box<T>` the head lives in
                 // (contract 1), once, after the batch's grace period.
                 unsafe {
-                    self.shared.heads.push(crate::pool::current_cpu(), head, head::free_headed::<T>);
+                    self.shared.heads.push(
+                        crate::pool::current_cpu(),
+                        head,
+                        head::free_headed::<T>,
+                    );
                 }
                 self.shared.queued_heads.fetch_add(1, Ordering::Relaxed);
                 self.shared.request_refill();
@@ -216,8 +220,13 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// As [`kvfree_rcu`](Self::kvfree_rcu) 1-3; on `Err` nothing happened and
     /// the caller owns `ptr` again.
     #[inline]
-    pub unsafe fn try_kvfree_rcu<T: Send + 'static>(&self, ptr: NonNull<T>) -> Result<(), NonNull<T>> {
-        self.shared.try_push(ptr.cast(), free_box::<T>).map_err(NonNull::cast)
+    pub unsafe fn try_kvfree_rcu<T: Send + 'static>(
+        &self,
+        ptr: NonNull<T>,
+    ) -> Result<(), NonNull<T>> {
+        self.shared
+            .try_push(ptr.cast(), free_box::<T>)
+            .map_err(NonNull::cast)
     }
 
     /// Retires memory that is not a `Box` (a slab or arena slot): after a
@@ -242,7 +251,11 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     ///    sound, and frees what `ptr` points to.
     /// 2. `ptr` is unreachable for new readers and retired once.
     #[inline]
-    pub unsafe fn kvfree_rcu_with(&self, ptr: NonNull<()>, free: FreeFn) -> Result<(), NonNull<()>> {
+    pub unsafe fn kvfree_rcu_with(
+        &self,
+        ptr: NonNull<()>,
+        free: FreeFn,
+    ) -> Result<(), NonNull<()>> {
         self.shared.try_push(ptr, free)
     }
 

@@ -45,13 +45,19 @@ impl<T> RawSpinLock<T> {
     /// A new unlocked lock holding `value`.
     #[cfg(not(kvfree_loom))]
     pub const fn new(value: T) -> Self {
-        RawSpinLock { locked: AtomicBool::new(false), data: UnsafeCell::new(value) }
+        RawSpinLock {
+            locked: AtomicBool::new(false),
+            data: UnsafeCell::new(value),
+        }
     }
 
     /// A new unlocked lock holding `value`.
     #[cfg(kvfree_loom)]
     pub fn new(value: T) -> Self {
-        RawSpinLock { locked: AtomicBool::new(false), data: UnsafeCell::new(value) }
+        RawSpinLock {
+            locked: AtomicBool::new(false),
+            data: UnsafeCell::new(value),
+        }
     }
 
     /// Consumes the lock, returning the data.
@@ -70,7 +76,10 @@ impl<T> RawSpinLock<T> {
             // Acquire: pairs with the Release store in `RawSpinLockGuard::drop`,
             // so the previous holder's writes to `data` are visible.
             if !self.locked.swap(true, Ordering::Acquire) {
-                return RawSpinLockGuard { lock: self, _not_send: PhantomData };
+                return RawSpinLockGuard {
+                    lock: self,
+                    _not_send: PhantomData,
+                };
             }
             // Test before test-and-set: spin on a shared read, not on RMWs.
             while self.locked.load(Ordering::Relaxed) {
@@ -87,7 +96,10 @@ impl<T> RawSpinLock<T> {
             return None;
         }
         context::raw_lock_acquired();
-        Some(RawSpinLockGuard { lock: self, _not_send: PhantomData })
+        Some(RawSpinLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        })
     }
 
     /// Whether some thread holds the lock (a racy snapshot).
@@ -110,7 +122,9 @@ impl<T: Default> Default for RawSpinLock<T> {
 
 impl<T> fmt::Debug for RawSpinLock<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawSpinLock").field("locked", &self.is_locked()).finish_non_exhaustive()
+        f.debug_struct("RawSpinLock")
+            .field("locked", &self.is_locked())
+            .finish_non_exhaustive()
     }
 }
 
@@ -180,9 +194,13 @@ impl<T> SpinLock<T> {
     /// A new unlocked lock holding `value`.
     pub fn new(value: T) -> Self {
         #[cfg(not(feature = "rt"))]
-        return SpinLock { inner: RawSpinLock::new(value) };
+        return SpinLock {
+            inner: RawSpinLock::new(value),
+        };
         #[cfg(feature = "rt")]
-        return SpinLock { inner: std::sync::Mutex::new(value) };
+        return SpinLock {
+            inner: std::sync::Mutex::new(value),
+        };
     }
 
     /// Takes the lock (spinning, or sleeping with `rt`).
@@ -193,7 +211,10 @@ impl<T> SpinLock<T> {
         #[cfg(not(feature = "rt"))]
         return self.inner.lock();
         #[cfg(feature = "rt")]
-        return self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        return self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
 }
 

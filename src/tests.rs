@@ -22,7 +22,11 @@ impl Drop for Counted<'_> {
 }
 
 fn counted(drops: &'static AtomicUsize) -> NonNull<Counted<'static>> {
-    NonNull::from(Box::leak(Box::new(Counted { drops, head: RcuHead::new(), _payload: [7; 2] })))
+    NonNull::from(Box::leak(Box::new(Counted {
+        drops,
+        head: RcuHead::new(),
+        _payload: [7; 2],
+    })))
 }
 
 fn manual() -> KvfreeRcu {
@@ -114,8 +118,12 @@ fn zero_sized_and_over_aligned_types() {
     for _ in 0..3 {
         // SAFETY: from Box::leak, never published, retired once.
         unsafe {
-            let _ = s.try_kvfree_rcu(NonNull::from(Box::leak(Box::new(())))).map_err(|p| s.kvfree_rcu_mightsleep(p));
-            let _ = s.try_kvfree_rcu(NonNull::from(Box::leak(Box::new(Wide(1))))).map_err(|p| s.kvfree_rcu_mightsleep(p));
+            let _ = s
+                .try_kvfree_rcu(NonNull::from(Box::leak(Box::new(()))))
+                .map_err(|p| s.kvfree_rcu_mightsleep(p));
+            let _ = s
+                .try_kvfree_rcu(NonNull::from(Box::leak(Box::new(Wide(1)))))
+                .map_err(|p| s.kvfree_rcu_mightsleep(p));
         }
     }
     s.barrier();
@@ -128,7 +136,10 @@ fn head_offset_and_accessor_agree() {
     // SAFETY: live, ours.
     let obj = unsafe { p.as_ref() };
     let head_addr = std::ptr::from_ref(obj.rcu_head()).addr();
-    assert_eq!(head_addr - p.as_ptr().addr(), <Counted<'static> as RcuHeaded>::RCU_HEAD_OFFSET);
+    assert_eq!(
+        head_addr - p.as_ptr().addr(),
+        <Counted<'static> as RcuHeaded>::RCU_HEAD_OFFSET
+    );
     // SAFETY: from Box::leak, never retired.
     drop(unsafe { Box::from_raw(p.as_ptr()) });
 }

@@ -95,7 +95,9 @@ impl<G: GracePeriod> Shared<G> {
             due
         };
         if collect_now {
-            let c = self.drain.collect(&*self.gp, &self.pool, &self.heads, false);
+            let c = self
+                .drain
+                .collect(&*self.gp, &self.pool, &self.heads, false);
             report.collected_pages = c.pages;
             report.collected_heads = c.heads;
         }

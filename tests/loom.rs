@@ -8,10 +8,10 @@
 #![cfg(kvfree_loom)]
 
 use kvfree_rcu::{KvfreeRcu, Rcu, RcuHead, impl_rcu_headed};
-use std::sync::Arc;
 use loom::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use loom::thread;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 const ALIVE: u64 = 1;
 const POISON: u64 = 2;
@@ -23,18 +23,30 @@ struct Node {
 impl_rcu_headed!(Node, head);
 
 fn node() -> *mut Node {
-    Box::into_raw(Box::new(Node { state: AtomicU64::new(ALIVE), head: RcuHead::new() }))
+    Box::into_raw(Box::new(Node {
+        state: AtomicU64::new(ALIVE),
+        head: RcuHead::new(),
+    }))
 }
 
 /// "Frees" a node by poisoning it; the model frees the memory at the end.
 unsafe fn poison(p: NonNull<()>) {
     // SAFETY: the model retires live `Node`s only and keeps their memory.
     let n = unsafe { p.cast::<Node>().as_ref() };
-    assert_eq!(n.state.swap(POISON, Ordering::Relaxed), ALIVE, "freed twice");
+    assert_eq!(
+        n.state.swap(POISON, Ordering::Relaxed),
+        ALIVE,
+        "freed twice"
+    );
 }
 
 fn service(rcu: Arc<Rcu>) -> KvfreeRcu {
-    KvfreeRcu::builder(rcu).manual().cpus(1).low_watermark(1).high_watermark(1).build()
+    KvfreeRcu::builder(rcu)
+        .manual()
+        .cpus(1)
+        .low_watermark(1)
+        .high_watermark(1)
+        .build()
 }
 
 /// A reader that found the old node before it was unlinked keeps it alive
@@ -54,18 +66,27 @@ fn reader_keeps_retired_object_alive_until_its_section_ends() {
                 let p = slot.load(Ordering::Acquire);
                 // SAFETY: published, and freed only after our section.
                 let n = unsafe { &*p };
-                assert_eq!(n.state.load(Ordering::Relaxed), ALIVE, "reader saw a freed node");
+                assert_eq!(
+                    n.state.load(Ordering::Relaxed),
+                    ALIVE,
+                    "reader saw a freed node"
+                );
             })
         };
 
         let second = node();
         let old = slot.swap(second, Ordering::AcqRel);
         // SAFETY: unlinked above, retired once; `poison` leaves the memory.
-        unsafe { svc.kvfree_rcu_with(NonNull::new(old).unwrap().cast(), poison) }.expect("a cached page");
+        unsafe { svc.kvfree_rcu_with(NonNull::new(old).unwrap().cast(), poison) }
+            .expect("a cached page");
         svc.run_once();
         svc.barrier();
         // SAFETY: the model owns both nodes.
-        assert_eq!(unsafe { &*old }.state.load(Ordering::Relaxed), POISON, "barrier freed it");
+        assert_eq!(
+            unsafe { &*old }.state.load(Ordering::Relaxed),
+            POISON,
+            "barrier freed it"
+        );
         reader.join().unwrap();
         // SAFETY: no reader remains; both nodes are ours.
         unsafe {

@@ -18,7 +18,8 @@ use std::sync::{Arc, Barrier};
 /// Delays every free by `QUARANTINE` later frees, poisoning the block meanwhile.
 struct Quarantine;
 const QUARANTINE: usize = 1 << 14;
-static RING: [AtomicPtr<u8>; QUARANTINE] = [const { AtomicPtr::new(std::ptr::null_mut()) }; QUARANTINE];
+static RING: [AtomicPtr<u8>; QUARANTINE] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; QUARANTINE];
 static SIZES: [AtomicUsize; QUARANTINE] = [const { AtomicUsize::new(0) }; QUARANTINE];
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 const ALIGN: usize = 16;
@@ -66,10 +67,16 @@ fn readers_never_observe_a_freed_object() {
     let counter = DropCounter::leak();
     let rcu = Arc::new(Rcu::new());
     let service = Arc::new(KvfreeRcu::new(rcu.clone()));
-    let slots: Arc<Vec<AtomicPtr<Headed>>> =
-        Arc::new((0..SLOTS).map(|i| AtomicPtr::new(Headed::boxed(i as u64, counter).as_ptr())).collect());
-    let plain_slots: Arc<Vec<AtomicPtr<Plain>>> =
-        Arc::new((0..SLOTS).map(|i| AtomicPtr::new(Plain::boxed(i as u64, counter).as_ptr())).collect());
+    let slots: Arc<Vec<AtomicPtr<Headed>>> = Arc::new(
+        (0..SLOTS)
+            .map(|i| AtomicPtr::new(Headed::boxed(i as u64, counter).as_ptr()))
+            .collect(),
+    );
+    let plain_slots: Arc<Vec<AtomicPtr<Plain>>> = Arc::new(
+        (0..SLOTS)
+            .map(|i| AtomicPtr::new(Plain::boxed(i as u64, counter).as_ptr()))
+            .collect(),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicU64::new(0));
     let readers = 6; // with 2 updaters and a maintenance thread: 9 threads on 2 cores
@@ -78,8 +85,14 @@ fn readers_never_observe_a_freed_object() {
     let mut handles = Vec::new();
 
     for r in 0..readers {
-        let (rcu, slots, plain_slots, stop, reads, start) =
-            (rcu.clone(), slots.clone(), plain_slots.clone(), stop.clone(), reads.clone(), start.clone());
+        let (rcu, slots, plain_slots, stop, reads, start) = (
+            rcu.clone(),
+            slots.clone(),
+            plain_slots.clone(),
+            stop.clone(),
+            reads.clone(),
+            start.clone(),
+        );
         handles.push(std::thread::spawn(move || {
             rcu.register_current_thread().unwrap();
             start.wait();
@@ -90,15 +103,27 @@ fn readers_never_observe_a_freed_object() {
                     let p = slots[i].load(Ordering::Acquire);
                     // SAFETY: published and not freed before our guard drops.
                     let obj = unsafe { &*p };
-                    assert_eq!(obj.magic.load(Ordering::Relaxed), ALIVE, "reader saw a freed headed object");
+                    assert_eq!(
+                        obj.magic.load(Ordering::Relaxed),
+                        ALIVE,
+                        "reader saw a freed headed object"
+                    );
                     let q = plain_slots[i].load(Ordering::Acquire);
                     // SAFETY: as above.
                     let plain = unsafe { &*q };
                     if (n + r as u64) % 64 == 0 {
                         std::thread::yield_now(); // get preempted inside the section
                     }
-                    assert_eq!(obj.magic.load(Ordering::Relaxed), ALIVE, "headed object freed during the section");
-                    assert_eq!(plain.magic.load(Ordering::Relaxed), ALIVE, "reader saw a freed plain object");
+                    assert_eq!(
+                        obj.magic.load(Ordering::Relaxed),
+                        ALIVE,
+                        "headed object freed during the section"
+                    );
+                    assert_eq!(
+                        plain.magic.load(Ordering::Relaxed),
+                        ALIVE,
+                        "reader saw a freed plain object"
+                    );
                     assert_eq!(plain.payload[0], plain.payload[2]);
                 }
                 n += 1;
@@ -108,7 +133,12 @@ fn readers_never_observe_a_freed_object() {
     }
 
     for u in 0..2u64 {
-        let (service, slots, plain_slots, start) = (service.clone(), slots.clone(), plain_slots.clone(), start.clone());
+        let (service, slots, plain_slots, start) = (
+            service.clone(),
+            slots.clone(),
+            plain_slots.clone(),
+            start.clone(),
+        );
         handles.push(std::thread::spawn(move || {
             start.wait();
             for k in 0..updates as u64 {
@@ -121,6 +151,7 @@ fn readers_never_observe_a_freed_object() {
                 // SAFETY: as above; on Err it is ours again and we retire it
                 // with the sleeping variant (ordinary context).
                 if let Err(old) = unsafe { service.try_kvfree_rcu(old) } {
+                    // SAFETY: Err handed it back; retired once.
                     unsafe { service.kvfree_rcu_mightsleep(old) };
                 }
             }
@@ -157,7 +188,11 @@ fn readers_never_observe_a_freed_object() {
     maintenance.join().unwrap();
 
     service.barrier();
-    assert_eq!(counter.dropped(), 2 * 2 * updates, "every replaced object freed exactly once");
+    assert_eq!(
+        counter.dropped(),
+        2 * 2 * updates,
+        "every replaced object freed exactly once"
+    );
     assert!(reads.load(Ordering::Relaxed) > 0);
     for i in 0..SLOTS {
         // SAFETY: no readers remain; the final objects were never retired.

@@ -40,6 +40,7 @@ fn headed_and_headless_objects_are_freed_exactly_once_by_barrier() {
         unsafe { service.kvfree_rcu(Headed::boxed(i as u64, counter)) };
         // SAFETY: as above; Err returns ownership, then the sleeping variant retires it.
         if let Err(p) = unsafe { service.try_kvfree_rcu(Plain::boxed(i as u64, counter)) } {
+            // SAFETY: Err handed it back; retired once.
             unsafe { service.kvfree_rcu_mightsleep(p) };
         }
         // SAFETY: as above.
@@ -99,7 +100,11 @@ fn pages_exhausted_use_every_fallback_then_recover_after_refill() {
     // SAFETY: as above.
     unsafe { service.try_kvfree_rcu(p) }.expect("refilled, so a page is available");
     service.barrier();
-    assert_eq!(counter.dropped(), went_in + 100 + 1 + 1 + 1, "every object freed exactly once");
+    assert_eq!(
+        counter.dropped(),
+        went_in + 100 + 1 + 1 + 1,
+        "every object freed exactly once"
+    );
 }
 
 #[test]
@@ -133,7 +138,11 @@ fn injected_allocation_failures_back_off_and_lose_nothing() {
     // SAFETY: as above.
     unsafe { service.try_kvfree_rcu(p) }.expect("pages again after recovery");
     service.barrier();
-    assert_eq!(counter.dropped(), n + 1 + 10 + 1, "exhaust freed the one handed back");
+    assert_eq!(
+        counter.dropped(),
+        n + 1 + 10 + 1,
+        "exhaust freed the one handed back"
+    );
 }
 
 #[test]
@@ -234,7 +243,11 @@ fn threads_that_exit_right_after_retiring_strand_nothing() {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    assert_eq!(counter.dropped(), threads * per, "the worker drained every CPU's pages");
+    assert_eq!(
+        counter.dropped(),
+        threads * per,
+        "the worker drained every CPU's pages"
+    );
 }
 
 #[test]
@@ -255,7 +268,10 @@ fn stats_count_batches_grace_periods_and_wakeups() {
 
 #[test]
 fn invalid_configuration_is_a_clear_error() {
-    let err = KvfreeRcu::builder(Arc::new(Rcu::new())).low_watermark(10).high_watermark(2).try_build();
+    let err = KvfreeRcu::builder(Arc::new(Rcu::new()))
+        .low_watermark(10)
+        .high_watermark(2)
+        .try_build();
     let msg = err.expect_err("low above high").to_string();
     assert!(msg.contains("invalid pool configuration"), "{msg}");
 }

@@ -35,14 +35,23 @@ impl_rcu_headed!(Headed, head);
 
 impl Headed {
     pub fn boxed(value: u64, counter: &'static DropCounter) -> std::ptr::NonNull<Headed> {
-        let b = Box::new(Headed { magic: AtomicU64::new(ALIVE), value, counter, head: RcuHead::new() });
+        let b = Box::new(Headed {
+            magic: AtomicU64::new(ALIVE),
+            value,
+            counter,
+            head: RcuHead::new(),
+        });
         std::ptr::NonNull::from(Box::leak(b))
     }
 }
 
 impl Drop for Headed {
     fn drop(&mut self) {
-        assert_eq!(self.magic.swap(POISON, Ordering::SeqCst), ALIVE, "object dropped twice");
+        assert_eq!(
+            self.magic.swap(POISON, Ordering::SeqCst),
+            ALIVE,
+            "object dropped twice"
+        );
         self.counter.dropped.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -56,14 +65,22 @@ pub struct Plain {
 
 impl Plain {
     pub fn boxed(value: u64, counter: &'static DropCounter) -> std::ptr::NonNull<Plain> {
-        let b = Box::new(Plain { magic: AtomicU64::new(ALIVE), payload: [value; 3], counter });
+        let b = Box::new(Plain {
+            magic: AtomicU64::new(ALIVE),
+            payload: [value; 3],
+            counter,
+        });
         std::ptr::NonNull::from(Box::leak(b))
     }
 }
 
 impl Drop for Plain {
     fn drop(&mut self) {
-        assert_eq!(self.magic.swap(POISON, Ordering::SeqCst), ALIVE, "object dropped twice");
+        assert_eq!(
+            self.magic.swap(POISON, Ordering::SeqCst),
+            ALIVE,
+            "object dropped twice"
+        );
         self.counter.dropped.fetch_add(1, Ordering::SeqCst);
     }
 }
