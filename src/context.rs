@@ -243,6 +243,61 @@ pub fn might_sleep() {
     }
 }
 
+/// Proof, at the type level, that the holder may sleep (Rust for Linux style).
+///
+/// Make one at the top of ordinary-context code ([`Sleepable::new`] checks
+/// the claim in checked builds). Sleeping calls that take `&Sleepable`
+/// ([`KvfreeRcu::kvfree_rcu_mightsleep_in`](crate::KvfreeRcu::kvfree_rcu_mightsleep_in),
+/// [`KvfreeRcu::barrier_in`](crate::KvfreeRcu::barrier_in)) cannot be called
+/// while a raw spinlock taken with
+/// [`RawSpinLock::lock_in`](crate::RawSpinLock::lock_in) is held, because
+/// that guard borrows the token mutably:
+///
+/// ```compile_fail
+/// use std::{ptr::NonNull, sync::Arc};
+/// use kvfree_rcu::{KvfreeRcu, RawSpinLock, Rcu, context::Sleepable};
+/// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+/// let lock = RawSpinLock::new(());
+/// let mut ctx = Sleepable::new();
+/// let guard = lock.lock_in(&mut ctx);
+/// let p = NonNull::from(Box::leak(Box::new(1u32)));
+/// unsafe { service.kvfree_rcu_mightsleep_in(&ctx, p) }; // error: `ctx` is mutably borrowed
+/// drop(guard);
+/// ```
+///
+/// Once the guard is gone the token is usable again:
+///
+/// ```
+/// use std::{ptr::NonNull, sync::Arc};
+/// use kvfree_rcu::{KvfreeRcu, RawSpinLock, Rcu, context::Sleepable};
+/// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+/// let lock = RawSpinLock::new(());
+/// let mut ctx = Sleepable::new();
+/// drop(lock.lock_in(&mut ctx));
+/// let p = NonNull::from(Box::leak(Box::new(1u32)));
+/// // SAFETY: from Box::leak, never published, retired once.
+/// unsafe { service.kvfree_rcu_mightsleep_in(&ctx, p) };
+/// service.barrier_in(&ctx);
+/// ```
+#[derive(Debug)]
+pub struct Sleepable {
+    _not_send: PhantomData<*const ()>,
+}
+
+// No `Default`: claiming that a thread may sleep should be a visible call.
+#[allow(clippy::new_without_default)]
+impl Sleepable {
+    /// Claims that this thread may sleep here; checked builds report the
+    /// claim when it is false ([`might_sleep`]).
+    #[track_caller]
+    pub fn new() -> Sleepable {
+        might_sleep();
+        Sleepable {
+            _not_send: PhantomData,
+        }
+    }
+}
+
 /// Declares the current thread to be in atomic context until dropped: put
 /// one at the top of a signal handler or around a real-time loop. Nestable,
 /// `!Send`; costs nothing without [`CHECKS`].

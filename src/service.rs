@@ -16,7 +16,7 @@
 //! allowed where.
 
 use crate::builder::{BuildError, Builder};
-use crate::context::{self, Violation, might_sleep};
+use crate::context::{self, Sleepable, Violation, might_sleep};
 use crate::drain::Drain;
 use crate::gp::{GracePeriod, Rcu};
 use crate::head::{self, HeadLists, RcuHead, RcuHeaded};
@@ -276,6 +276,26 @@ impl<G: GracePeriod> KvfreeRcu<G> {
             unsafe { free_box::<T>(ptr) };
             self.shared.freed_inline.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// [`kvfree_rcu_mightsleep`](Self::kvfree_rcu_mightsleep) for callers
+    /// that carry a [`Sleepable`] token: the compiler rejects the call while a
+    /// [`RawSpinLock::lock_in`](crate::RawSpinLock::lock_in) guard borrows it.
+    ///
+    /// # Safety
+    /// As [`kvfree_rcu`](Self::kvfree_rcu) 1-3.
+    pub unsafe fn kvfree_rcu_mightsleep_in<T: Send + 'static>(
+        &self,
+        _ctx: &Sleepable,
+        ptr: NonNull<T>,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { self.kvfree_rcu_mightsleep(ptr) }
+    }
+
+    /// [`barrier`](Self::barrier) for callers that carry a [`Sleepable`] token.
+    pub fn barrier_in(&self, _ctx: &Sleepable) {
+        self.barrier();
     }
 
     /// Returns once every object retired before the call has been freed.

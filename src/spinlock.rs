@@ -13,7 +13,7 @@
 //! raw-lock-nesting check does ("Invalid wait context"), because on an RT
 //! kernel that nesting sleeps inside atomic context.
 
-use crate::context::{self, Violation};
+use crate::context::{self, Sleepable, Violation};
 use crate::sync::{AtomicBool, Ordering, UnsafeCell, spin_loop};
 use core::fmt;
 use core::marker::PhantomData;
@@ -86,6 +86,14 @@ impl<T> RawSpinLock<T> {
                 spin_loop();
             }
         }
+    }
+
+    /// [`lock`](Self::lock), borrowing the caller's [`Sleepable`] token for
+    /// as long as the guard lives, so that calls which need the token (and
+    /// may sleep) fail to compile inside the critical section.
+    #[inline]
+    pub fn lock_in<'a>(&'a self, _ctx: &'a mut Sleepable) -> RawSpinLockGuard<'a, T> {
+        self.lock()
     }
 
     /// Takes the lock if it is free.
