@@ -1,95 +1,97 @@
-//! STUB: API contract for the page pool. The helper replaces every body and
-//! splits the crate into one concept per file; signatures here are the contract.
-#![allow(missing_docs, unused_variables, dead_code)]
+//! A lock-free per-CPU pool of 4 KiB pages of retired pointers.
+//!
+//! Producers ([`Pool::push`]) run in atomic context: under raw spinlocks, in
+//! signal handlers, on real-time threads. A push never allocates, never locks,
+//! never blocks and makes no syscall but `getcpu` (served from rseq by glibc);
+//! it is lock-free, reentrant and migration-safe. One consumer, in ordinary
+//! context, collects full pages ([`Pool::take_sealed`]), seals the open ones
+//! ([`Pool::seal_open`]), refills the per-CPU caches of empty pages
+//! ([`Pool::refill`]) and gives drained pages back ([`Pool::recycle`]).
+//!
+//! # The protocol (docs/DESIGN.md, section 2)
+//!
+//! **Exactly one party owns a page at any moment**: the producer that took it
+//! from a slot, a cache entry or list it sits in, or the consumer. Nobody reads
+//! or writes a page they do not own, so the owner may free a page at any time,
+//! with no hazard pointers and no grace period for the pool's own memory.
+//!
+//! - Each CPU has a slot (`slot.rs`): an `open` word holding null, the open page, or
+//!   `BUSY`; whoever swaps `BUSY` in owns the slot and its open page until it
+//!   stores a page (or null) back with `Release`. A party that finds `BUSY`
+//!   moves on to another slot: nobody ever waits for a producer.
+//! - Each slot has a cache of empty pages: producers take one with
+//!   `swap(null)`, the consumer puts one with a CAS from null.
+//! - Full pages are handed off on a Treiber list (`hand_off.rs`) that the
+//!   consumer takes whole.
+//! - A page (`page.rs`) stores records as a run-length stream: `MARKER, kind` when the
+//!   kind changes, then the pointer.
+//!
+//! # Example
+//! ```
+//! use core::ptr::NonNull;
+//! use kvfree_rcu_pool::{Config, Kind, PageList, Pool};
+//!
+//! let pool = Pool::new(Config::default()).unwrap();
+//! pool.refill().unwrap(); // ordinary context: allocate pages into the caches
+//!
+//! let mut object = 7u64;
+//! let kind = Kind::new(NonNull::<u8>::dangling().cast());
+//! let ptr = NonNull::from(&mut object).cast::<()>();
+//! pool.push(ptr, kind).unwrap(); // atomic context: no allocation, no lock
+//!
+//! let mut pages = pool.take_sealed();
+//! pool.seal_open(&mut pages, true);
+//! let mut seen = 0;
+//! pages.for_each_record(|p, k| {
+//!     assert_eq!((p, k), (ptr, kind));
+//!     seen += 1;
+//! });
+//! assert_eq!(seen, 1);
+//! pool.recycle(pages);
+//! ```
 
+mod config;
+mod cpu;
+mod hand_off;
+mod kind;
+mod outcome;
+mod page;
+mod page_list;
+mod pool;
+mod slot;
+mod stats;
 mod sync;
 
-use core::ptr::NonNull;
+pub use config::{Config, ConfigError};
+#[cfg(any(miri, kvfree_loom))]
+pub use cpu::set_simulated_cpu;
+pub use kind::Kind;
+pub use outcome::{AllocError, NoPage, Pushed};
+pub use page_list::PageList;
+pub use pool::Pool;
+pub use stats::PoolStats;
 
+/// Size and alignment of one page, in bytes.
 pub const PAGE_SIZE: usize = 4096;
+
+/// Record slots in a page's array (a record is one pointer-sized word).
 pub const RECORDS_PER_PAGE: usize = 502;
-pub const CACHE_CAPACITY: usize = 16;
 
-/// Opaque, pointer-sized record kind (the service stores a function pointer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Kind(NonNull<()>);
-// SAFETY: STUB; a Kind is an opaque address the pool never dereferences.
-unsafe impl Send for Kind {}
-// SAFETY: as above.
-unsafe impl Sync for Kind {}
-impl Kind {
-    pub const fn new(ptr: NonNull<()>) -> Kind { Kind(ptr) }
-    pub const fn as_ptr(self) -> NonNull<()> { self.0 }
+/// Record slots the pool actually fills per page: [`RECORDS_PER_PAGE`], or a
+/// handful under loom and Miri so that their tests exercise full pages.
+///
+/// A page holds `USABLE_RECORDS - 2` pointers of a single kind (its first
+/// record pays for `MARKER, kind`).
+pub const USABLE_RECORDS: usize = if sync::SMALL { 6 } else { RECORDS_PER_PAGE };
+
+/// Entries in each slot's cache of empty pages; the upper bound of the high
+/// watermark. 16 normally, 2 under loom and Miri (`sync::SMALL`).
+pub const CACHE_CAPACITY: usize = if sync::SMALL { 2 } else { 16 };
+
+/// The CPU this thread runs on: a locality hint only (ownership never depends
+/// on it), for callers that keep their own per-CPU structures next to the
+/// pool's slots. Async-signal-safe, no syscall with glibc's rseq.
+#[inline(always)]
+pub fn current_cpu() -> usize {
+    cpu::current()
 }
-
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub low_watermark: usize,
-    pub high_watermark: usize,
-    /// Number of per-CPU slots; `None`: the possible-CPU count.
-    pub slots: Option<usize>,
-}
-impl Default for Config {
-    fn default() -> Self { Config { low_watermark: 5, high_watermark: CACHE_CAPACITY, slots: None } }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConfigError { Watermarks { low: usize, high: usize, max: usize }, ZeroSlots }
-
-/// `push` succeeded; `refill_wanted` is true when the caller should wake the refiller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pushed { pub refill_wanted: bool }
-
-/// `push` failed at once: no page was available (every slot busy or its cache empty).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NoPage;
-
-/// A page allocation failed during `refill` (real or injected).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AllocError;
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PoolStats {
-    pub pages_allocated: u64,
-    pub pages_freed: u64,
-    pub pages_live: u64,
-    pub pages_cached: u64,
-    pub pages_in_flight: u64,
-    pub records_pushed: u64,
-    pub refill_requests: u64,
-    pub no_page: u64,
-    pub alloc_failures: u64,
-}
-
-/// Pages owned by the consumer (a singly linked list through page headers).
-pub struct PageList {}
-impl PageList {
-    pub const fn new() -> PageList { PageList {} }
-    pub fn is_empty(&self) -> bool { unimplemented!() }
-    pub fn pages(&self) -> usize { unimplemented!() }
-    pub fn records(&self) -> usize { unimplemented!() }
-    pub fn append(&mut self, other: PageList) { unimplemented!() }
-    /// Calls `f(ptr, kind)` for every record, page by page, in write order.
-    pub fn for_each_record(&self, f: impl FnMut(NonNull<()>, Kind)) { unimplemented!() }
-}
-impl Default for PageList { fn default() -> Self { PageList::new() } }
-// SAFETY: STUB.
-unsafe impl Send for PageList {}
-
-pub struct Pool {}
-impl Pool {
-    pub fn new(config: Config) -> Result<Pool, ConfigError> { unimplemented!() }
-    pub fn slots(&self) -> usize { unimplemented!() }
-    pub fn config(&self) -> &Config { unimplemented!() }
-    pub fn push(&self, ptr: NonNull<()>, kind: Kind) -> Result<Pushed, NoPage> { unimplemented!() }
-    pub fn take_sealed(&self) -> PageList { unimplemented!() }
-    /// Returns the number of busy slots skipped (always 0 when `wait`).
-    pub fn seal_open(&self, into: &mut PageList, wait: bool) -> usize { unimplemented!() }
-    pub fn needs_refill(&self) -> bool { unimplemented!() }
-    pub fn refill(&self) -> Result<usize, AllocError> { unimplemented!() }
-    pub fn recycle(&self, pages: PageList) { unimplemented!() }
-    pub fn shrink(&self) -> usize { unimplemented!() }
-    pub fn inject_alloc_failures(&self, n: usize) { unimplemented!() }
-    pub fn stats(&self) -> PoolStats { unimplemented!() }
-}
-impl Default for Pool { fn default() -> Self { Pool::new(Config::default()).unwrap() } }

@@ -29,6 +29,27 @@ pub(crate) use std::{
     thread_local,
 };
 
+/// `Cell` for thread-local state (the simulated CPU number); re-exported here so
+/// that every interior-mutability type this crate uses is named in this file.
+pub(crate) use core::cell::Cell;
+
+/// Spin-then-yield backoff (crossbeam-utils), for the consumer's waits.
+pub(crate) use crossbeam_utils::Backoff;
+
+/// One step of a wait on another party: spin, then yield, as
+/// [`Backoff::snooze`] does. Under loom every step is a loom yield, so that
+/// the model scheduler runs the party we wait for instead of exploring a spin.
+#[inline]
+pub(crate) fn snooze(backoff: &Backoff) {
+    #[cfg(kvfree_loom)]
+    {
+        let _ = backoff;
+        yield_now();
+    }
+    #[cfg(not(kvfree_loom))]
+    backoff.snooze();
+}
+
 /// A compiler-only barrier. Loom has none, and models the membarrier-free
 /// fallback (a real fence) instead, so under loom this is a full fence.
 #[inline(always)]

@@ -1,0 +1,62 @@
+//! Which CPU we run on: only a locality hint for choosing a slot.
+//!
+//! Ownership of a slot comes from the `swap(BUSY)` on its `open` word, never
+//! from the CPU number, so a stale answer (the thread migrated right after
+//! asking) costs locality, not correctness. Natively the answer is
+//! `sched_getcpu()`, which glibc serves from the rseq area without a syscall
+//! (or from the vDSO); an error reads as CPU 0.
+//!
+//! Miri and loom have no `sched_getcpu`: there a thread-local *simulated* CPU
+//! stands in, 0 until a test sets it with [`set_simulated_cpu`], so tests can
+//! put two threads on the same slot or move a thread between slots.
+
+/// The number of per-CPU slots when [`Config::slots`](crate::Config::slots) is
+/// `None`: the possible CPUs (2 under loom and Miri).
+pub(crate) fn possible_cpus() -> usize {
+    if crate::sync::SMALL {
+        return 2;
+    }
+    #[cfg(not(any(miri, kvfree_loom)))]
+    {
+        // SAFETY: sysconf has no preconditions; it only reads system configuration.
+        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+        usize::try_from(n).unwrap_or(1).max(1)
+    }
+    #[cfg(any(miri, kvfree_loom))]
+    2
+}
+
+/// The CPU this thread is running on (a hint; see the module doc).
+#[cfg(not(any(miri, kvfree_loom)))]
+#[inline(always)]
+pub(crate) fn current() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sched_getcpu has no preconditions; it is async-signal-safe
+        // and, with glibc >= 2.35, reads the rseq area (no syscall).
+        let cpu = unsafe { libc::sched_getcpu() };
+        usize::try_from(cpu).unwrap_or(0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
+#[cfg(any(miri, kvfree_loom))]
+crate::sync::thread_local! {
+    static SIMULATED_CPU: crate::sync::Cell<usize> = crate::sync::Cell::new(0);
+}
+
+/// The simulated CPU of this thread (loom and Miri only).
+#[cfg(any(miri, kvfree_loom))]
+#[inline(always)]
+pub(crate) fn current() -> usize {
+    SIMULATED_CPU.with(|cpu| cpu.get())
+}
+
+/// Sets the CPU that this thread's pushes start from (loom and Miri only,
+/// where `sched_getcpu` is unavailable). Tests use it to put two producers on
+/// one slot, or to "migrate" a producer between pushes.
+#[cfg(any(miri, kvfree_loom))]
+pub fn set_simulated_cpu(cpu: usize) {
+    SIMULATED_CPU.with(|c| c.set(cpu));
+}

@@ -1,0 +1,249 @@
+//! A page: one 4096-byte, 4096-aligned block holding a run-length stream of
+//! records.
+//!
+//! ```text
+//! +------+------+-------+-----------+----------------------------------------+
+//! | next | used | items | last_kind | records[RECORDS_PER_PAGE]              |
+//! +------+------+-------+-----------+----------------------------------------+
+//!                                     MARKER, k1, p, p, p, MARKER, k2, p, ...
+//! ```
+//!
+//! `next` links the page into the hand-off list or a [`PageList`]; `used` is
+//! the number of record slots written, `items` the number of pointers among
+//! them, `last_kind` the kind of the last pointer written (null on an empty
+//! page). When a pointer's kind differs from `last_kind`, the writer first
+//! writes `MARKER` (address `usize::MAX`: never an object, not even a dangling
+//! ZST pointer, which is aligned) and the kind. A page is *full* for a pointer
+//! when the records it needs (1, or 3 on a kind change) do not fit in
+//! [`USABLE_RECORDS`].
+//!
+//! # Ownership
+//! Every field is read and written only by the page's current owner (see the
+//! crate doc), so fields are plain cells, not atomics: ownership passes with a
+//! `Release` store or CAS and an `Acquire` swap on the word the page sits in,
+//! which orders the previous owner's writes before the next owner's reads.
+//! Every function here that touches a page is `unsafe` with that one contract.
+//!
+//! Records are stored as pointers (`*mut ()`), never as integers, so the
+//! objects' and the kinds' provenance survives (Miri strict provenance).
+//!
+//! [`PageList`]: crate::PageList
+
+use crate::sync::UnsafeCell;
+use crate::{Kind, RECORDS_PER_PAGE, USABLE_RECORDS};
+use core::ptr::{self, NonNull};
+use std::alloc::{self, Layout};
+
+/// Length of the record array. Under loom every cell is a tracked object, so
+/// the array is cut to the records actually used; elsewhere it is the full
+/// [`RECORDS_PER_PAGE`] (Miri caps only the *usable* part).
+const RECORD_SLOTS: usize = if cfg!(kvfree_loom) {
+    USABLE_RECORDS
+} else {
+    RECORDS_PER_PAGE
+};
+
+/// Announces that the next record is a kind (see the module doc).
+const MARKER: *mut () = ptr::without_provenance_mut(usize::MAX);
+
+/// One page of records (see the module doc for the layout and the rules).
+#[repr(C, align(4096))]
+pub(crate) struct Page {
+    next: UnsafeCell<*mut Page>,
+    used: UnsafeCell<usize>,
+    items: UnsafeCell<usize>,
+    last_kind: UnsafeCell<*mut ()>,
+    records: [UnsafeCell<*mut ()>; RECORD_SLOTS],
+}
+
+#[cfg(not(kvfree_loom))]
+const _: () = {
+    assert!(size_of::<Page>() == crate::PAGE_SIZE);
+    assert!(align_of::<Page>() == crate::PAGE_SIZE);
+};
+const _: () = assert!(USABLE_RECORDS >= 3 && USABLE_RECORDS <= RECORD_SLOTS);
+
+/// Reads a field of a page.
+///
+/// # Safety
+/// 1. The caller owns the page that contains `cell`.
+#[inline(always)]
+unsafe fn get<T: Copy>(cell: &UnsafeCell<T>) -> T {
+    // SAFETY: by contract 1 nobody else accesses the cell, so no write races
+    // this read; every field is initialised by `alloc`.
+    cell.with(|p| unsafe { *p })
+}
+
+/// Writes a field of a page.
+///
+/// # Safety
+/// 1. The caller owns the page that contains `cell`.
+#[inline(always)]
+unsafe fn set<T: Copy>(cell: &UnsafeCell<T>, value: T) {
+    // SAFETY: by contract 1 nobody else accesses the cell, so this write races
+    // no other access.
+    cell.with_mut(|p| unsafe { p.write(value) })
+}
+
+impl Page {
+    /// Allocates an empty page with the general allocator (ordinary context
+    /// only). The caller owns the page it returns. `None` if allocation failed.
+    pub(crate) fn alloc() -> Option<NonNull<Page>> {
+        let layout = Layout::new::<Page>();
+        // SAFETY: `Page` has a non-zero size.
+        let page = NonNull::new(unsafe { alloc::alloc(layout) }.cast::<Page>())?;
+        let raw = page.as_ptr();
+        // SAFETY: `raw` is a fresh, suitably aligned allocation of a `Page`;
+        // each write initialises one field in place, through raw pointers, so
+        // no reference to uninitialised memory is made.
+        unsafe {
+            ptr::addr_of_mut!((*raw).next).write(UnsafeCell::new(ptr::null_mut()));
+            ptr::addr_of_mut!((*raw).used).write(UnsafeCell::new(0));
+            ptr::addr_of_mut!((*raw).items).write(UnsafeCell::new(0));
+            ptr::addr_of_mut!((*raw).last_kind).write(UnsafeCell::new(ptr::null_mut()));
+            let records = ptr::addr_of_mut!((*raw).records).cast::<UnsafeCell<*mut ()>>();
+            for i in 0..RECORD_SLOTS {
+                records.add(i).write(UnsafeCell::new(ptr::null_mut()));
+            }
+        }
+        Some(page)
+    }
+
+    /// Frees a page. Records still in it are leaked (the pool never frees
+    /// objects).
+    ///
+    /// # Safety
+    /// 1. The caller owns `page`, a page from [`Page::alloc`], and nobody
+    ///    uses it afterwards.
+    pub(crate) unsafe fn free(page: NonNull<Page>) {
+        // SAFETY: contract 1: the page is live, initialised and ours; it was
+        // allocated with this layout; nobody touches it after this.
+        unsafe {
+            ptr::drop_in_place(page.as_ptr());
+            alloc::dealloc(page.as_ptr().cast(), Layout::new::<Page>());
+        }
+    }
+
+    /// Empties a page for reuse.
+    ///
+    /// # Safety
+    /// 1. The caller owns `page`, a live page.
+    pub(crate) unsafe fn reset(page: NonNull<Page>) {
+        // SAFETY: contract 1: the page is live.
+        let page = unsafe { page.as_ref() };
+        // SAFETY: contract 1: we own the page.
+        unsafe {
+            set(&page.next, ptr::null_mut());
+            set(&page.used, 0);
+            set(&page.items, 0);
+            set(&page.last_kind, ptr::null_mut());
+        }
+    }
+
+    /// Appends `ptr` of kind `kind` to the stream, preceded by `MARKER, kind`
+    /// if the kind changes. Returns false, writing nothing, if the page is
+    /// full for it. Never fails on an empty page.
+    ///
+    /// # Safety
+    /// 1. The caller owns `page`, a live page.
+    #[inline]
+    pub(crate) unsafe fn try_push(page: NonNull<Page>, ptr: NonNull<()>, kind: Kind) -> bool {
+        // SAFETY: contract 1: the page is live.
+        let page = unsafe { page.as_ref() };
+        let kind = kind.as_ptr().as_ptr();
+        // SAFETY: contract 1, we own the page (so for every `get`/`set` below).
+        let (mut used, last_kind) = unsafe { (get(&page.used), get(&page.last_kind)) };
+        let same_kind = last_kind == kind;
+        let needed = if same_kind { 1 } else { 3 };
+        if used + needed > USABLE_RECORDS {
+            return false;
+        }
+        if !same_kind {
+            // SAFETY: as above.
+            unsafe {
+                set(&page.records[used], MARKER);
+                set(&page.records[used + 1], kind);
+                set(&page.last_kind, kind);
+            }
+            used += 2;
+        }
+        // SAFETY: as above.
+        unsafe {
+            set(&page.records[used], ptr.as_ptr());
+            set(&page.used, used + 1);
+            set(&page.items, get(&page.items) + 1);
+        }
+        true
+    }
+
+    /// The next page in the list this page sits in (null: none).
+    ///
+    /// # Safety
+    /// 1. The caller owns `page`, a live page.
+    pub(crate) unsafe fn next(page: NonNull<Page>) -> *mut Page {
+        // SAFETY: contract 1: the page is live and ours.
+        unsafe { get(&page.as_ref().next) }
+    }
+
+    /// Links `page` in front of `next`.
+    ///
+    /// # Safety
+    /// 1. The caller owns `page`, a live page.
+    pub(crate) unsafe fn set_next(page: NonNull<Page>, next: *mut Page) {
+        // SAFETY: contract 1: the page is live and ours.
+        unsafe { set(&page.as_ref().next, next) }
+    }
+
+    /// Record slots written (pointers, markers and kinds).
+    ///
+    /// # Safety
+    /// 1. The caller owns `page`, a live page.
+    pub(crate) unsafe fn used(page: NonNull<Page>) -> usize {
+        // SAFETY: contract 1: the page is live and ours.
+        unsafe { get(&page.as_ref().used) }
+    }
+
+    /// Pointers stored (records minus markers and kinds).
+    ///
+    /// # Safety
+    /// 1. The caller owns `page`, a live page.
+    pub(crate) unsafe fn items(page: NonNull<Page>) -> usize {
+        // SAFETY: contract 1: the page is live and ours.
+        unsafe { get(&page.as_ref().items) }
+    }
+
+    /// Calls `f(ptr, kind)` for every pointer in write order, decoding the
+    /// run-length kinds. Walks the array only; never touches the objects.
+    ///
+    /// # Safety
+    /// 1. The caller owns `page`, a live page.
+    pub(crate) unsafe fn for_each_record(
+        page: NonNull<Page>,
+        f: &mut impl FnMut(NonNull<()>, Kind),
+    ) {
+        // SAFETY: contract 1: the page is live.
+        let page = unsafe { page.as_ref() };
+        // SAFETY: contract 1, we own the page (so for every `get` below).
+        let used = unsafe { get(&page.used) };
+        let mut kind = None;
+        let mut i = 0;
+        while i < used {
+            // SAFETY: as above.
+            let record = unsafe { get(&page.records[i]) };
+            if record.addr() == MARKER.addr() {
+                // SAFETY: as above.
+                kind = NonNull::new(unsafe { get(&page.records[i + 1]) }).map(Kind::new);
+                i += 2;
+                continue;
+            }
+            // A stream always starts with `MARKER, kind`, and only non-null
+            // pointers and kinds are written.
+            if let (Some(ptr), Some(kind)) = (NonNull::new(record), kind) {
+                f(ptr, kind);
+            } else {
+                debug_assert!(false, "corrupt record stream");
+            }
+            i += 1;
+        }
+    }
+}

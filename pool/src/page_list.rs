@@ -1,0 +1,198 @@
+//! Pages owned by the consumer: a singly linked list through page headers.
+//!
+//! A `PageList` is what the consumer gets from
+//! [`Pool::take_sealed`](crate::Pool::take_sealed) and
+//! [`Pool::seal_open`](crate::Pool::seal_open), drains with
+//! [`PageList::for_each_record`], and gives back with
+//! [`Pool::recycle`](crate::Pool::recycle). It owns its pages outright (no
+//! producer can reach them any more), so it may be sent to another thread and
+//! its pages freed at will.
+//!
+//! Dropping a list frees its pages and **leaks the records in them**: the pool
+//! never frees objects, it only stores pointers to them. Drain first.
+
+use crate::Kind;
+use crate::page::Page;
+use core::fmt;
+use core::ptr::{self, NonNull};
+
+/// Pages owned by the consumer (a singly linked list through page headers).
+///
+/// # Example
+/// ```
+/// use kvfree_rcu_pool::PageList;
+///
+/// let mut a = PageList::new();
+/// a.append(PageList::new());
+/// assert!(a.is_empty());
+/// assert_eq!((a.pages(), a.records()), (0, 0));
+/// ```
+pub struct PageList {
+    head: *mut Page,
+    tail: *mut Page,
+    pages: usize,
+    records: usize,
+}
+
+// SAFETY: a PageList owns its pages exclusively (no producer or other list
+// can reach them), and a page holds only addresses, never dereferenced by the
+// pool, so moving the list to another thread is like moving a Vec of words.
+unsafe impl Send for PageList {}
+
+impl PageList {
+    /// An empty list.
+    pub const fn new() -> PageList {
+        PageList {
+            head: ptr::null_mut(),
+            tail: ptr::null_mut(),
+            pages: 0,
+            records: 0,
+        }
+    }
+
+    /// Takes ownership of a null-terminated chain of pages.
+    ///
+    /// # Safety
+    /// 1. The caller owns every page of the chain starting at `head` (null:
+    ///    empty), and gives up ownership.
+    pub(crate) unsafe fn from_chain(head: *mut Page) -> PageList {
+        let mut list = PageList::new();
+        let mut next = head;
+        while let Some(page) = NonNull::new(next) {
+            // SAFETY: contract 1: we own every page of the chain.
+            next = unsafe { Page::next(page) };
+            // SAFETY: contract 1, as above.
+            unsafe { list.push(page) };
+        }
+        list
+    }
+
+    /// Appends one page.
+    ///
+    /// # Safety
+    /// 1. The caller owns `page`, a live page not in any list, and gives up
+    ///    ownership.
+    pub(crate) unsafe fn push(&mut self, page: NonNull<Page>) {
+        // SAFETY: contract 1: the page is ours now.
+        unsafe {
+            Page::set_next(page, ptr::null_mut());
+            self.records += Page::items(page);
+        }
+        match NonNull::new(self.tail) {
+            // SAFETY: the list owns its tail page.
+            Some(tail) => unsafe { Page::set_next(tail, page.as_ptr()) },
+            None => self.head = page.as_ptr(),
+        }
+        self.tail = page.as_ptr();
+        self.pages += 1;
+    }
+
+    /// Removes the first page; the caller owns it.
+    pub(crate) fn pop(&mut self) -> Option<NonNull<Page>> {
+        let page = NonNull::new(self.head)?;
+        // SAFETY: the list owns its pages.
+        unsafe {
+            self.head = Page::next(page);
+            self.records -= Page::items(page);
+            Page::set_next(page, ptr::null_mut());
+        }
+        if self.head.is_null() {
+            self.tail = ptr::null_mut();
+        }
+        self.pages -= 1;
+        Some(page)
+    }
+
+    /// True if the list holds no page.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Number of pages in the list.
+    pub fn pages(&self) -> usize {
+        self.pages
+    }
+
+    /// Number of records (pointers) in the list's pages.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Moves every page of `other` to the end of this list.
+    pub fn append(&mut self, mut other: PageList) {
+        let Some(other_head) = NonNull::new(other.head) else {
+            return;
+        };
+        match NonNull::new(self.tail) {
+            // SAFETY: the list owns its tail page.
+            Some(tail) => unsafe { Page::set_next(tail, other_head.as_ptr()) },
+            None => self.head = other_head.as_ptr(),
+        }
+        self.tail = other.tail;
+        self.pages += other.pages;
+        self.records += other.records;
+        // `other`'s pages now belong to `self`: empty it so its Drop frees none.
+        other.head = ptr::null_mut();
+        other.tail = ptr::null_mut();
+        other.pages = 0;
+        other.records = 0;
+    }
+
+    /// Calls `f(ptr, kind)` for every record, page by page, in write order
+    /// within a page. Only the pages' arrays are read; the objects are not.
+    ///
+    /// # Example
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kvfree_rcu_pool::{Config, Kind, Pool};
+    ///
+    /// let pool = Pool::new(Config { slots: Some(1), ..Config::default() }).unwrap();
+    /// pool.refill().unwrap();
+    /// let (a, b) = (Kind::new(NonNull::<u16>::dangling().cast()), Kind::new(NonNull::<u32>::dangling().cast()));
+    /// let ptr = NonNull::<u64>::dangling().cast();
+    /// for kind in [a, a, b, a] {
+    ///     pool.push(ptr, kind).unwrap();
+    /// }
+    /// let mut pages = pool.take_sealed();
+    /// pool.seal_open(&mut pages, true);
+    /// let mut kinds = Vec::new();
+    /// pages.for_each_record(|_, kind| kinds.push(kind));
+    /// assert_eq!(kinds, [a, a, b, a]);
+    /// pool.recycle(pages);
+    /// ```
+    pub fn for_each_record(&self, mut f: impl FnMut(NonNull<()>, Kind)) {
+        let mut next = self.head;
+        while let Some(page) = NonNull::new(next) {
+            // SAFETY: the list owns its pages.
+            unsafe {
+                Page::for_each_record(page, &mut f);
+                next = Page::next(page);
+            }
+        }
+    }
+}
+
+impl Default for PageList {
+    fn default() -> Self {
+        PageList::new()
+    }
+}
+
+impl fmt::Debug for PageList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PageList")
+            .field("pages", &self.pages)
+            .field("records", &self.records)
+            .finish()
+    }
+}
+
+impl Drop for PageList {
+    /// Frees every page; records still in them are leaked.
+    fn drop(&mut self) {
+        while let Some(page) = self.pop() {
+            // SAFETY: `pop` gave us the page; nobody else can reach it.
+            unsafe { Page::free(page) };
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Stress test: more producer threads than cores (so they migrate between
+//! CPUs, and so between slots, mid-stream) push tagged records of several
+//! kinds while one consumer thread refills, seals open pages, takes sealed
+//! pages, checks and recycles them. At the end every record must have arrived
+//! exactly once with its kind.
+//!
+//! Records are never dereferenced by the pool: each is an address encoding
+//! `(producer, sequence number)`, made with `without_provenance_mut`.
+//! Bounded by iteration counts; no timing assertions.
+
+use core::ptr::{self, NonNull};
+use kvfree_rcu_pool::{Config, Kind, Pool};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::thread;
+
+const KINDS: usize = 4;
+
+fn record(producer: usize, seq: usize) -> NonNull<()> {
+    NonNull::new(ptr::without_provenance_mut(
+        ((producer << 32 | seq) + 1) * 8,
+    ))
+    .unwrap()
+}
+
+fn decode(ptr: NonNull<()>) -> (usize, usize) {
+    let v = ptr.as_ptr().addr() / 8 - 1;
+    (v >> 32, v & 0xffff_ffff)
+}
+
+fn kind(k: usize) -> Kind {
+    Kind::new(NonNull::new(ptr::without_provenance_mut(4096 * (k + 1))).unwrap())
+}
+
+/// The kind of a record: runs of varying length, so pages mix kinds.
+fn kind_of(producer: usize, seq: usize) -> Kind {
+    kind((producer + seq / (1 + producer % 5)) % KINDS)
+}
+
+fn run(config: Config, producers: usize, per_producer: usize) {
+    let pool = Pool::new(config).unwrap();
+    pool.refill().unwrap();
+    let done = AtomicUsize::new(0);
+    let retries = AtomicU64::new(0);
+    let mut seen = vec![vec![0u8; per_producer]; producers];
+    let mut kinds_ok = true;
+
+    thread::scope(|s| {
+        for p in 0..producers {
+            let (pool, done, retries) = (&pool, &done, &retries);
+            s.spawn(move || {
+                for seq in 0..per_producer {
+                    while pool.push(record(p, seq), kind_of(p, seq)).is_err() {
+                        retries.fetch_add(1, Relaxed);
+                        thread::yield_now();
+                    }
+                }
+                done.fetch_add(1, Relaxed);
+            });
+        }
+        // The consumer (this thread).
+        let mut collect = |wait: bool| {
+            let _ = pool.refill(); // allocation failure is not expected, but harmless
+            let mut pages = pool.take_sealed();
+            pool.seal_open(&mut pages, wait);
+            pages.for_each_record(|ptr, k| {
+                let (p, seq) = decode(ptr);
+                seen[p][seq] += 1;
+                kinds_ok &= k == kind_of(p, seq);
+            });
+            pool.recycle(pages);
+        };
+        while done.load(Relaxed) < producers {
+            collect(false);
+            thread::yield_now();
+        }
+        collect(true);
+    });
+
+    assert!(kinds_ok, "a record came back with the wrong kind");
+    for (p, counts) in seen.iter().enumerate() {
+        if let Some(seq) = counts.iter().position(|&c| c != 1) {
+            panic!("record ({p}, {seq}) arrived {} times", counts[seq]);
+        }
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.records_pushed, (producers * per_producer) as u64);
+    assert_eq!(stats.no_page, retries.load(Relaxed));
+    eprintln!("{stats:?}, retries after NoPage: {}", retries.load(Relaxed));
+}
+
+#[test]
+fn many_producers_one_consumer_default_config() {
+    run(Config::default(), 8, 100_000);
+}
+
+/// Tiny caches and more slots than CPUs: producers run dry often, so `NoPage`,
+/// refill and recycle race the pushes constantly.
+#[test]
+fn many_producers_tiny_caches() {
+    let config = Config {
+        low_watermark: 1,
+        high_watermark: 2,
+        slots: Some(3),
+    };
+    run(config, 8, 50_000);
+}
