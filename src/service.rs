@@ -406,8 +406,9 @@ impl<G: GracePeriod> Shared<G> {
         self.wake.notify();
     }
 
-    /// `barrier()` without the context checks (also used by `drop`).
-    fn barrier(&self) {
+    /// `barrier()` without the context checks (also used by `drop` and the
+    /// worker's exit).
+    pub(crate) fn barrier(&self) {
         self.drain.collect(&*self.gp, &self.pool, &self.heads, true);
         let target = self.drain.newest_seq();
         let mut patience = Patience::default();
@@ -433,19 +434,32 @@ impl<G: GracePeriod> fmt::Debug for KvfreeRcu<G> {
 }
 
 impl<G: GracePeriod> Drop for KvfreeRcu<G> {
-    /// Stops and joins the worker, waits for a grace period and frees every
-    /// object still queued; the pool then frees its pages.
+    /// Stops the worker, waits for a grace period and frees every object
+    /// still queued; the pool then frees its pages.
+    ///
+    /// Dropping the service from inside a destructor that the service itself
+    /// is running (an object owning the last handle) is reported
+    /// ([`Violation::WaitInsideFree`]): waiting there would deadlock, so the
+    /// worker is detached instead and frees what remains on its way out
+    /// (its final barrier); a manual service has no worker, and what remains
+    /// is leaked.
     fn drop(&mut self) {
-        if context::in_free() {
+        let nested = context::in_free();
+        if nested {
             context::report(Violation::WaitInsideFree);
         }
         if let Some(worker) = self.worker.take() {
             // Release: pairs with the worker's Acquire load after its wait.
             self.shared.stop.store(true, Ordering::Release);
             self.shared.wake.notify_always();
+            if nested {
+                return; // detached: see above
+            }
             // The worker never panics (a panicking destructor aborts), so an
             // error here means it was already aborting the process.
             let _ = worker.join();
+        } else if nested {
+            return;
         }
         self.shared.barrier();
     }

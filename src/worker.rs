@@ -120,6 +120,10 @@ pub(crate) fn run<G: GracePeriod>(shared: Arc<Shared<G>>) {
         let woken = shared.wake.wait(timeout);
         // Acquire: pairs with the Release store in `KvfreeRcu::drop`.
         if shared.stop.load(Ordering::Acquire) {
+            // Free everything still queued before leaving: after a normal
+            // drop this is quick (drop's own barrier finds nothing), after a
+            // detached drop it is the only barrier there is.
+            shared.barrier();
             return;
         }
         if woken {

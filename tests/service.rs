@@ -275,3 +275,53 @@ fn invalid_configuration_is_a_clear_error() {
     let msg = err.expect_err("low above high").to_string();
     assert!(msg.contains("invalid pool configuration"), "{msg}");
 }
+
+#[test]
+fn dropping_the_service_from_its_own_destructor_is_reported_and_frees_everything() {
+    use kvfree_rcu::context::{self, CHECKS, ReportMode};
+    use std::sync::Mutex;
+    /// Owns the last handle to the service that frees it.
+    struct Owner {
+        service: Mutex<Option<KvfreeRcu>>,
+        counter: &'static DropCounter,
+    }
+    impl Drop for Owner {
+        fn drop(&mut self) {
+            let before = context::thread_violations();
+            context::set_report_mode(ReportMode::Count);
+            drop(self.service.lock().unwrap().take());
+            assert_eq!(context::thread_violations() - before, u64::from(CHECKS));
+            self.counter.dropped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let counter = DropCounter::leak();
+    let owner_counter = DropCounter::leak();
+    let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    for i in 0..100 {
+        // SAFETY: from Box::leak, unpublished, retired once.
+        unsafe { service.kvfree_rcu(Headed::boxed(i, counter)) };
+    }
+    let owner = Box::new(Owner { service: Mutex::new(None), counter: owner_counter });
+    let raw = NonNull::from(Box::leak(owner));
+    // SAFETY: the owner is ours; the service is moved into it, then the owner
+    // is retired through that very service.
+    unsafe {
+        *raw.as_ref().service.lock().unwrap() = Some(service);
+        let guard = raw.as_ref().service.lock().unwrap();
+        let svc = guard.as_ref().unwrap();
+        if let Err(p) = svc.try_kvfree_rcu(raw) {
+            drop(guard);
+            drop(Box::from_raw(p.as_ptr()));
+        }
+    }
+    // The worker frees the owner, whose drop drops the service (detaching
+    // the worker), which then frees the 100 others on its way out.
+    for _ in 0..20_000 {
+        if owner_counter.dropped() == 1 && counter.dropped() == 100 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(owner_counter.dropped(), 1);
+    assert_eq!(counter.dropped(), 100);
+}

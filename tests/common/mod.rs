@@ -12,7 +12,7 @@ pub const POISON: u64 = 0xDEAD_BEEF_DEAD_BEEF;
 /// Counts drops of the objects of one test.
 #[derive(Debug, Default)]
 pub struct DropCounter {
-    dropped: AtomicUsize,
+    pub dropped: AtomicUsize,
 }
 
 impl DropCounter {
