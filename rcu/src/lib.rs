@@ -1,64 +1,117 @@
-//! STUB: API contract for the RCU engine. The helper replaces every body and
-//! splits the crate into one concept per file; signatures here are the contract.
-#![allow(missing_docs, unused_variables, dead_code)]
+//! Userspace RCU for kvfree-rcu: wait-free read-side guards, and blocking and
+//! polled grace periods callable from atomic context.
+//!
+//! An [`Rcu`] domain has a global epoch and a fixed table of reader slots.
+//! A reader's [`read_lock`](Rcu::read_lock) announces the epoch in its own
+//! slot (one load and one store, plus a compiler fence when the process
+//! registered `sys_membarrier`); [`advance`](Rcu::advance) moves the epoch
+//! once no reader from before it remains; a grace period has elapsed when the
+//! epoch has moved twice since [`get_state`](Rcu::get_state). The protocol
+//! and its argument are in the `domain` module and docs/DESIGN.md section 1.
+//!
+//! | call | context | cost |
+//! |---|---|---|
+//! | `read_lock` / drop | any (after `register_current_thread`) | wait-free, no allocation, no syscall |
+//! | `get_state`, `start_poll`, `poll_state` | any | lock-free, no allocation, no syscall |
+//! | `advance` | ordinary, non-blocking | may call `membarrier()` |
+//! | `synchronize` | ordinary, blocks | loops `advance` with backoff |
+//!
+//! # Example
+//!
+//! ```
+//! use kvfree_rcu_gp::Rcu;
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicPtr, Ordering};
+//!
+//! let rcu = Arc::new(Rcu::new());
+//! let config = Arc::new(AtomicPtr::new(Box::into_raw(Box::new(String::from("v1")))));
+//!
+//! let reader = {
+//!     let (rcu, config) = (rcu.clone(), config.clone());
+//!     std::thread::spawn(move || {
+//!         rcu.register_current_thread().unwrap(); // no allocation from here on
+//!         for _ in 0..100 {
+//!             let _guard = rcu.read_lock();
+//!             // SAFETY: objects are freed only after a grace period, and
+//!             // this guard keeps the current one from ending.
+//!             let value = unsafe { &*config.load(Ordering::Acquire) };
+//!             assert!(value.starts_with('v'));
+//!         }
+//!     })
+//! };
+//!
+//! // Updater: publish a new version, then free the old one after a grace
+//! // period, here with the polled API (synchronize() would block instead).
+//! let old = config.swap(Box::into_raw(Box::new(String::from("v2"))), Ordering::AcqRel);
+//! let state = rcu.start_poll();
+//! while !rcu.poll_state(state) {
+//!     if !rcu.advance() {
+//!         std::thread::yield_now();
+//!     }
+//! }
+//! // SAFETY: unlinked before `start_poll`, and its grace period has elapsed.
+//! drop(unsafe { Box::from_raw(old) });
+//!
+//! reader.join().unwrap();
+//! // SAFETY: no reader is left.
+//! drop(unsafe { Box::from_raw(config.load(Ordering::Relaxed)) });
+//! ```
 
+mod domain;
+#[cfg(all(feature = "crossbeam-epoch", not(kvfree_loom)))]
+mod epoch_adapter;
+mod grace_period;
+mod guard;
+mod membarrier;
+mod registry;
+mod slot;
 mod sync;
 
-use core::marker::PhantomData;
+pub use domain::{DEFAULT_CAPACITY, Rcu};
+#[cfg(all(feature = "crossbeam-epoch", not(kvfree_loom)))]
+pub use epoch_adapter::EpochGracePeriod;
+pub use grace_period::GracePeriod;
+pub use guard::RcuReadGuard;
+pub use registry::MAX_DOMAINS;
 
-/// Error returned when a domain's reader table is full.
+use core::fmt;
+
+/// Every reader slot of a domain is owned by a live thread.
+///
+/// ```
+/// let e = kvfree_rcu_gp::CapacityError { capacity: 4 };
+/// assert!(e.to_string().contains("4"));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CapacityError {
+    /// The domain's number of reader slots.
     pub capacity: usize,
 }
 
-/// A grace-period cookie (see `get_state`).
+impl fmt::Display for CapacityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "all {} reader slots of this RCU domain are taken by live threads; \
+             create the domain with Rcu::with_capacity(n) for a larger n",
+            self.capacity
+        )
+    }
+}
+
+impl std::error::Error for CapacityError {}
+
+/// A grace-period cookie from [`Rcu::get_state`] or [`Rcu::start_poll`],
+/// for [`Rcu::poll_state`]. Later states compare greater.
+///
+/// ```
+/// let rcu = kvfree_rcu_gp::Rcu::new();
+/// let a = rcu.get_state();
+/// rcu.advance();
+/// assert!(rcu.get_state() > a);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GpState(u64);
 
-pub struct Rcu {}
-
-pub struct RcuReadGuard<'a> {
-    _rcu: &'a Rcu,
-    _not_send: PhantomData<*const ()>,
-}
-
-impl Rcu {
-    pub fn new() -> Rcu { unimplemented!() }
-    pub fn with_capacity(max_threads: usize) -> Rcu { unimplemented!() }
-    pub fn global() -> &'static Rcu { unimplemented!() }
-    pub fn capacity(&self) -> usize { unimplemented!() }
-    pub fn register_current_thread(&self) -> Result<(), CapacityError> { unimplemented!() }
-    pub fn read_lock(&self) -> RcuReadGuard<'_> { unimplemented!() }
-    pub fn synchronize(&self) { unimplemented!() }
-    pub fn get_state(&self) -> GpState { unimplemented!() }
-    pub fn start_poll(&self) -> GpState { unimplemented!() }
-    pub fn poll_state(&self, state: GpState) -> bool { unimplemented!() }
-    pub fn advance(&self) -> bool { unimplemented!() }
-    pub fn grace_periods(&self) -> u64 { unimplemented!() }
-    pub fn uses_membarrier(&self) -> bool { unimplemented!() }
-}
-
-impl Default for Rcu {
-    fn default() -> Self { Rcu::new() }
-}
-
-pub trait GracePeriod: Send + Sync + 'static {
-    type State: Copy + Send + Sync + core::fmt::Debug + 'static;
-    fn get_state(&self) -> Self::State;
-    fn start_poll(&self) -> Self::State;
-    fn poll_state(&self, state: Self::State) -> bool;
-    fn advance(&self) -> bool;
-    fn synchronize(&self);
-    fn grace_periods(&self) -> u64;
-}
-
-impl GracePeriod for Rcu {
-    type State = GpState;
-    fn get_state(&self) -> GpState { Rcu::get_state(self) }
-    fn start_poll(&self) -> GpState { Rcu::start_poll(self) }
-    fn poll_state(&self, state: GpState) -> bool { Rcu::poll_state(self, state) }
-    fn advance(&self) -> bool { Rcu::advance(self) }
-    fn synchronize(&self) { Rcu::synchronize(self) }
-    fn grace_periods(&self) -> u64 { Rcu::grace_periods(self) }
-}
+#[cfg(all(test, not(kvfree_loom)))]
+mod tests;

@@ -1,0 +1,412 @@
+//! An RCU domain: the global epoch, the reader slots, advancing, and the
+//! blocking and polled grace-period calls.
+//!
+//! # Protocol (docs/DESIGN.md section 1)
+//!
+//! `epoch` only ever moves from `E` to `E + 1`, by a CAS in [`Rcu::advance`]
+//! whose caller first ran the heavy barrier and then saw no reader slot
+//! announcing an epoch other than `E` with a nesting above zero. Readers
+//! announce `epoch << 16 | 1` in their own slot on entry (then the light
+//! barrier) and drop the nesting on exit (Release).
+//!
+//! A state is `epoch + 2`, read after a `SeqCst` fence ([`Rcu::get_state`]).
+//! Why `+ 2`: a reader that could still hold an object unlinked before
+//! `get_state()` read `E` must have loaded the pointer before the unlink was
+//! visible, so its announcement precedes our fence, and the epoch it
+//! announced is at most `E`. The epoch reaches `E + 2` only through a CAS
+//! from `E + 1`, whose advancer ran its heavy barrier after our fence (its
+//! load of `E + 1` reads a CAS that came after our read of `E`), so its scan
+//! sees that reader's announcement, with an epoch `!= E + 1`, and fails. So
+//! the epoch cannot pass `E + 1` while such a reader is inside.
+//!
+//! With the membarrier flavour the reader has no fence between its epoch load
+//! and its pointer loads, so the epoch load is `Acquire` (free on x86, `ldar`
+//! on Arm): without it a weakly ordered CPU could load the pointer early and
+//! the epoch late, announcing `E + 1` while holding the old object.
+//!
+//! Any number of threads may advance at once: each CAS moves the epoch only
+//! from the value its own scan validated. A preempted reader only makes
+//! `advance()` return false until it leaves.
+
+use crate::guard::RcuReadGuard;
+use crate::membarrier::Flavour;
+use crate::registry::{self, Registration};
+use crate::slot::{SlotTable, epoch_of, nesting, truncate_epoch};
+use crate::sync::{Arc, AtomicU64, Ordering, SMALL, fence, yield_now};
+use crate::{CapacityError, GpState};
+use core::fmt;
+use crossbeam_utils::{Backoff, CachePadded};
+
+/// Reader slots of a domain made by [`Rcu::new`].
+pub const DEFAULT_CAPACITY: usize = if SMALL { 8 } else { 1024 };
+
+/// The shared state of a domain; [`Rcu`] is an `Arc` of it, and every thread
+/// registered in the domain holds another.
+pub(crate) struct Domain {
+    epoch: CachePadded<AtomicU64>,
+    requested: CachePadded<AtomicU64>,
+    flavour: Flavour,
+    slots: SlotTable,
+}
+
+impl Domain {
+    pub(crate) fn slots(&self) -> &SlotTable {
+        &self.slots
+    }
+}
+
+/// An RCU domain: read-side guards, and blocking and polled grace periods.
+///
+/// Readers call [`read_lock`](Rcu::read_lock), which is wait-free once the
+/// thread is registered (no allocation, lock or syscall). Updaters unlink an
+/// object, then either [`synchronize`](Rcu::synchronize) (blocking) or take
+/// a [`get_state`](Rcu::get_state) and free the object once
+/// [`poll_state`](Rcu::poll_state) accepts it, with someone calling
+/// [`advance`](Rcu::advance) meanwhile.
+///
+/// Cloning is cheap and yields a handle to the same domain.
+///
+/// ```
+/// use kvfree_rcu_gp::Rcu;
+/// use std::sync::atomic::{AtomicPtr, Ordering};
+///
+/// let rcu = Rcu::new();
+/// let shared = AtomicPtr::new(Box::into_raw(Box::new(1u32)));
+/// {
+///     let _guard = rcu.read_lock();
+///     // SAFETY: the object is only freed after a grace period.
+///     assert_eq!(unsafe { *shared.load(Ordering::Acquire) }, 1);
+/// }
+/// let old = shared.swap(Box::into_raw(Box::new(2)), Ordering::AcqRel);
+/// rcu.synchronize();
+/// // SAFETY: unlinked, and every reader that could see it has finished.
+/// drop(unsafe { Box::from_raw(old) });
+/// # drop(unsafe { Box::from_raw(shared.load(Ordering::Relaxed)) });
+/// ```
+#[derive(Clone)]
+pub struct Rcu {
+    domain: Arc<Domain>,
+}
+
+impl Rcu {
+    /// A domain with [`DEFAULT_CAPACITY`] reader slots (1024; 8 under Miri
+    /// and loom). Ordinary context: allocates the slot table, and on the
+    /// process's first domain decides the barrier flavour (two syscalls).
+    ///
+    /// ```
+    /// assert_eq!(kvfree_rcu_gp::Rcu::new().capacity(), kvfree_rcu_gp::DEFAULT_CAPACITY);
+    /// ```
+    pub fn new() -> Rcu {
+        Rcu::with_capacity(DEFAULT_CAPACITY)
+    }
+
+    /// A domain with room for `max_threads` concurrently registered threads.
+    ///
+    /// # Panics
+    /// If `max_threads` is 0.
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::with_capacity(4);
+    /// assert_eq!(rcu.capacity(), 4);
+    /// ```
+    pub fn with_capacity(max_threads: usize) -> Rcu {
+        assert!(
+            max_threads > 0,
+            "Rcu::with_capacity(0): a domain needs at least one reader slot"
+        );
+        Rcu {
+            domain: Arc::new(Domain {
+                epoch: CachePadded::new(AtomicU64::new(0)),
+                requested: CachePadded::new(AtomicU64::new(0)),
+                flavour: Flavour::get(),
+                slots: SlotTable::new(max_threads),
+            }),
+        }
+    }
+
+    /// The process-wide default domain, created on first use.
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::global();
+    /// assert!(std::ptr::eq(rcu, kvfree_rcu_gp::Rcu::global()));
+    /// drop(rcu.read_lock());
+    /// ```
+    pub fn global() -> &'static Rcu {
+        #[cfg(not(kvfree_loom))]
+        {
+            static GLOBAL: std::sync::OnceLock<Rcu> = std::sync::OnceLock::new();
+            GLOBAL.get_or_init(Rcu::new)
+        }
+        #[cfg(kvfree_loom)]
+        {
+            loom::lazy_static! {
+                static ref GLOBAL: Rcu = Rcu::new();
+            }
+            &GLOBAL
+        }
+    }
+
+    /// The number of reader slots.
+    pub fn capacity(&self) -> usize {
+        self.domain.slots.capacity()
+    }
+
+    /// Claim this thread's reader slot now, from ordinary context, so that
+    /// later `read_lock()` calls (on a real-time thread, in a signal handler)
+    /// never allocate. Idempotent.
+    ///
+    /// A thread can hold registrations in up to 8 domains; past that this
+    /// returns `Ok` and the thread reads through ephemeral slots, which are
+    /// allocation-free too but can hit the capacity limit per guard.
+    ///
+    /// The slot is released when the thread exits, by its thread-local
+    /// destructors: `JoinHandle::join` waits for that, but the end of a
+    /// `std::thread::scope` may not.
+    ///
+    /// # Errors
+    /// [`CapacityError`] if every slot of the domain is owned by a live
+    /// thread.
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::with_capacity(1);
+    /// rcu.register_current_thread().unwrap();
+    /// rcu.register_current_thread().unwrap(); // idempotent
+    /// let err = std::thread::scope(|s| s.spawn(|| rcu.register_current_thread()).join().unwrap());
+    /// assert_eq!(err.unwrap_err().capacity, 1);
+    /// ```
+    pub fn register_current_thread(&self) -> Result<(), CapacityError> {
+        registry::slot_of(&self.domain).map(|_| ())
+    }
+
+    /// True if the current thread holds a slot in this domain.
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::new();
+    /// assert!(!rcu.is_current_thread_registered());
+    /// rcu.register_current_thread().unwrap();
+    /// assert!(rcu.is_current_thread_registered());
+    /// ```
+    pub fn is_current_thread_registered(&self) -> bool {
+        registry::is_registered(&self.domain)
+    }
+
+    /// Enter a read-side critical section, until the guard drops. Nestable.
+    ///
+    /// Wait-free once the thread is registered: no allocation, lock or
+    /// syscall (a thread's first call registers it; see
+    /// [`register_current_thread`](Rcu::register_current_thread)).
+    ///
+    /// # Panics
+    /// If the thread is not registered and every slot is owned; the message
+    /// names the capacity and points to [`Rcu::with_capacity`].
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::new();
+    /// let outer = rcu.read_lock();
+    /// let inner = rcu.read_lock();
+    /// let state = rcu.get_state();
+    /// drop(inner);
+    /// rcu.advance();
+    /// assert!(!rcu.advance()); // `outer` is still inside
+    /// assert!(!rcu.poll_state(state));
+    /// drop(outer);
+    /// rcu.synchronize();
+    /// assert!(rcu.poll_state(state));
+    /// ```
+    #[inline]
+    pub fn read_lock(&self) -> RcuReadGuard<'_> {
+        let (index, ephemeral) = match registry::slot_of(&self.domain) {
+            Ok(Registration::Slot(index)) => (index, false),
+            Ok(Registration::Unavailable) => match registry::claim_ephemeral(&self.domain.slots) {
+                Ok(index) => (index, true),
+                Err(e) => capacity_panic(e),
+            },
+            Err(e) => capacity_panic(e),
+        };
+        let slot = self.domain.slots.get(index);
+        if slot.enter(&self.domain.epoch) {
+            self.domain.flavour.light();
+        }
+        RcuReadGuard::new(slot, ephemeral)
+    }
+
+    /// The state a caller must wait for after unlinking an object: once
+    /// [`poll_state`](Rcu::poll_state) accepts it, every critical section
+    /// running now has ended. Any context: a fence and a load.
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::new();
+    /// let s = rcu.get_state();
+    /// assert!(!rcu.poll_state(s));
+    /// assert!(rcu.advance() && rcu.advance());
+    /// assert!(rcu.poll_state(s));
+    /// ```
+    #[inline]
+    pub fn get_state(&self) -> GpState {
+        // SeqCst: orders the caller's unlink before the epoch load; pairs
+        // with the readers' light barrier / the advancers' heavy barrier.
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with the AcqRel CAS in `advance`.
+        GpState(self.domain.epoch.load(Ordering::Acquire) + 2)
+    }
+
+    /// Like [`get_state`](Rcu::get_state), and records that a grace period
+    /// is wanted (see [`has_pending_requests`](Rcu::has_pending_requests)).
+    /// Any context: lock-free, no allocation, no syscall.
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::new();
+    /// let s = rcu.start_poll();
+    /// assert!(rcu.has_pending_requests());
+    /// rcu.synchronize();
+    /// assert!(rcu.poll_state(s) && !rcu.has_pending_requests());
+    /// ```
+    #[inline]
+    pub fn start_poll(&self) -> GpState {
+        let state = self.get_state();
+        // Relaxed: the request is a hint for whoever drives `advance()`.
+        if self.domain.requested.load(Ordering::Relaxed) < state.0 {
+            self.domain.requested.fetch_max(state.0, Ordering::Relaxed);
+        }
+        state
+    }
+
+    /// True if a [`start_poll`](Rcu::start_poll) state has not expired yet.
+    ///
+    /// ```
+    /// assert!(!kvfree_rcu_gp::Rcu::new().has_pending_requests());
+    /// ```
+    pub fn has_pending_requests(&self) -> bool {
+        // Relaxed: a hint.
+        self.domain.requested.load(Ordering::Relaxed) > self.domain.epoch.load(Ordering::Relaxed)
+    }
+
+    /// True once the grace period named by `state` has elapsed. Any context:
+    /// one load.
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::new();
+    /// let s = rcu.get_state();
+    /// rcu.synchronize();
+    /// assert!(rcu.poll_state(s));
+    /// ```
+    #[inline]
+    pub fn poll_state(&self, state: GpState) -> bool {
+        // Acquire: pairs with the AcqRel CAS in `advance`, whose scan saw
+        // every old reader's Release exit; the caller's free happens after.
+        self.domain.epoch.load(Ordering::Acquire) >= state.0
+    }
+
+    /// One attempt to move the epoch forward by one; true if this call moved
+    /// it. Never blocks: a reader still in a critical section that began
+    /// before the current epoch makes it return false. Any number of threads
+    /// may call it at once. Ordinary context (it may call `membarrier()`).
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::new();
+    /// let guard = rcu.read_lock();
+    /// assert!(rcu.advance()); // the reader announced the current epoch
+    /// assert!(!rcu.advance()); // now it is a reader from before
+    /// drop(guard);
+    /// assert!(rcu.advance());
+    /// assert_eq!(rcu.grace_periods(), 2);
+    /// ```
+    pub fn advance(&self) -> bool {
+        let domain = &*self.domain;
+        // Acquire: pairs with the AcqRel CAS of the previous advance.
+        let current = domain.epoch.load(Ordering::Acquire);
+        domain.flavour.heavy();
+        let announced = truncate_epoch(current);
+        for slot in domain.slots.in_use() {
+            let state = slot.state();
+            if nesting(state) != 0 && epoch_of(state) != announced {
+                return false;
+            }
+        }
+        // AcqRel: Release publishes the scan's result to `poll_state`'s
+        // Acquire; Acquire orders us after the previous CAS. Failure means
+        // another advancer moved the epoch from `current` already.
+        domain
+            .epoch
+            .compare_exchange(current, current + 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Block until a full grace period has elapsed: every critical section
+    /// running when it was called has ended. Ordinary context only (it spins,
+    /// yields, then sleeps up to 1 ms at a time). Must not be called inside
+    /// a critical section of the same domain (it would never return).
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::new();
+    /// rcu.synchronize();
+    /// assert!(rcu.grace_periods() >= 2);
+    /// ```
+    pub fn synchronize(&self) {
+        let target = self.get_state();
+        let backoff = Backoff::new();
+        let mut sleep = std::time::Duration::from_micros(10);
+        while !self.poll_state(target) {
+            if self.advance() {
+                continue;
+            }
+            if cfg!(kvfree_loom) {
+                yield_now();
+            } else if !backoff.is_completed() {
+                backoff.snooze();
+            } else {
+                std::thread::sleep(sleep);
+                sleep = (sleep * 2).min(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Epochs advanced so far in this domain (two per grace period waited
+    /// for by [`synchronize`](Rcu::synchronize)).
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::new();
+    /// assert_eq!(rcu.grace_periods(), 0);
+    /// rcu.advance();
+    /// assert_eq!(rcu.grace_periods(), 1);
+    /// ```
+    pub fn grace_periods(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.domain.epoch.load(Ordering::Relaxed)
+    }
+
+    /// True if readers use a compiler fence and advancers
+    /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`; false if both use
+    /// `fence(SeqCst)` (old kernels, Miri, loom, `--cfg kvfree_tsan`).
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::new();
+    /// if cfg!(miri) { assert!(!rcu.uses_membarrier()); }
+    /// ```
+    pub fn uses_membarrier(&self) -> bool {
+        self.domain.flavour == Flavour::Membarrier
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn capacity_panic(e: CapacityError) -> ! {
+    panic!("Rcu::read_lock: {e}")
+}
+
+impl Default for Rcu {
+    fn default() -> Self {
+        Rcu::new()
+    }
+}
+
+impl fmt::Debug for Rcu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rcu")
+            .field("capacity", &self.capacity())
+            .field("grace_periods", &self.grace_periods())
+            .field("uses_membarrier", &self.uses_membarrier())
+            .finish()
+    }
+}

@@ -1,0 +1,131 @@
+//! [`EpochGracePeriod`]: grace periods of crossbeam-epoch's default
+//! collector, so structures whose readers use `crossbeam_epoch::pin()` can
+//! retire through the deferred-free service.
+//!
+//! Two counters: `requested` names grace periods, `completed` records the
+//! highest one known to have elapsed. `advance()` takes a fresh number `n`,
+//! pins, and defers `completed.fetch_max(n)` into crossbeam's collector,
+//! then flushes. crossbeam runs a deferred function only after the global
+//! epoch has advanced twice past the epoch its bag was sealed in, which
+//! requires every thread pinned at sealing time to have unpinned (the same
+//! `+ 2` argument as [`Rcu`](crate::Rcu)'s). A state `s = requested + 1`
+//! read after a `SeqCst` fence is passed only by a deferral numbered
+//! `n >= s`, whose `fetch_add` came after that read and so after the
+//! caller's unlink; a reader that could see the unlinked object was pinned
+//! (with crossbeam's `SeqCst` pin fence) before that, so it has unpinned by
+//! the time the deferral runs.
+
+use crate::sync::{Arc, AtomicU64, Ordering, fence};
+use crossbeam_utils::Backoff;
+
+#[derive(Debug, Default)]
+struct Counters {
+    requested: AtomicU64,
+    completed: AtomicU64,
+}
+
+/// A [`GracePeriod`](crate::GracePeriod) over crossbeam-epoch's default
+/// collector (feature `crossbeam-epoch`).
+///
+/// ```
+/// use kvfree_rcu_gp::{EpochGracePeriod, GracePeriod};
+///
+/// let gp = EpochGracePeriod::new();
+/// let s = gp.get_state();
+/// {
+///     let _pinned = crossbeam_epoch::pin();
+/// }
+/// gp.synchronize();
+/// assert!(gp.poll_state(s));
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct EpochGracePeriod {
+    counters: Arc<Counters>,
+}
+
+impl EpochGracePeriod {
+    /// A fresh adapter (its own counters, crossbeam's default collector).
+    pub fn new() -> EpochGracePeriod {
+        EpochGracePeriod::default()
+    }
+}
+
+impl crate::GracePeriod for EpochGracePeriod {
+    type State = u64;
+
+    fn get_state(&self) -> u64 {
+        // SeqCst: orders the caller's unlink before the load (see module docs).
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with the AcqRel fetch_add in `advance`.
+        self.counters.requested.load(Ordering::Acquire) + 1
+    }
+
+    fn start_poll(&self) -> u64 {
+        self.get_state()
+    }
+
+    fn poll_state(&self, state: u64) -> bool {
+        // Acquire: pairs with the AcqRel fetch_max run by the deferred closure.
+        self.counters.completed.load(Ordering::Acquire) >= state
+    }
+
+    fn advance(&self) -> bool {
+        // Acquire: see `poll_state`.
+        let before = self.counters.completed.load(Ordering::Acquire);
+        // AcqRel: totally orders grace-period numbers after earlier states.
+        let n = self.counters.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        let counters = Arc::clone(&self.counters);
+        let guard = crossbeam_epoch::pin();
+        guard.defer(move || {
+            // AcqRel: publishes the elapsed grace period to `poll_state`.
+            counters.completed.fetch_max(n, Ordering::AcqRel);
+        });
+        guard.flush();
+        drop(guard);
+        self.counters.completed.load(Ordering::Acquire) > before
+    }
+
+    fn synchronize(&self) {
+        let target = self.get_state();
+        let backoff = Backoff::new();
+        while !self.poll_state(target) {
+            if !self.advance() {
+                backoff.snooze();
+            }
+        }
+    }
+
+    fn grace_periods(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.counters.completed.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+    use crate::GracePeriod;
+
+    #[test]
+    fn a_pinned_reader_holds_the_grace_period() {
+        let gp = EpochGracePeriod::new();
+        let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let _guard = crossbeam_epoch::pin();
+            pinned_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        });
+        pinned_rx.recv().unwrap();
+        let s = gp.start_poll();
+        for _ in 0..1000 {
+            gp.advance();
+        }
+        assert!(!gp.poll_state(s));
+        release_tx.send(()).unwrap();
+        reader.join().unwrap();
+        gp.synchronize();
+        assert!(gp.poll_state(s));
+        assert!(gp.grace_periods() >= 1);
+    }
+}

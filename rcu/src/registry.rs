@@ -1,0 +1,192 @@
+//! The per-thread table mapping a domain to this thread's slot in it.
+//!
+//! `read_lock()` must find the thread's slot without allocating, locking or
+//! making a syscall, so each thread has a fixed table of [`MAX_DOMAINS`]
+//! entries, `(domain, slot index)`, in a thread-local. An entry holds a
+//! strong reference to its domain (an `Arc` turned into a raw pointer), so a
+//! domain outlives every thread registered in it, and a domain's address is
+//! never reused while an entry names it.
+//!
+//! The table is only touched by its thread, but a signal handler on that
+//! thread may interrupt a registration and read or register itself. Entries
+//! are therefore atomics, and an entry is filled in two steps: claim it by
+//! CAS from null to [`RESERVED`] (a marker that matches no domain), write the
+//! slot index, then publish the domain pointer (Release). A handler that
+//! interrupts the middle of this does not see the half-written entry and
+//! registers on its own; the worst case is a second, idle slot for the same
+//! domain, released at thread exit like the first.
+//!
+//! At thread exit the table's destructor releases every slot and drops the
+//! domain references. A slot whose nesting is not zero at that point (a
+//! guard kept alive past this destructor, e.g. inside another thread-local)
+//! is deliberately leaked rather than released, so no other thread can take
+//! it over while that guard still relies on it.
+//!
+//! Cost of a thread's first use: the thread-local is initialised lazily and
+//! registers its destructor; Rust's std keeps thread-local destructors in a
+//! per-thread list, which allocates once per thread (and glibc's
+//! `__cxa_thread_atexit_impl` may allocate once too). Everything after that is
+//! allocation-free. Threads that must never allocate (real-time threads,
+//! threads whose signal handlers read) call `Rcu::register_current_thread()`
+//! first, from ordinary context.
+
+use crate::CapacityError;
+use crate::domain::Domain;
+use crate::slot::SlotTable;
+use crate::sync::{Arc, AtomicPtr, AtomicUsize, Ordering, SMALL, thread_local};
+use core::ptr;
+
+/// Domains a thread can be registered in at once (8; 2 under Miri and
+/// loom). A thread reading more domains than this gets an ephemeral slot per
+/// guard instead (still allocation-free; see
+/// [`RcuReadGuard::is_ephemeral`](crate::RcuReadGuard::is_ephemeral)).
+///
+/// ```
+/// assert!(kvfree_rcu_gp::MAX_DOMAINS >= 2);
+/// ```
+pub const MAX_DOMAINS: usize = if SMALL { 2 } else { 8 };
+
+/// Address of this static marks an entry being filled in. It is not a
+/// `Domain`, so it never compares equal to a real domain pointer.
+static RESERVED_MARK: u8 = 0;
+
+fn reserved() -> *mut Domain {
+    ptr::addr_of!(RESERVED_MARK).cast_mut().cast::<Domain>()
+}
+
+/// One `(domain, slot)` pair. `domain` is null (free), [`reserved()`] (being
+/// filled in) or a pointer from `Arc::into_raw`.
+struct Entry {
+    domain: AtomicPtr<Domain>,
+    slot: AtomicUsize,
+}
+
+/// A thread's table of registrations.
+struct Registry {
+    entries: [Entry; MAX_DOMAINS],
+}
+
+thread_local! {
+    static REGISTRY: Registry = Registry::new();
+}
+
+/// Where the current thread reads a domain from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Registration {
+    /// The thread owns this slot of the domain until it exits.
+    Slot(usize),
+    /// The thread's table is full, or its thread-locals are already being
+    /// destroyed: the caller claims an ephemeral slot per guard.
+    Unavailable,
+}
+
+impl Registry {
+    fn new() -> Registry {
+        Registry {
+            entries: core::array::from_fn(|_| Entry {
+                domain: AtomicPtr::new(ptr::null_mut()),
+                slot: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    #[inline(always)]
+    fn lookup(&self, domain: *mut Domain) -> Option<usize> {
+        for entry in &self.entries {
+            // Acquire: pairs with the Release that published the entry (our
+            // own thread, possibly the code a signal handler interrupted).
+            if entry.domain.load(Ordering::Acquire) == domain {
+                // Relaxed: written before the Release publication above.
+                return Some(entry.slot.load(Ordering::Relaxed));
+            }
+        }
+        None
+    }
+
+    fn register(&self, domain: &Arc<Domain>) -> Result<Registration, CapacityError> {
+        let key = Arc::as_ptr(domain).cast_mut();
+        for entry in &self.entries {
+            // Relaxed: a thread-local word; only this thread (or a handler
+            // interrupting it) touches it.
+            if entry
+                .domain
+                .compare_exchange(
+                    ptr::null_mut(),
+                    reserved(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            let Some(index) = domain.slots().claim() else {
+                // Relaxed: undo our reservation; nothing was published.
+                entry.domain.store(ptr::null_mut(), Ordering::Relaxed);
+                return Err(CapacityError {
+                    capacity: domain.slots().capacity(),
+                });
+            };
+            // Relaxed: published by the Release store below.
+            entry.slot.store(index, Ordering::Relaxed);
+            let strong = Arc::into_raw(Arc::clone(domain)).cast_mut();
+            debug_assert_eq!(strong, key);
+            // Release: pairs with the Acquire in `lookup`.
+            entry.domain.store(strong, Ordering::Release);
+            return Ok(Registration::Slot(index));
+        }
+        Ok(Registration::Unavailable)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        for entry in &self.entries {
+            let raw = entry.domain.swap(ptr::null_mut(), Ordering::Acquire);
+            if raw.is_null() || raw == reserved() {
+                continue;
+            }
+            // SAFETY: every pointer other than null and `reserved()` stored
+            // in `domain` came from `Arc::into_raw` in `register`, and the
+            // swap above took it out of the table, so this is the only
+            // `from_raw` for that strong count.
+            let domain = unsafe { Arc::from_raw(raw.cast_const()) };
+            let slot = domain.slots().get(entry.slot.load(Ordering::Relaxed));
+            if !slot.is_reading() {
+                slot.release();
+            }
+            drop(domain);
+        }
+    }
+}
+
+/// The current thread's slot in `domain`, registering it on first use.
+///
+/// Lock-free and allocation-free except for a thread's very first call,
+/// which initialises the thread-local (see the module docs).
+#[inline]
+pub(crate) fn slot_of(domain: &Arc<Domain>) -> Result<Registration, CapacityError> {
+    let key = Arc::as_ptr(domain).cast_mut();
+    REGISTRY
+        .try_with(|registry| match registry.lookup(key) {
+            Some(index) => Ok(Registration::Slot(index)),
+            None => registry.register(domain),
+        })
+        .unwrap_or(Ok(Registration::Unavailable))
+}
+
+/// True if the current thread holds a registered slot in `domain` (no
+/// registration side effect).
+pub(crate) fn is_registered(domain: &Arc<Domain>) -> bool {
+    let key = Arc::as_ptr(domain).cast_mut();
+    REGISTRY
+        .try_with(|registry| registry.lookup(key).is_some())
+        .unwrap_or(false)
+}
+
+/// Claim a slot of `domain` for one guard's lifetime. Lock-free.
+pub(crate) fn claim_ephemeral(slots: &SlotTable) -> Result<usize, CapacityError> {
+    slots.claim().ok_or(CapacityError {
+        capacity: slots.capacity(),
+    })
+}

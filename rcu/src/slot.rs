@@ -1,0 +1,220 @@
+//! Reader slots: one word per registered thread saying whether, and since
+//! which epoch, that thread is inside a read-side critical section.
+//!
+//! A slot's `state` packs `epoch << 16 | nesting` ([`NESTING_BITS`]). Nesting
+//! 0 means "not reading". Only the slot's owner ever writes `state`, so the
+//! read side is a plain load and a plain store, never a read-modify-write:
+//! that keeps it wait-free, and makes it reentrant with respect to signal
+//! handlers, whose own lock/unlock pair leaves the word as they found it.
+//!
+//! Ownership is an `owner` flag claimed by CAS and released with a Release
+//! store, so the single-writer rule holds across owners too: the previous
+//! owner's last store happens before the next owner's first.
+//!
+//! A [`SlotTable`] is the fixed array of slots of one domain, allocated once.
+//! Its `high_water` mark (one past the highest slot ever claimed) bounds the
+//! advancer's scan.
+
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crossbeam_utils::CachePadded;
+
+/// Bits of `state` holding the nesting depth.
+pub(crate) const NESTING_BITS: u32 = 16;
+/// Mask of the nesting depth in `state`.
+pub(crate) const NESTING_MASK: u64 = (1 << NESTING_BITS) - 1;
+
+/// The nesting depth packed in a slot word.
+#[inline(always)]
+pub(crate) fn nesting(state: u64) -> u64 {
+    state & NESTING_MASK
+}
+
+/// The epoch packed in a slot word (the low 48 bits of the epoch).
+#[inline(always)]
+pub(crate) fn epoch_of(state: u64) -> u64 {
+    state >> NESTING_BITS
+}
+
+/// The low 48 bits of an epoch, as stored in a slot word.
+#[inline(always)]
+pub(crate) fn truncate_epoch(epoch: u64) -> u64 {
+    epoch & (u64::MAX >> NESTING_BITS)
+}
+
+/// One reader's announcement word and its ownership flag.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    state: AtomicU64,
+    owner: AtomicBool,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            state: AtomicU64::new(0),
+            owner: AtomicBool::new(false),
+        }
+    }
+
+    /// Enter a critical section, announcing `epoch` if this is the outermost
+    /// one. Owner only. Returns true if this was the outermost entry (the
+    /// caller then runs the light barrier).
+    #[inline(always)]
+    pub(crate) fn enter(&self, epoch: &AtomicU64) -> bool {
+        // Relaxed: only we write this word, so we read our own last store.
+        let s = self.state.load(Ordering::Relaxed);
+        if nesting(s) == 0 {
+            // Acquire: keeps the RCU-protected loads that follow after this
+            // load even on weakly ordered CPUs, where the membarrier flavour's
+            // compiler fence would not (see `Rcu::advance` for why a reader
+            // must not announce an epoch newer than the pointers it read).
+            let e = truncate_epoch(epoch.load(Ordering::Acquire));
+            // Relaxed: made visible to advancers by the light barrier (a
+            // SeqCst fence, or their membarrier()).
+            self.state.store(e << NESTING_BITS | 1, Ordering::Relaxed);
+            true
+        } else {
+            assert!(
+                nesting(s) < NESTING_MASK,
+                "RCU read-side critical sections nested more than {NESTING_MASK} deep"
+            );
+            // Relaxed: the epoch is unchanged, only the depth grows.
+            self.state.store(s + 1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    /// Leave a critical section. Owner only.
+    #[inline(always)]
+    pub(crate) fn exit(&self) {
+        // Relaxed: only we write this word.
+        let s = self.state.load(Ordering::Relaxed);
+        debug_assert!(nesting(s) > 0, "RCU read unlock without a lock");
+        // Release: our critical section's loads happen before an advancer's
+        // Acquire load of this word sees us out (and so before the free).
+        self.state.store(s - 1, Ordering::Release);
+    }
+
+    /// The announcement word, for advancers.
+    #[inline]
+    pub(crate) fn state(&self) -> u64 {
+        // Acquire: pairs with the Release in `exit`.
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Give the slot back. Owner only, outside any critical section.
+    pub(crate) fn release(&self) {
+        debug_assert_eq!(nesting(self.state.load(Ordering::Relaxed)), 0);
+        // Release: pairs with the Acquire CAS in `SlotTable::claim`, so our
+        // last store to `state` happens before the next owner's first.
+        self.owner.store(false, Ordering::Release);
+    }
+
+    /// True while a reader owns the slot and is inside a critical section.
+    pub(crate) fn is_reading(&self) -> bool {
+        nesting(self.state()) != 0
+    }
+}
+
+/// The fixed table of reader slots of one domain.
+#[derive(Debug)]
+pub(crate) struct SlotTable {
+    slots: Box<[CachePadded<Slot>]>,
+    high_water: AtomicUsize,
+}
+
+impl SlotTable {
+    /// A table of `capacity` free slots (the only allocation a domain makes).
+    pub(crate) fn new(capacity: usize) -> SlotTable {
+        SlotTable {
+            slots: (0..capacity)
+                .map(|_| CachePadded::new(Slot::new()))
+                .collect(),
+            high_water: AtomicUsize::new(0),
+        }
+    }
+
+    /// Number of slots.
+    pub(crate) fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Claim a free slot: lock-free, no allocation. `None` if all are owned.
+    pub(crate) fn claim(&self) -> Option<usize> {
+        for (i, slot) in self.slots.iter().enumerate() {
+            // Relaxed peek: a stale answer only costs a failed CAS or a skip
+            // of a slot that is being released right now.
+            if slot.owner.load(Ordering::Relaxed) {
+                continue;
+            }
+            // Acquire: pairs with the Release in `Slot::release`.
+            if slot
+                .owner
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                // Release: pairs with the Acquire load in `in_use`. The
+                // owner's later announcements are ordered after this by
+                // program order and the light/heavy barrier pair.
+                self.high_water.fetch_max(i + 1, Ordering::Release);
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// The slot at `index` (from `claim`).
+    #[inline(always)]
+    pub(crate) fn get(&self, index: usize) -> &Slot {
+        &self.slots[index]
+    }
+
+    /// Every slot that has ever been claimed (a prefix of the table).
+    pub(crate) fn in_use(&self) -> impl Iterator<Item = &Slot> {
+        // Acquire: pairs with the Release fetch_max in `claim`.
+        let used = self.high_water.load(Ordering::Acquire);
+        self.slots[..used].iter().map(|padded| &**padded)
+    }
+}
+
+#[cfg(all(test, not(kvfree_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_packing() {
+        let s = 7 << NESTING_BITS | 3;
+        assert_eq!(nesting(s), 3);
+        assert_eq!(epoch_of(s), 7);
+        assert_eq!(truncate_epoch(u64::MAX), u64::MAX >> 16);
+    }
+
+    #[test]
+    fn enter_exit_nest_and_keep_the_first_epoch() {
+        let table = SlotTable::new(2);
+        let epoch = AtomicU64::new(5);
+        let slot = table.get(table.claim().unwrap());
+        assert!(slot.enter(&epoch));
+        epoch.store(6, Ordering::Relaxed);
+        assert!(!slot.enter(&epoch));
+        assert_eq!(slot.state(), 5 << NESTING_BITS | 2);
+        slot.exit();
+        assert!(slot.is_reading());
+        slot.exit();
+        assert!(!slot.is_reading());
+        assert_eq!(epoch_of(slot.state()), 5);
+    }
+
+    #[test]
+    fn claim_until_full_then_release() {
+        let table = SlotTable::new(3);
+        assert_eq!(table.in_use().count(), 0);
+        let ids: Vec<_> = (0..3).map(|_| table.claim().unwrap()).collect();
+        assert_eq!(ids, [0, 1, 2]);
+        assert_eq!(table.claim(), None);
+        assert_eq!(table.in_use().count(), 3);
+        table.get(1).release();
+        assert_eq!(table.claim(), Some(1));
+        assert_eq!(table.capacity(), 3);
+    }
+}

@@ -1,0 +1,265 @@
+//! Unit tests of the domain as a whole (sizes shrink under Miri).
+
+use crate::sync::SMALL;
+use crate::{CapacityError, MAX_DOMAINS, Rcu};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+
+#[test]
+#[should_panic(expected = "at least one reader slot")]
+fn zero_capacity_panics() {
+    let _ = Rcu::with_capacity(0);
+}
+
+#[test]
+fn fresh_domain() {
+    let rcu = Rcu::with_capacity(3);
+    assert_eq!(rcu.capacity(), 3);
+    assert_eq!(rcu.grace_periods(), 0);
+    assert!(!rcu.is_current_thread_registered());
+    assert!(format!("{rcu:?}").contains("capacity: 3"));
+    assert_eq!(Rcu::default().capacity(), crate::DEFAULT_CAPACITY);
+}
+
+#[test]
+fn states_expire_after_two_epochs() {
+    let rcu = Rcu::with_capacity(2);
+    let s = rcu.get_state();
+    assert!(!rcu.poll_state(s));
+    assert!(rcu.advance());
+    assert!(!rcu.poll_state(s));
+    assert!(rcu.advance());
+    assert!(rcu.poll_state(s));
+    assert_eq!(rcu.grace_periods(), 2);
+}
+
+#[test]
+fn a_reader_blocks_expiry_until_it_leaves() {
+    let rcu = Rcu::with_capacity(2);
+    let guard = rcu.read_lock();
+    assert!(!guard.is_ephemeral());
+    assert!(rcu.is_current_thread_registered());
+    let s = rcu.start_poll();
+    for _ in 0..5 {
+        rcu.advance();
+    }
+    assert!(!rcu.poll_state(s));
+    assert!(rcu.has_pending_requests());
+    drop(guard);
+    rcu.synchronize();
+    assert!(rcu.poll_state(s));
+    assert!(!rcu.has_pending_requests());
+}
+
+#[test]
+fn nested_guards_hold_until_the_outermost_drops() {
+    let rcu = Rcu::with_capacity(2);
+    let outer = rcu.read_lock();
+    let s = rcu.get_state();
+    {
+        let _inner = rcu.read_lock();
+        let _innermost = rcu.read_lock();
+    }
+    for _ in 0..5 {
+        rcu.advance();
+    }
+    assert!(!rcu.poll_state(s));
+    drop(outer);
+    assert!(rcu.advance() || rcu.advance());
+    rcu.synchronize();
+    assert!(rcu.poll_state(s));
+}
+
+#[test]
+fn a_reader_on_another_thread_blocks_synchronize() {
+    let rcu = Rcu::with_capacity(4);
+    let inside = Barrier::new(2);
+    let released = AtomicBool::new(false);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let guard = rcu.read_lock();
+            inside.wait();
+            while !released.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            // The updater cannot have finished: we are still inside.
+            assert!(!done.load(Ordering::Acquire));
+            drop(guard);
+        });
+        inside.wait();
+        let state = rcu.get_state();
+        for _ in 0..10 {
+            rcu.advance();
+        }
+        assert!(!rcu.poll_state(state));
+        released.store(true, Ordering::Release);
+        rcu.synchronize();
+        done.store(true, Ordering::Release);
+        assert!(rcu.poll_state(state));
+    });
+}
+
+#[test]
+fn concurrent_advancers_move_the_epoch_one_step_at_a_time() {
+    let rcu = Rcu::with_capacity(4);
+    let rounds = if SMALL { 20 } else { 2000 };
+    let moved = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..rounds {
+                    if rcu.advance() {
+                        moved.fetch_add(1, Ordering::Relaxed);
+                    }
+                    drop(rcu.read_lock());
+                }
+            });
+        }
+    });
+    assert_eq!(moved.load(Ordering::Relaxed), rcu.grace_periods());
+}
+
+#[test]
+fn capacity_error_and_slots_come_back_at_thread_exit() {
+    let rcu = Rcu::with_capacity(1);
+    std::thread::scope(|s| {
+        s.spawn(|| rcu.register_current_thread().unwrap())
+            .join()
+            .unwrap();
+    });
+    // The first thread exited and gave its slot back.
+    rcu.register_current_thread().unwrap();
+    let err = std::thread::scope(|s| s.spawn(|| rcu.register_current_thread()).join().unwrap());
+    assert_eq!(err, Err(CapacityError { capacity: 1 }));
+    let message = err.unwrap_err().to_string();
+    assert!(message.contains('1') && message.contains("Rcu::with_capacity"));
+}
+
+#[test]
+fn read_lock_on_a_full_domain_panics_with_the_capacity() {
+    let rcu = Rcu::with_capacity(1);
+    rcu.register_current_thread().unwrap();
+    let payload = std::thread::scope(|s| s.spawn(|| drop(rcu.read_lock())).join().unwrap_err());
+    let message = payload.downcast_ref::<String>().unwrap();
+    assert!(message.contains("all 1 reader slots"), "{message}");
+    assert!(message.contains("Rcu::with_capacity"), "{message}");
+}
+
+#[test]
+fn more_domains_than_the_thread_table_use_ephemeral_slots() {
+    let domains: Vec<Rcu> = (0..MAX_DOMAINS + 1)
+        .map(|_| Rcu::with_capacity(2))
+        .collect();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for rcu in &domains[..MAX_DOMAINS] {
+                rcu.register_current_thread().unwrap();
+            }
+            let last = &domains[MAX_DOMAINS];
+            // The table is full: registration is Ok, reads are ephemeral.
+            last.register_current_thread().unwrap();
+            assert!(!last.is_current_thread_registered());
+            let a = last.read_lock();
+            let b = last.read_lock();
+            assert!(a.is_ephemeral() && b.is_ephemeral());
+            let state = last.get_state();
+            for _ in 0..4 {
+                last.advance();
+            }
+            assert!(!last.poll_state(state));
+            drop(b);
+            drop(a);
+            last.synchronize();
+            assert!(last.poll_state(state));
+            // Both ephemeral slots were given back.
+            let first = last.read_lock();
+            let second = last.read_lock();
+            drop((first, second));
+        });
+    });
+}
+
+#[test]
+fn domains_outlive_their_handles_while_threads_are_registered() {
+    let rcu = Rcu::with_capacity(2);
+    let clone = rcu.clone();
+    rcu.register_current_thread().unwrap();
+    drop(rcu);
+    drop(clone.read_lock());
+    clone.synchronize();
+}
+
+#[test]
+fn global_is_one_domain() {
+    assert!(std::ptr::eq(Rcu::global(), Rcu::global()));
+    drop(Rcu::global().read_lock());
+}
+
+/// A small rcutorture: readers check that what they reach is never poisoned.
+#[test]
+fn readers_never_see_a_freed_object() {
+    struct Node {
+        alive: AtomicBool,
+    }
+    let rcu = Rcu::with_capacity(4);
+    let head = AtomicPtr::new(Box::into_raw(Box::new(Node {
+        alive: AtomicBool::new(true),
+    })));
+    let stop = AtomicBool::new(false);
+    let updates = if SMALL { 6 } else { 300 };
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Acquire) {
+                    let _guard = rcu.read_lock();
+                    // SAFETY: nodes are poisoned and freed only after a grace
+                    // period that started after their unlink.
+                    let node = unsafe { &*head.load(Ordering::Acquire) };
+                    assert!(
+                        node.alive.load(Ordering::Relaxed),
+                        "reader saw a freed node"
+                    );
+                    std::thread::yield_now();
+                    assert!(
+                        node.alive.load(Ordering::Relaxed),
+                        "reader saw a freed node"
+                    );
+                }
+            });
+        }
+        for i in 0..updates {
+            let fresh = Box::into_raw(Box::new(Node {
+                alive: AtomicBool::new(true),
+            }));
+            let old = head.swap(fresh, Ordering::AcqRel);
+            if i % 2 == 0 {
+                rcu.synchronize();
+            } else {
+                let state = rcu.start_poll();
+                while !rcu.poll_state(state) {
+                    if !rcu.advance() {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            // SAFETY: `old` is unlinked and its grace period has elapsed.
+            let old = unsafe { Box::from_raw(old) };
+            old.alive.store(false, Ordering::Relaxed);
+            drop(old);
+        }
+        stop.store(true, Ordering::Release);
+    });
+    // SAFETY: every reader has finished.
+    drop(unsafe { Box::from_raw(head.load(Ordering::Relaxed)) });
+}
+
+#[test]
+fn shared_through_an_arc() {
+    let rcu = Arc::new(Rcu::with_capacity(2));
+    let other = Arc::clone(&rcu);
+    std::thread::spawn(move || drop(other.read_lock()))
+        .join()
+        .unwrap();
+    rcu.synchronize();
+}
