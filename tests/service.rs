@@ -291,7 +291,9 @@ fn dropping_the_service_from_its_own_destructor_is_reported_and_frees_everything
             context::set_report_mode(ReportMode::Count);
             drop(self.service.lock().unwrap().take());
             assert_eq!(context::thread_violations() - before, u64::from(CHECKS));
-            self.counter.dropped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.counter
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
     let counter = DropCounter::leak();
@@ -301,7 +303,10 @@ fn dropping_the_service_from_its_own_destructor_is_reported_and_frees_everything
         // SAFETY: from Box::leak, unpublished, retired once.
         unsafe { service.kvfree_rcu(Headed::boxed(i, counter)) };
     }
-    let owner = Box::new(Owner { service: Mutex::new(None), counter: owner_counter });
+    let owner = Box::new(Owner {
+        service: Mutex::new(None),
+        counter: owner_counter,
+    });
     let raw = NonNull::from(Box::leak(owner));
     // SAFETY: the owner is ours; the service is moved into it, then the owner
     // is retired through that very service.

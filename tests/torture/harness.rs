@@ -80,7 +80,10 @@ impl Default for Config {
 /// Scales an iteration count by `KVFREE_STRESS_SCALE` (a float, default 1;
 /// the sanitizer scripts set it below 1).
 pub fn stress_scale(n: u64) -> u64 {
-    let scale = std::env::var("KVFREE_STRESS_SCALE").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(1.0);
+    let scale = std::env::var("KVFREE_STRESS_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(1.0);
     ((n as f64 * scale) as u64).max(1)
 }
 
@@ -103,7 +106,12 @@ pub struct Header {
 impl Header {
     fn new(id: u64, counts: &'static Counts) -> Header {
         counts.created.fetch_add(1, Ordering::Relaxed);
-        Header { magic: AtomicU64::new(ALIVE), removed_epoch: AtomicU64::new(LINKED), id, counts }
+        Header {
+            magic: AtomicU64::new(ALIVE),
+            removed_epoch: AtomicU64::new(LINKED),
+            id,
+            counts,
+        }
     }
 }
 
@@ -111,7 +119,10 @@ impl Drop for Header {
     fn drop(&mut self) {
         let was = self.magic.swap(POISON, Ordering::Relaxed);
         if was != ALIVE {
-            fail(&format!("object {} dropped twice (magic {was:#x})", self.id));
+            fail(&format!(
+                "object {} dropped twice (magic {was:#x})",
+                self.id
+            ));
         }
         self.counts.dropped.fetch_add(1, Ordering::Relaxed);
     }
@@ -229,7 +240,12 @@ pub struct TypeCounts {
 
 impl TypeCounts {
     fn all(&self) -> [(&'static str, &'static Counts); 4] {
-        [("small/headed", self.small), ("medium/plain", self.medium), ("large/headed", self.large), ("custom/with", self.custom)]
+        [
+            ("small/headed", self.small),
+            ("medium/plain", self.medium),
+            ("large/headed", self.large),
+            ("custom/with", self.custom),
+        ]
     }
 }
 
@@ -285,19 +301,36 @@ impl fmt::Display for Summary {
             self.uses_membarrier
         )?;
         writeln!(f, "  reads: {}  updates: {}", self.reads, self.updates)?;
-        writeln!(f, "  reader pipeline ages: 0: {}  1: {}  >=2 (failures): {}", self.ages[0], self.ages[1], self.ages[2])?;
+        writeln!(
+            f,
+            "  reader pipeline ages: 0: {}  1: {}  >=2 (failures): {}",
+            self.ages[0], self.ages[1], self.ages[2]
+        )?;
         for (name, created, retired, dropped) in &self.per_type {
-            writeln!(f, "  {name:<13} created {created:>10}  retired {retired:>10}  dropped {dropped:>10}")?;
+            writeln!(
+                f,
+                "  {name:<13} created {created:>10}  retired {retired:>10}  dropped {dropped:>10}"
+            )?;
         }
         writeln!(
             f,
             "  service: queued_pages {}  queued_heads {}  try_failed {}  freed {}  freed_inline {}  (harness inline frees {})",
-            s.queued_pages, s.queued_heads, s.try_failed, s.freed, s.freed_inline, self.inline_frees
+            s.queued_pages,
+            s.queued_heads,
+            s.try_failed,
+            s.freed,
+            s.freed_inline,
+            self.inline_frees
         )?;
         writeln!(
             f,
             "  pages: allocated {}  live {}  alloc_failures {}  refill_requests {}  batches {}  worker_wakeups {}",
-            s.pages_allocated, s.pages_live, s.alloc_failures, s.refill_requests, s.batches, s.worker_wakeups
+            s.pages_allocated,
+            s.pages_live,
+            s.alloc_failures,
+            s.refill_requests,
+            s.batches,
+            s.worker_wakeups
         )?;
         write!(
             f,
@@ -321,7 +354,12 @@ impl Shared {
         }
         let p = obj.payload();
         if p[0] != h.id || p[p.len() - 1] != h.id {
-            fail(&format!("reader saw a torn or reused object: id {} payload {} .. {}", h.id, p[0], p[p.len() - 1]));
+            fail(&format!(
+                "reader saw a torn or reused object: id {} payload {} .. {}",
+                h.id,
+                p[0],
+                p[p.len() - 1]
+            ));
         }
         let removed = h.removed_epoch.load(Ordering::Relaxed);
         if removed == LINKED {
@@ -331,7 +369,10 @@ impl Shared {
         let age = self.rcu.grace_periods().saturating_sub(removed) as usize;
         if age >= 2 {
             self.ages[2].fetch_add(1, Ordering::Relaxed);
-            fail(&format!("pipeline age {age}: a grace period ended while a reader held object {}", h.id));
+            fail(&format!(
+                "pipeline age {age}: a grace period ended while a reader held object {}",
+                h.id
+            ));
         }
         age.min(1)
     }
@@ -346,13 +387,17 @@ impl Shared {
             for _ in 0..4 {
                 let i = rng.below(self.table.small.len() as u64) as usize;
                 let nested = (rng.below(16) == 0).then(|| self.rcu.read_lock());
+                // Loaded inside our read-side critical section; updaters
+                // retire only after unlinking, so the object is not freed
+                // before `guard` drops.
                 let obj: &dyn Object = match rng.below(4) {
-                    // SAFETY (all four): loaded inside our read-side critical
-                    // section; updaters retire only after unlinking, so the
-                    // object is not freed before `guard` drops.
+                    // SAFETY: see above.
                     0 => unsafe { &*self.table.small[i].load(Ordering::Acquire) },
+                    // SAFETY: see above.
                     1 => unsafe { &*self.table.medium[i].load(Ordering::Acquire) },
+                    // SAFETY: see above.
                     2 => unsafe { &*self.table.large[i].load(Ordering::Acquire) },
+                    // SAFETY: see above.
                     _ => unsafe { &*self.table.custom[i].load(Ordering::Acquire) },
                 };
                 ages[self.check(obj)] += 1;
@@ -376,7 +421,8 @@ impl Shared {
         // `Rcu::get_state` does (pairs with the readers' light barrier and the
         // advancers' heavy one).
         fence(Ordering::SeqCst);
-        h.removed_epoch.store(self.rcu.grace_periods(), Ordering::Relaxed);
+        h.removed_epoch
+            .store(self.rcu.grace_periods(), Ordering::Relaxed);
         h.counts.retired.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -385,19 +431,23 @@ impl Shared {
         let id = self.id();
         match rng.below(4) {
             0 => {
-                let old = self.table.small[i].swap(Small::boxed(id, self.counts.small), Ordering::AcqRel);
+                let old =
+                    self.table.small[i].swap(Small::boxed(id, self.counts.small), Ordering::AcqRel);
                 // SAFETY: `old` is a live table element we just unlinked.
                 self.mark_removed(unsafe { &(*old).hdr });
                 // SAFETY: from Box::into_raw, unlinked above, retired once.
                 unsafe { self.service.kvfree_rcu(NonNull::new(old).unwrap()) };
             }
             1 => {
-                let old = self.table.medium[i].swap(Medium::boxed(id, self.counts.medium), Ordering::AcqRel);
+                let old = self.table.medium[i]
+                    .swap(Medium::boxed(id, self.counts.medium), Ordering::AcqRel);
                 // SAFETY: as above.
                 self.mark_removed(unsafe { &(*old).hdr });
                 // SAFETY: as above; on Err the object is ours again and this
                 // is ordinary context, so the sleeping variant retires it.
-                if let Err(old) = unsafe { self.service.try_kvfree_rcu(NonNull::new(old).unwrap()) } {
+                if let Err(old) = unsafe { self.service.try_kvfree_rcu(NonNull::new(old).unwrap()) }
+                {
+                    // SAFETY: Err handed ownership back; retired once.
                     unsafe { self.service.kvfree_rcu_mightsleep(old) };
                 }
             }
@@ -419,7 +469,11 @@ impl Shared {
                     // SAFETY: as above.
                     self.mark_removed(unsafe { &(*old).hdr });
                     // SAFETY: `free_custom` frees a `Custom` box, once; unlinked above.
-                    unsafe { self.service.kvfree_rcu_with(NonNull::new(old).unwrap().cast(), free_custom) }.err()
+                    unsafe {
+                        self.service
+                            .kvfree_rcu_with(NonNull::new(old).unwrap().cast(), free_custom)
+                    }
+                    .err()
                 };
                 if let Some(old) = rejected {
                     // No page: after the lock, wait a grace period and free inline.
@@ -485,8 +539,10 @@ impl Shared {
 /// Runs one torture session; panics on any failure, returns the summary.
 pub fn run(config: &Config) -> Summary {
     let rcu = Arc::new(Rcu::new());
-    let service =
-        KvfreeRcu::builder(rcu.clone()).low_watermark(config.low_watermark).high_watermark(config.high_watermark).build();
+    let service = KvfreeRcu::builder(rcu.clone())
+        .low_watermark(config.low_watermark)
+        .high_watermark(config.high_watermark)
+        .build();
     let counts = TypeCounts {
         small: Box::leak(Box::default()),
         medium: Box::leak(Box::default()),
@@ -499,10 +555,18 @@ pub fn run(config: &Config) -> Summary {
         id
     };
     let table = Table {
-        small: (0..config.slots).map(|_| AtomicPtr::new(Small::boxed(next(), counts.small))).collect(),
-        medium: (0..config.slots).map(|_| AtomicPtr::new(Medium::boxed(next(), counts.medium))).collect(),
-        large: (0..config.slots).map(|_| AtomicPtr::new(Large::boxed(next(), counts.large))).collect(),
-        custom: (0..config.slots).map(|_| AtomicPtr::new(Custom::boxed(next(), counts.custom))).collect(),
+        small: (0..config.slots)
+            .map(|_| AtomicPtr::new(Small::boxed(next(), counts.small)))
+            .collect(),
+        medium: (0..config.slots)
+            .map(|_| AtomicPtr::new(Medium::boxed(next(), counts.medium)))
+            .collect(),
+        large: (0..config.slots)
+            .map(|_| AtomicPtr::new(Large::boxed(next(), counts.large)))
+            .collect(),
+        custom: (0..config.slots)
+            .map(|_| AtomicPtr::new(Custom::boxed(next(), counts.custom)))
+            .collect(),
     };
     let shared = Arc::new(Shared {
         rcu,
@@ -522,7 +586,6 @@ pub fn run(config: &Config) -> Summary {
         short_threads: AtomicU64::new(0),
     });
 
-    let start = Instant::now();
     let go = Arc::new(Barrier::new(config.readers + config.updaters + 2));
     let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
         let go = go.clone();
@@ -537,14 +600,24 @@ pub fn run(config: &Config) -> Summary {
     let readers: Vec<_> = (0..config.readers)
         .map(|r| {
             let s = shared.clone();
-            spawn(format!("reader-{r}"), Box::new(move || s.reader(r as u64 + 1)))
+            spawn(
+                format!("reader-{r}"),
+                Box::new(move || s.reader(r as u64 + 1)),
+            )
         })
         .collect();
-    let limit = if config.duration.is_some() { u64::MAX } else { config.updates_per_updater };
+    let limit = if config.duration.is_some() {
+        u64::MAX
+    } else {
+        config.updates_per_updater
+    };
     let updaters: Vec<_> = (0..config.updaters)
         .map(|u| {
             let s = shared.clone();
-            spawn(format!("updater-{u}"), Box::new(move || s.updater(1000 + u as u64, limit)))
+            spawn(
+                format!("updater-{u}"),
+                Box::new(move || s.updater(1000 + u as u64, limit)),
+            )
         })
         .collect();
     let maintenance = {
@@ -557,7 +630,10 @@ pub fn run(config: &Config) -> Summary {
     if let Some(d) = config.duration {
         let deadline = started + d;
         let mut next_report = config.progress.map(|p| started + p);
-        while Instant::now() < deadline && !FAILED.load(Ordering::SeqCst) && !updaters.iter().any(|h| h.is_finished()) {
+        while Instant::now() < deadline
+            && !FAILED.load(Ordering::SeqCst)
+            && !updaters.iter().any(|h| h.is_finished())
+        {
             std::thread::sleep(Duration::from_millis(50));
             if let (Some(at), Some(p)) = (next_report, config.progress) {
                 if Instant::now() >= at {
@@ -565,7 +641,12 @@ pub fn run(config: &Config) -> Summary {
                     eprintln!(
                         "torture: {:>5.0} s: updates {} freed {} queued_heads {} try_failed {} epochs {}",
                         started.elapsed().as_secs_f64(),
-                        shared.counts.all().iter().map(|(_, c)| c.retired.load(Ordering::Relaxed)).sum::<u64>(),
+                        shared
+                            .counts
+                            .all()
+                            .iter()
+                            .map(|(_, c)| c.retired.load(Ordering::Relaxed))
+                            .sum::<u64>(),
                         s.freed,
                         s.queued_heads,
                         s.try_failed,
@@ -599,15 +680,25 @@ pub fn run(config: &Config) -> Summary {
     let shared = Arc::into_inner(shared).expect("every thread joined");
     let mut per_type = Vec::new();
     for (name, c) in shared.counts.all() {
-        let (created, retired, dropped) =
-            (c.created.load(Ordering::SeqCst), c.retired.load(Ordering::SeqCst), c.dropped.load(Ordering::SeqCst));
-        assert_eq!(dropped, retired, "{name}: every retired object freed exactly once after barrier()");
-        assert_eq!(created, retired + config.slots as u64, "{name}: the table holds the rest");
+        let (created, retired, dropped) = (
+            c.created.load(Ordering::SeqCst),
+            c.retired.load(Ordering::SeqCst),
+            c.dropped.load(Ordering::SeqCst),
+        );
+        assert_eq!(
+            dropped, retired,
+            "{name}: every retired object freed exactly once after barrier()"
+        );
+        assert_eq!(
+            created,
+            retired + config.slots as u64,
+            "{name}: the table holds the rest"
+        );
         per_type.push((name, created, retired, dropped));
     }
     assert_eq!(stats.pending, 0, "{stats:?}");
     let summary = Summary {
-        elapsed: started.elapsed().max(start.elapsed().min(Duration::ZERO)),
+        elapsed: started.elapsed(),
         readers: config.readers,
         updaters: config.updaters,
         reads: shared.reads.load(Ordering::SeqCst),
@@ -621,26 +712,41 @@ pub fn run(config: &Config) -> Summary {
         short_threads: shared.short_threads.load(Ordering::SeqCst),
         uses_membarrier: shared.rcu.uses_membarrier(),
     };
-    assert_eq!(summary.ages[2], 0, "no reader saw an object older than one epoch step");
+    assert_eq!(
+        summary.ages[2], 0,
+        "no reader saw an object older than one epoch step"
+    );
 
     // Free the table's last elements: no reader remains.
-    let Shared { table, service, counts, .. } = shared;
+    let Shared {
+        table,
+        service,
+        counts,
+        ..
+    } = shared;
     for p in table.small {
         // SAFETY: (all four) linked elements, never retired, no readers left.
         drop(unsafe { Box::from_raw(p.into_inner()) });
     }
     for p in table.medium {
+        // SAFETY: as above.
         drop(unsafe { Box::from_raw(p.into_inner()) });
     }
     for p in table.large {
+        // SAFETY: as above.
         drop(unsafe { Box::from_raw(p.into_inner()) });
     }
     for p in table.custom {
+        // SAFETY: as above.
         drop(unsafe { Box::from_raw(p.into_inner()) });
     }
     drop(service);
     for (name, c) in counts.all() {
-        assert_eq!(c.dropped.load(Ordering::SeqCst), c.created.load(Ordering::SeqCst), "{name}: all objects freed");
+        assert_eq!(
+            c.dropped.load(Ordering::SeqCst),
+            c.created.load(Ordering::SeqCst),
+            "{name}: all objects freed"
+        );
     }
     summary
 }
