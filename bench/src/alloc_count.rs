@@ -1,0 +1,164 @@
+//! A counting global allocator for the main job and the benches.
+//!
+//! Two questions need the allocator's help:
+//! - *does the retire call allocate?* Each thread counts its own allocations
+//!   in a plain thread-local `Cell` (no atomics, no destructor), so a caller
+//!   reads [`thread_allocations`] before and after a call and subtracts;
+//! - *how much memory is waiting to be freed?* Live heap bytes are kept in
+//!   cache-padded per-thread shards (a thread picks its shard once, from a
+//!   counter), each updated with one uncontended `fetch_add`; [`live_bytes`]
+//!   sums them. Every scheme pays the same counting cost on every allocation
+//!   and free, so comparisons stay fair.
+//!
+//! Install it with `#[global_allocator] static A: CountingAlloc = CountingAlloc;`
+//! (the main binary and every bench do). Without it the counters stay at 0
+//! and [`is_installed`] says so.
+
+use crossbeam_utils::CachePadded;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+
+const SHARDS: usize = 64;
+const NO_SHARD: usize = usize::MAX;
+
+static LIVE: [CachePadded<AtomicI64>; SHARDS] =
+    [const { CachePadded::new(AtomicI64::new(0)) }; SHARDS];
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    static SHARD: Cell<usize> = const { Cell::new(NO_SHARD) };
+}
+
+/// Forwards to the system allocator and counts (see the module docs).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CountingAlloc;
+
+fn shard() -> &'static AtomicI64 {
+    let index = SHARD
+        .try_with(|s| {
+            if s.get() == NO_SHARD {
+                // Relaxed: only spreads threads over shards.
+                s.set(NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS);
+            }
+            s.get()
+        })
+        .unwrap_or(0);
+    &LIVE[index]
+}
+
+fn note_alloc(bytes: usize) {
+    // `try_with`: during thread teardown the thread-locals may be gone; the
+    // allocation is then simply not attributed to the thread.
+    let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
+    // Relaxed: a statistic summed by a sampler; no data is published.
+    shard().fetch_add(bytes as i64, Ordering::Relaxed);
+}
+
+fn note_free(bytes: usize) {
+    // Relaxed: as in `note_alloc`.
+    shard().fetch_sub(bytes as i64, Ordering::Relaxed);
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments
+// unchanged, so System's implementation of the GlobalAlloc contract is ours;
+// the counting neither allocates nor unwinds.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_alloc(layout.size());
+        // SAFETY: forwarded contract (non-zero size).
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_alloc(layout.size());
+        // SAFETY: forwarded contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_free(layout.size());
+        note_alloc(new_size);
+        // SAFETY: forwarded contract (`ptr` came from this allocator with `layout`).
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note_free(layout.size());
+        // SAFETY: forwarded contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// Allocations made by the current thread so far (0 if the allocator is not
+/// installed).
+#[inline]
+pub fn thread_allocations() -> u64 {
+    ALLOCATIONS.try_with(Cell::get).unwrap_or(0)
+}
+
+/// Heap bytes allocated and not yet freed, process-wide (a sum of shards
+/// read one by one: approximate while other threads allocate).
+pub fn live_bytes() -> i64 {
+    // Relaxed: a statistic.
+    LIVE.iter().map(|s| s.load(Ordering::Relaxed)).sum()
+}
+
+/// Checks, once, whether [`CountingAlloc`] is the global allocator (an
+/// allocation on this thread bumps the counter), and remembers the answer.
+pub fn is_installed() -> bool {
+    // Relaxed: a cached fact about the process.
+    if INSTALLED.load(Ordering::Relaxed) {
+        return true;
+    }
+    let before = thread_allocations();
+    drop(std::hint::black_box(Box::new(0u64)));
+    let yes = thread_allocations() > before;
+    INSTALLED.store(yes, Ordering::Relaxed);
+    yes
+}
+
+/// Samples [`live_bytes`] on a background thread and keeps the peak above
+/// the baseline taken at [`PeakSampler::start`].
+#[derive(Debug)]
+pub struct PeakSampler {
+    stop: std::sync::Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<i64>,
+    baseline: i64,
+}
+
+impl PeakSampler {
+    /// Starts sampling every `interval`.
+    pub fn start(interval: std::time::Duration) -> PeakSampler {
+        let baseline = live_bytes();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("peak-sampler".into())
+            .spawn(move || {
+                let mut peak = live_bytes();
+                // Acquire: pairs with the Release store in `finish`.
+                while !flag.load(Ordering::Acquire) {
+                    peak = peak.max(live_bytes());
+                    std::thread::sleep(interval);
+                }
+                peak.max(live_bytes())
+            })
+            .expect("spawn the peak sampler");
+        PeakSampler {
+            stop,
+            handle,
+            baseline,
+        }
+    }
+
+    /// Stops sampling; returns the peak live bytes above the baseline.
+    pub fn finish(self) -> u64 {
+        // Release: pairs with the sampler's Acquire load.
+        self.stop.store(true, Ordering::Release);
+        let peak = self.handle.join().expect("peak sampler panicked");
+        (peak - self.baseline).max(0) as u64
+    }
+}

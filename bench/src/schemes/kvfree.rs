@@ -1,0 +1,142 @@
+//! kvfree-rcu itself, in its two forms: headed objects (`kvfree_rcu`, never
+//! fails) and head-less ones (`try_kvfree_rcu`, which returns `Err` when no
+//! page is available; ordinary-context callers then use
+//! `kvfree_rcu_mightsleep`, which waits a grace period and frees inline).
+//! Each instance owns its own `Rcu` domain and service with default settings.
+
+use super::Scheme;
+use crate::object::FloodObj;
+use crossbeam_utils::CachePadded;
+use kvfree_rcu::{KvfreeRcu, Rcu, Stats};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// `KvfreeRcu::kvfree_rcu` on headed objects.
+#[derive(Debug)]
+pub struct KvfreeHeaded {
+    service: KvfreeRcu,
+}
+
+/// `KvfreeRcu::try_kvfree_rcu` on head-less objects.
+#[derive(Debug)]
+pub struct KvfreeHeadless {
+    service: KvfreeRcu,
+    /// Calls whose `try_kvfree_rcu` returned `Err` (touched only then).
+    fallbacks: CachePadded<AtomicU64>,
+}
+
+impl KvfreeHeaded {
+    /// A fresh domain and service (default settings, worker running).
+    pub fn new() -> KvfreeHeaded {
+        KvfreeHeaded {
+            service: KvfreeRcu::new(Arc::new(Rcu::new())),
+        }
+    }
+
+    /// The service's counters.
+    pub fn stats(&self) -> Stats {
+        self.service.stats()
+    }
+}
+
+impl Default for KvfreeHeaded {
+    fn default() -> Self {
+        KvfreeHeaded::new()
+    }
+}
+
+impl KvfreeHeadless {
+    /// A fresh domain and service (default settings, worker running).
+    pub fn new() -> KvfreeHeadless {
+        KvfreeHeadless {
+            service: KvfreeRcu::new(Arc::new(Rcu::new())),
+            fallbacks: CachePadded::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The service's counters.
+    pub fn stats(&self) -> Stats {
+        self.service.stats()
+    }
+}
+
+impl Default for KvfreeHeadless {
+    fn default() -> Self {
+        KvfreeHeadless::new()
+    }
+}
+
+impl Scheme for KvfreeHeaded {
+    fn name(&self) -> &'static str {
+        "kvfree-rcu headed"
+    }
+
+    #[inline]
+    unsafe fn retire(&self, obj: NonNull<FloodObj>) {
+        // SAFETY: the trait's contract: a Box<FloodObj> (FloodObj::alloc),
+        // unreachable, retired once, unused afterwards.
+        unsafe { self.service.kvfree_rcu(obj) }
+    }
+
+    fn barrier(&self) {
+        self.service.barrier();
+    }
+
+    fn grace_periods(&self) -> Option<u64> {
+        Some(self.service.grace_period().grace_periods())
+    }
+
+    fn fallbacks(&self) -> Option<u64> {
+        Some(self.service.stats().queued_heads)
+    }
+
+    fn stall_worker(&self) -> bool {
+        self.service.pause_worker();
+        true
+    }
+
+    fn resume_worker(&self) {
+        self.service.resume_worker();
+    }
+}
+
+impl Scheme for KvfreeHeadless {
+    fn name(&self) -> &'static str {
+        "kvfree-rcu head-less"
+    }
+
+    #[inline]
+    unsafe fn retire(&self, obj: NonNull<FloodObj>) {
+        // SAFETY: the trait's contract: a Box<FloodObj>, unreachable,
+        // retired once; on Err nothing happened and we own it again.
+        if let Err(obj) = unsafe { self.service.try_kvfree_rcu(obj) } {
+            // Relaxed: a statistic.
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: as above; the bench threads are ordinary context.
+            unsafe { self.service.kvfree_rcu_mightsleep(obj) }
+        }
+    }
+
+    fn barrier(&self) {
+        self.service.barrier();
+    }
+
+    fn grace_periods(&self) -> Option<u64> {
+        Some(self.service.grace_period().grace_periods())
+    }
+
+    fn fallbacks(&self) -> Option<u64> {
+        // Relaxed: a statistic.
+        Some(self.fallbacks.load(Ordering::Relaxed))
+    }
+
+    fn stall_worker(&self) -> bool {
+        self.service.pause_worker();
+        true
+    }
+
+    fn resume_worker(&self) {
+        self.service.resume_worker();
+    }
+}

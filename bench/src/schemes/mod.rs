@@ -1,0 +1,158 @@
+//! The schemes compared, behind one trait.
+//!
+//! Each scheme retires [`FloodObj`]s and frees them later (or at once, for
+//! [`Direct`]). The flood, the latency run and the criterion benches are
+//! generic over [`Scheme`] (`?Sized`, so the main job can hold them as
+//! `Box<dyn Scheme>` while the nanosecond benches use the concrete types).
+
+mod call_rcu;
+mod direct;
+mod epoch;
+mod floor;
+mod kvfree;
+#[cfg(feature = "liburcu")]
+mod urcu;
+
+pub use call_rcu::CallRcu;
+pub use direct::Direct;
+pub use epoch::Epoch;
+pub use floor::{FLOOR_CAPACITY, Floor};
+pub use kvfree::{KvfreeHeaded, KvfreeHeadless};
+#[cfg(feature = "liburcu")]
+pub use urcu::Urcu;
+
+use crate::object::FloodObj;
+use std::ptr::NonNull;
+
+/// A way of retiring an object so that it is freed (eventually) after
+/// every reader that could see it is done.
+pub trait Scheme: Send + Sync {
+    /// Short name used in tables, JSON and charts.
+    fn name(&self) -> &'static str;
+
+    /// Called once on each thread before its first retire.
+    fn register_thread(&self) {}
+
+    /// Called once on each thread after its last retire (and flush).
+    fn unregister_thread(&self) {}
+
+    /// The retire call.
+    ///
+    /// # Safety
+    /// 1. `obj` came from [`FloodObj::alloc`] and is retired once.
+    /// 2. The caller does not use it afterwards.
+    unsafe fn retire(&self, obj: NonNull<FloodObj>);
+
+    /// Untimed hook after a burst of retires on this thread (the floor
+    /// frees what its thread-local array recorded).
+    fn flush_thread(&self) {}
+
+    /// Best effort to free everything retired so far. Exact (returns after
+    /// the last free) for every scheme except crossbeam-epoch, whose callers
+    /// loop on [`freed_objects`](crate::object::freed_objects).
+    fn barrier(&self);
+
+    /// Grace periods (epochs) completed in the scheme's domain, if it counts them.
+    fn grace_periods(&self) -> Option<u64> {
+        None
+    }
+
+    /// Retire calls so far that missed the fast path (kvfree-rcu: no page,
+    /// so a head-list push or, head-less, an inline grace-period wait), if
+    /// the scheme has one.
+    fn fallbacks(&self) -> Option<u64> {
+        None
+    }
+
+    /// Stalls the scheme's worker thread; false if it has none.
+    fn stall_worker(&self) -> bool {
+        false
+    }
+
+    /// Undoes [`stall_worker`](Scheme::stall_worker).
+    fn resume_worker(&self) {}
+}
+
+/// Every scheme the main job knows, in table order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchemeKind {
+    /// kvfree-rcu, headed objects (`kvfree_rcu`).
+    KvfreeHeaded,
+    /// kvfree-rcu, head-less objects (`try_kvfree_rcu`, falling back to `kvfree_rcu_mightsleep`).
+    KvfreeHeadless,
+    /// A naive `call_rcu`: one boxed callback per call, a worker thread.
+    CallRcu,
+    /// crossbeam-epoch: `pin()` + `defer_destroy`.
+    CrossbeamEpoch,
+    /// liburcu's `call_rcu` (feature `liburcu`).
+    #[cfg(feature = "liburcu")]
+    Liburcu,
+    /// Record the pointer in a thread-local `ArrayVec`, free in batches: the floor.
+    Floor,
+    /// Free at once (no grace period): the cost of freeing itself.
+    Direct,
+}
+
+impl SchemeKind {
+    /// Every scheme built into this binary.
+    pub fn all() -> Vec<SchemeKind> {
+        use clap::ValueEnum;
+        SchemeKind::value_variants().to_vec()
+    }
+
+    /// Builds a fresh instance.
+    pub fn build(self) -> Box<dyn Scheme> {
+        match self {
+            SchemeKind::KvfreeHeaded => Box::new(KvfreeHeaded::new()),
+            SchemeKind::KvfreeHeadless => Box::new(KvfreeHeadless::new()),
+            SchemeKind::CallRcu => Box::new(CallRcu::new()),
+            SchemeKind::CrossbeamEpoch => Box::new(Epoch::new()),
+            #[cfg(feature = "liburcu")]
+            SchemeKind::Liburcu => Box::new(Urcu::new()),
+            SchemeKind::Floor => Box::new(Floor::new()),
+            SchemeKind::Direct => Box::new(Direct::new()),
+        }
+    }
+
+    /// One line saying what the scheme does (for the docs and `--help`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            SchemeKind::KvfreeHeaded => {
+                "kvfree_rcu(ptr): record in this CPU's page (swap + store), worker frees after a GP"
+            }
+            SchemeKind::KvfreeHeadless => {
+                "try_kvfree_rcu(ptr), on Err kvfree_rcu_mightsleep: same pages, no head"
+            }
+            SchemeKind::CallRcu => {
+                "Box<dyn FnOnce> + Box<Node> per call, Treiber push, worker waits a GP and runs them"
+            }
+            SchemeKind::CrossbeamEpoch => "crossbeam_epoch::pin() + defer_destroy per call",
+            #[cfg(feature = "liburcu")]
+            SchemeKind::Liburcu => "liburcu urcu_memb_call_rcu on the object's embedded rcu_head",
+            SchemeKind::Floor => {
+                "push the pointer into a thread-local ArrayVec (freed in untimed batches)"
+            }
+            SchemeKind::Direct => "drop the Box at once (no grace period)",
+        }
+    }
+}
+
+/// Something to do with each scheme, by its concrete type (so retire calls
+/// are direct calls, as in a user's program).
+pub trait SchemeVisitor {
+    /// Called once per scheme, with a fresh instance.
+    fn visit<S: Scheme>(&mut self, scheme: &S);
+}
+
+/// Calls `visitor` with a fresh instance of every scheme, in table order.
+pub fn visit_all(visitor: &mut impl SchemeVisitor) {
+    visitor.visit(&KvfreeHeaded::new());
+    visitor.visit(&KvfreeHeadless::new());
+    visitor.visit(&CallRcu::new());
+    visitor.visit(&Epoch::new());
+    #[cfg(feature = "liburcu")]
+    visitor.visit(&Urcu::new());
+    visitor.visit(&Floor::new());
+    visitor.visit(&Direct::new());
+}
