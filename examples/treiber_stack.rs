@@ -216,7 +216,7 @@ fn main() {
     let rcu = Arc::new(Rcu::new());
     // Two slots, whatever the machine: phase 2 then needs few retires to run
     // the open pages dry.
-    let service = Arc::new(KvfreeRcu::builder(rcu.clone()).cpus(2).build());
+    let service = Arc::new(KvfreeRcu::builder(rcu.clone()).slots(2).build());
     let stack = Arc::new(Stack::new());
     let expected_sum = |threads: u64, ops: u64| (0..threads * ops).sum::<u64>();
 

@@ -64,7 +64,7 @@ impl<G: GracePeriod> Builder<G> {
             gp,
             pool: pool::Config::default(),
             drain_interval: Duration::from_millis(5),
-            poll_interval: Duration::from_micros(500),
+            poll_interval: Duration::from_micros(250),
             max_refill_backoff: Duration::from_millis(100),
             spawn_worker: true,
             thread_name: "kvfree-rcu".to_owned(),
@@ -84,8 +84,10 @@ impl<G: GracePeriod> Builder<G> {
         self
     }
 
-    /// Number of per-CPU slots (default: the possible-CPU count).
-    pub fn cpus(mut self, slots: usize) -> Self {
+    /// Number of pool slots, each with an open page and a cache (default:
+    /// two lanes per possible CPU, so a producer preempted while holding one
+    /// does not push its CPU's other threads into the fallbacks).
+    pub fn slots(mut self, slots: usize) -> Self {
         self.pool.slots = Some(slots);
         self
     }
@@ -99,7 +101,7 @@ impl<G: GracePeriod> Builder<G> {
     }
 
     /// How often the worker polls while batches wait for a grace period
-    /// (default 500 µs).
+    /// (default 250 µs).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self

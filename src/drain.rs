@@ -52,6 +52,19 @@ pub(crate) struct Drain<S> {
     pub(crate) batches: AtomicU64,
 }
 
+/// What `collect` does with the slots' open (partly filled) pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpenPages {
+    /// Leave them: take only full pages and heads. For wake-ups during a
+    /// flood, where sealing the page a producer just opened would waste a
+    /// cached page per wake-up.
+    Leave,
+    /// Take those no producer holds this instant (the drain interval).
+    TakeIdle,
+    /// Take them all, waiting for producers to let go (`barrier`).
+    TakeAll,
+}
+
 /// What one `collect` found.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Collected {
@@ -73,22 +86,23 @@ impl<S: Copy> Drain<S> {
         }
     }
 
-    /// Takes everything queued in `pool` and `heads` into a new batch stamped
-    /// by `gp`. `wait_busy`: wait for slots a producer holds this instant
-    /// (barrier), instead of leaving them for the next round.
+    /// Takes what is queued in `pool` and `heads` into a new batch stamped
+    /// by `gp`; `open` says what happens to the slots' open pages.
     pub(crate) fn collect<G: GracePeriod<State = S>>(
         &self,
         gp: &G,
         pool: &Pool,
         heads: &HeadLists,
-        wait_busy: bool,
+        open: OpenPages,
     ) -> Collected {
         let mut q = lock(&self.queue);
         let mut pages = PageList::new();
         // Open pages first: a producer that fills a page hands it off before it
         // releases its slot, so once we own every slot the hand-off list holds
         // every page sealed before this call.
-        pool.seal_open(&mut pages, wait_busy);
+        if open != OpenPages::Leave {
+            pool.seal_open(&mut pages, open == OpenPages::TakeAll);
+        }
         pages.append(pool.take_sealed());
         let heads = heads.take_all();
         let found = Collected {

@@ -69,9 +69,17 @@ impl RcuHead {
     /// Marks the head retired (checked builds call this on every headed
     /// retire); true when it already was: a double retire.
     pub(crate) fn mark_retired(&self) -> bool {
-        // Relaxed: a debugging aid only; the retire's own publication orders
-        // everything that matters.
-        !self.free.swap(RETIRED_MARK, Ordering::Relaxed).is_null()
+        // A CAS, not a swap: a second retire must not overwrite the free
+        // function of a head the first retire queued. Relaxed: a debugging
+        // aid only; the retire's own publication orders what matters.
+        self.free
+            .compare_exchange(
+                ptr::null_mut(),
+                RETIRED_MARK,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
     }
 
     /// Whether the head is queued for freeing (a racy snapshot, for debugging).

@@ -17,7 +17,7 @@
 
 use crate::builder::{BuildError, Builder};
 use crate::context::{self, Sleepable, Violation, might_sleep};
-use crate::drain::Drain;
+use crate::drain::{Drain, OpenPages};
 use crate::gp::{GracePeriod, Rcu};
 use crate::head::{self, HeadLists, RcuHead, RcuHeaded};
 use crate::kind::{FreeFn, free_box, kind_of};
@@ -131,7 +131,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         });
         // Fill the caches before the first retire, so a fresh service does
         // not start in its fallbacks.
-        shared.round(false);
+        shared.round(false, false);
         let worker = if b.spawn_worker {
             let s = shared.clone();
             let handle = std::thread::Builder::new()
@@ -319,7 +319,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
             return 0;
         }
         let s = &self.shared;
-        s.drain.collect(&*s.gp, &s.pool, &s.heads, false);
+        s.drain
+            .collect(&*s.gp, &s.pool, &s.heads, OpenPages::TakeIdle);
         s.gp.advance();
         s.drain.reap(&*s.gp, &s.pool);
         s.pool.shrink()
@@ -330,7 +331,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// [`Builder::manual`], and harmless alongside a worker. Ordinary context.
     pub fn run_once(&self) -> RoundReport {
         might_sleep();
-        self.shared.round(true)
+        self.shared.round(true, true)
     }
 
     /// Stops the worker from doing rounds until [`resume_worker`](Self::resume_worker)
@@ -409,7 +410,8 @@ impl<G: GracePeriod> Shared<G> {
     /// `barrier()` without the context checks (also used by `drop` and the
     /// worker's exit).
     pub(crate) fn barrier(&self) {
-        self.drain.collect(&*self.gp, &self.pool, &self.heads, true);
+        self.drain
+            .collect(&*self.gp, &self.pool, &self.heads, OpenPages::TakeAll);
         let target = self.drain.newest_seq();
         let mut patience = Patience::default();
         loop {

@@ -5,8 +5,9 @@
 //!    backing off exponentially (1 ms doubling to `max_refill_backoff`) after
 //!    an allocation failure, so memory pressure slows refills instead of
 //!    failing anything: the retire path has its fallbacks;
-//! 2. collect a batch, when the drain interval has passed or the round is
-//!    urgent (the retire path rang: a flood, or a fallback);
+//! 2. collect a batch: full pages and heads when the retire path rang (a
+//!    flood, or a fallback), and the open pages too when the drain interval
+//!    has passed (so no record stays on an idle CPU) or the round is forced;
 //! 3. advance the grace period while batches wait (non-blocking);
 //! 4. free the batches whose grace period has ended, recycling their pages.
 //!
@@ -14,6 +15,7 @@
 //! batches wait, `drain_interval` otherwise. With `Builder::manual()` there
 //! is no thread and the owner calls `KvfreeRcu::run_once`.
 
+use crate::drain::OpenPages;
 use crate::gp::GracePeriod;
 use crate::service::Shared;
 use crate::sync::{Ordering, lock};
@@ -59,9 +61,11 @@ pub struct RoundReport {
 }
 
 impl<G: GracePeriod> Shared<G> {
-    /// One round of the worker's duty; `urgent` collects regardless of the
-    /// drain interval.
-    pub(crate) fn round(&self, urgent: bool) -> RoundReport {
+    /// One round of the worker's duty. `woken`: the retire path rang (a
+    /// refill request or a flood): full pages and heads are collected at
+    /// once. Open pages are collected when the drain interval has passed, or
+    /// always with `force` (`run_once`).
+    pub(crate) fn round(&self, woken: bool, force: bool) -> RoundReport {
         let mut report = RoundReport::default();
         let now = Instant::now();
         let collect_now = {
@@ -88,16 +92,17 @@ impl<G: GracePeriod> Shared<G> {
                     }
                 }
             }
-            let due = urgent || now.duration_since(st.last_collect) >= self.config.drain_interval;
-            if due {
+            if force || now.duration_since(st.last_collect) >= self.config.drain_interval {
                 st.last_collect = now;
+                Some(OpenPages::TakeIdle)
+            } else if woken {
+                Some(OpenPages::Leave)
+            } else {
+                None
             }
-            due
         };
-        if collect_now {
-            let c = self
-                .drain
-                .collect(&*self.gp, &self.pool, &self.heads, false);
+        if let Some(open) = collect_now {
+            let c = self.drain.collect(&*self.gp, &self.pool, &self.heads, open);
             report.collected_pages = c.pages;
             report.collected_heads = c.heads;
         }
@@ -132,6 +137,6 @@ pub(crate) fn run<G: GracePeriod>(shared: Arc<Shared<G>>) {
         if shared.paused.load(Ordering::Relaxed) {
             continue;
         }
-        shared.round(woken);
+        shared.round(woken, false);
     }
 }

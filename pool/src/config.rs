@@ -26,14 +26,14 @@ pub struct Config {
     /// Empty pages per slot that [`Pool::recycle`](crate::Pool::recycle) keeps
     /// at most; the rest are freed. At most [`CACHE_CAPACITY`].
     pub high_watermark: usize,
-    /// Number of per-CPU slots; `None`: the possible-CPU count
-    /// (`sysconf(_SC_NPROCESSORS_CONF)`), or 2 under loom and Miri.
+    /// Number of slots; `None`: two lanes per possible CPU
+    /// (`sysconf(_SC_NPROCESSORS_CONF)`), or 2 in all under loom and Miri.
     pub slots: Option<usize>,
 }
 
 impl Default for Config {
     /// Low watermark 5 (1 under loom and Miri), high watermark
-    /// [`CACHE_CAPACITY`], one slot per possible CPU.
+    /// [`CACHE_CAPACITY`], two slots (lanes) per possible CPU.
     fn default() -> Self {
         Config {
             low_watermark: if crate::sync::SMALL { 1 } else { 5 },
@@ -54,7 +54,13 @@ impl Config {
                 max: CACHE_CAPACITY,
             });
         }
-        let slots = self.slots.unwrap_or_else(crate::cpu::possible_cpus);
+        let slots = self.slots.unwrap_or_else(|| {
+            if crate::sync::SMALL {
+                crate::cpu::possible_cpus()
+            } else {
+                crate::cpu::possible_cpus() * crate::cpu::LANES_PER_CPU
+            }
+        });
         if slots == 0 {
             return Err(ConfigError::ZeroSlots);
         }

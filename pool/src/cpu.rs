@@ -10,6 +10,45 @@
 //! stands in, 0 until a test sets it with [`set_simulated_cpu`], so tests can
 //! put two threads on the same slot or move a thread between slots.
 
+/// Slots per CPU by default: a producer preempted while it owns a slot makes
+/// that slot `BUSY` for a whole time slice, and the other threads of its CPU
+/// then divert; with two lanes per CPU (picked by [`lane`]) they usually find
+/// the second one free instead of falling back.
+pub(crate) const LANES_PER_CPU: usize = 2;
+
+/// This thread's lane: a per-thread number fixed at its first push
+/// (round-robin over threads), so threads sharing a CPU spread over that
+/// CPU's lanes. Natively a destructor-free `const` thread-local (never
+/// allocates); 0 under loom and Miri, where tests pick slots with
+/// [`set_simulated_cpu`].
+#[cfg(not(any(miri, kvfree_loom)))]
+#[inline(always)]
+pub(crate) fn lane() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    static NEXT_LANE: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local! {
+        static LANE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    LANE.try_with(|lane| {
+        let mut l = lane.get();
+        if l == usize::MAX {
+            // Relaxed: a locality hint; any value is correct.
+            l = NEXT_LANE.fetch_add(1, Relaxed);
+            lane.set(l);
+        }
+        l
+    })
+    .unwrap_or(0)
+}
+
+/// This thread's lane (always 0 under loom and Miri).
+#[cfg(any(miri, kvfree_loom))]
+#[inline(always)]
+pub(crate) fn lane() -> usize {
+    0
+}
+
 /// The number of per-CPU slots when [`Config::slots`](crate::Config::slots) is
 /// `None`: the possible CPUs (2 under loom and Miri).
 pub(crate) fn possible_cpus() -> usize {

@@ -7,13 +7,13 @@
 //!
 //! # Push
 //! ```text
-//! for each slot, starting at ours (sched_getcpu() % slots):
+//! for each slot, starting at ours (our CPU's slot in our lane):
 //!     open = slot.open.swap(BUSY, Acquire)        // BUSY: owned by someone, try the next
 //!     if open is null or full for this record: page = pop a cached page
-//!         none: slot.open.store(open, Release); return NoPage
+//!         none: slot.open.store(open, Release); try the next slot (this one is dry)
 //!     write the record(s); hand the full page off
 //!     slot.open.store(page, Release)
-//! every slot BUSY: return NoPage
+//! every slot BUSY or dry: return NoPage
 //! ```
 //! The loop is bounded by the slot count, nothing waits on anyone, and a
 //! signal handler that interrupts a push finds our slot `BUSY` and uses
@@ -54,6 +54,8 @@ pub struct Pool {
     /// Page allocations still to fail (fault injection).
     failures_to_inject: AtomicUsize,
     config: Config,
+    /// Possible CPUs: the distance between a CPU's lanes.
+    cpus: usize,
 }
 
 impl Pool {
@@ -69,6 +71,7 @@ impl Pool {
             counters: CachePadded::new(Counters::new()),
             failures_to_inject: AtomicUsize::new(0),
             config,
+            cpus: cpu::possible_cpus(),
         })
     }
 
@@ -100,7 +103,8 @@ impl Pool {
             "usize::MAX is the record marker"
         );
         let slots = self.slots.len();
-        let mut index = cpu::current();
+        // Our CPU's slot in our lane: lanes are `cpus` slots apart.
+        let mut index = cpu::current() + cpu::lane() * self.cpus;
         if index >= slots {
             index %= slots;
         }
@@ -108,19 +112,25 @@ impl Pool {
             let slot = &self.slots[index];
             let open = slot.take();
             if open != BUSY {
-                return self.push_owned(slot, open, ptr, kind);
+                if let Some(pushed) = self.push_owned(slot, open, ptr, kind) {
+                    return Ok(pushed);
+                }
+                // This slot is dry (its page full, its cache empty): another
+                // slot may still have room while the refiller catches up.
             }
             index += 1;
             if index == slots {
                 index = 0;
             }
         }
-        // Every slot is owned by someone else (or by the push we interrupted).
+        // Every slot is dry, or owned by someone else (or by the push we
+        // interrupted).
         self.no_page();
         Err(NoPage)
     }
 
-    /// The rest of `push`, once we own `slot` and its open page `open`.
+    /// The rest of `push`, once we own `slot` and its open page `open`;
+    /// `None` (slot released) when the slot is dry.
     #[inline]
     fn push_owned(
         &self,
@@ -128,13 +138,13 @@ impl Pool {
         open: *mut Page,
         ptr: NonNull<()>,
         kind: Kind,
-    ) -> Result<Pushed, NoPage> {
+    ) -> Option<Pushed> {
         if let Some(page) = NonNull::new(open) {
             // SAFETY: our swap in `take` made us the owner of the open page.
             if unsafe { Page::try_push(page, ptr, kind) } {
                 slot.count_push();
                 slot.release(open);
-                return Ok(Pushed {
+                return Some(Pushed {
                     refill_wanted: false,
                 });
             }
@@ -142,8 +152,7 @@ impl Pool {
         // No open page, or it is full for this record: take a cached one.
         let Some((page, left)) = slot.pop_cached() else {
             slot.release(open);
-            self.no_page();
-            return Err(NoPage);
+            return None;
         };
         // SAFETY: `pop_cached` made us the owner of the empty page, and a
         // record always fits in an empty page.
@@ -159,7 +168,7 @@ impl Pool {
         if refill_wanted {
             bump(&self.counters.refill_requests);
         }
-        Ok(Pushed { refill_wanted })
+        Some(Pushed { refill_wanted })
     }
 
     fn no_page(&self) {
@@ -218,15 +227,20 @@ impl Pool {
             .any(|slot| slot.cached() < self.config.low_watermark)
     }
 
-    /// Fills each slot's cache up to the low watermark with newly allocated
-    /// pages (consumer side, ordinary context: this allocates). Returns the
+    /// Fills each slot whose cache is below the low watermark up to the high
+    /// watermark with newly allocated pages (consumer side, ordinary context:
+    /// this allocates). Filling to the high mark leaves room for a flood
+    /// between two refills; the low mark is when to ask. Returns the
     /// number of pages allocated, or [`AllocError`] at the first allocation
     /// failure (pages allocated before it are kept); never panics.
     pub fn refill(&self) -> Result<usize, AllocError> {
         let mut allocated = 0;
         for slot in self.slots.iter() {
             let mut cached = slot.cached();
-            while cached < self.config.low_watermark {
+            if cached >= self.config.low_watermark {
+                continue;
+            }
+            while cached < self.config.high_watermark {
                 let page = self.alloc_page()?;
                 allocated += 1;
                 if let Err(page) = slot.put_cached(page) {
@@ -452,7 +466,8 @@ mod tests {
             (stats.no_page, stats.refill_requests, stats.records_pushed),
             (1, 1, 0)
         );
-        assert_eq!(pool.refill(), Ok(2));
+        // Below the low watermark, each slot is filled to the high one.
+        assert_eq!(pool.refill(), Ok(4));
         assert!(!pool.needs_refill());
         assert_eq!(pool.refill(), Ok(0));
         assert!(pool.push(record(0), kind(0)).is_ok());
