@@ -214,7 +214,8 @@ fn refill_races_a_producer_on_the_cache() {
             thread::spawn(move || pool.refill().unwrap())
         };
         let stored = producer.join().unwrap();
-        assert!(refiller.join().unwrap() <= 1);
+        // Below the low watermark a refill fills to the high one (2 here).
+        assert!(refiller.join().unwrap() <= 2);
         // With the refill's page the producer never runs dry; without it
         // (the refill ran first) the last push may have failed.
         assert!(stored.len() >= PER_PAGE);
