@@ -22,6 +22,15 @@ impl DropCounter {
     pub fn dropped(&self) -> usize {
         self.dropped.load(Ordering::SeqCst)
     }
+    /// An object's drop: poison it (failing on a second drop) and count it.
+    pub fn poison_and_count(&self, magic: &AtomicU64) {
+        assert_eq!(
+            magic.swap(POISON, Ordering::SeqCst),
+            ALIVE,
+            "object dropped twice"
+        );
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// A headed object (it embeds an `RcuHead`).
@@ -47,12 +56,7 @@ impl Headed {
 
 impl Drop for Headed {
     fn drop(&mut self) {
-        assert_eq!(
-            self.magic.swap(POISON, Ordering::SeqCst),
-            ALIVE,
-            "object dropped twice"
-        );
-        self.counter.dropped.fetch_add(1, Ordering::SeqCst);
+        self.counter.poison_and_count(&self.magic);
     }
 }
 
@@ -76,12 +80,7 @@ impl Plain {
 
 impl Drop for Plain {
     fn drop(&mut self) {
-        assert_eq!(
-            self.magic.swap(POISON, Ordering::SeqCst),
-            ALIVE,
-            "object dropped twice"
-        );
-        self.counter.dropped.fetch_add(1, Ordering::SeqCst);
+        self.counter.poison_and_count(&self.magic);
     }
 }
 
