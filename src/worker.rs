@@ -117,6 +117,12 @@ impl<G: GracePeriod> Shared<G> {
 /// The worker thread's body.
 pub(crate) fn run<G: GracePeriod>(shared: Arc<Shared<G>>) {
     loop {
+        if shared.paused.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Acquire) {
+            // Leave the wake word rung while paused: producers then see it
+            // set and make no futex syscall per fallback.
+            std::thread::sleep(shared.config.poll_interval.max(Duration::from_micros(100)));
+            continue;
+        }
         let timeout = if shared.drain.has_pending() {
             shared.config.poll_interval
         } else {
@@ -133,9 +139,6 @@ pub(crate) fn run<G: GracePeriod>(shared: Arc<Shared<G>>) {
         }
         if woken {
             shared.worker_wakeups.fetch_add(1, Ordering::Relaxed);
-        }
-        if shared.paused.load(Ordering::Relaxed) {
-            continue;
         }
         shared.round(woken, false);
     }

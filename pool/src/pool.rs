@@ -26,11 +26,22 @@ use crate::page::Page;
 use crate::page_list::PageList;
 use crate::slot::{BUSY, Slot};
 use crate::stats::{Counters, PoolStats, bump};
-use crate::sync::{AtomicUsize, Backoff, Ordering::Relaxed, snooze};
+use crate::sync::{AtomicBool, AtomicUsize, Backoff, Ordering::Relaxed, snooze};
 use crate::{AllocError, Kind, NoPage, Pushed, cpu};
 use core::fmt;
 use core::ptr::{self, NonNull};
 use crossbeam_utils::CachePadded;
+
+/// Clears the `dry` hint when dropped: after the pages are in place, so a
+/// push that sees it clear finds them.
+struct ClearDry<'a>(&'a AtomicBool);
+
+impl Drop for ClearDry<'_> {
+    fn drop(&mut self) {
+        // Relaxed: a hint; the cache entries' Release CAS publishes the pages.
+        self.0.store(false, Relaxed);
+    }
+}
 
 /// A lock-free per-CPU pool of pages of retired pointers (see the crate doc).
 ///
@@ -56,6 +67,13 @@ pub struct Pool {
     config: Config,
     /// Possible CPUs: the distance between a CPU's lanes.
     cpus: usize,
+    /// Set by a push that found every slot dry, cleared when the consumer
+    /// puts pages back (`refill`, `recycle`): while set, pushes fail at once
+    /// instead of scanning every slot, which keeps the fallback path short
+    /// while the refiller is stalled. Only a hint: a stale `true` costs one
+    /// fallback until the next refill (every `NoPage` asks for one), and a
+    /// stale `false` costs one scan.
+    dry: CachePadded<AtomicBool>,
 }
 
 impl Pool {
@@ -72,6 +90,7 @@ impl Pool {
             failures_to_inject: AtomicUsize::new(0),
             config,
             cpus: cpu::possible_cpus(),
+            dry: CachePadded::new(AtomicBool::new(false)),
         })
     }
 
@@ -102,16 +121,24 @@ impl Pool {
             usize::MAX,
             "usize::MAX is the record marker"
         );
+        // Relaxed: a hint (see `dry`); the slots' own swaps order everything.
+        if self.dry.load(Relaxed) {
+            self.no_page();
+            return Err(NoPage);
+        }
         let slots = self.slots.len();
         // Our CPU's slot in our lane: lanes are `cpus` slots apart.
         let mut index = cpu::current() + cpu::lane() * self.cpus;
         if index >= slots {
             index %= slots;
         }
+        let mut all_dry = true;
         for _ in 0..slots {
             let slot = &self.slots[index];
             let open = slot.take();
-            if open != BUSY {
+            if open == BUSY {
+                all_dry = false;
+            } else {
                 if let Some(pushed) = self.push_owned(slot, open, ptr, kind) {
                     return Ok(pushed);
                 }
@@ -125,6 +152,9 @@ impl Pool {
         }
         // Every slot is dry, or owned by someone else (or by the push we
         // interrupted).
+        if all_dry {
+            self.dry.store(true, Relaxed);
+        }
         self.no_page();
         Err(NoPage)
     }
@@ -234,6 +264,9 @@ impl Pool {
     /// number of pages allocated, or [`AllocError`] at the first allocation
     /// failure (pages allocated before it are kept); never panics.
     pub fn refill(&self) -> Result<usize, AllocError> {
+        // Cleared on every call, even one with nothing to allocate, so a
+        // stale hint lives at most until the refill its `NoPage` asked for.
+        let _clear_dry = ClearDry(&self.dry);
         let mut allocated = 0;
         for slot in self.slots.iter() {
             let mut cached = slot.cached();
@@ -258,6 +291,7 @@ impl Pool {
     /// watermark per slot, frees the rest. Records still in the pages are
     /// forgotten (leaked); drain first.
     pub fn recycle(&self, pages: PageList) {
+        let _clear_dry = ClearDry(&self.dry);
         let mut pages = pages;
         for slot in self.slots.iter() {
             let room = self.config.high_watermark.saturating_sub(slot.cached());
