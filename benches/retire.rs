@@ -6,7 +6,7 @@
 //! call are counted for each scheme and printed.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use kvfree_rcu_bench::alloc_count::CountingAlloc;
+use kvfree_rcu_bench::alloc_count::{ALLOCATOR, CountingAlloc};
 use kvfree_rcu_bench::latency::measure_latency;
 use kvfree_rcu_bench::parallel::timed_parallel_retire;
 use kvfree_rcu_bench::schemes::{Scheme, SchemeVisitor, visit_all};
@@ -41,7 +41,7 @@ impl SchemeVisitor for AllocationCount {
         const CALLS: usize = 10_000;
         if let Some(run) = measure_latency(scheme, CALLS, false) {
             println!(
-                "allocations per retire call, {:<22} {:.4} ({} in {CALLS} calls)",
+                "allocations per retire call ({ALLOCATOR} allocator), {:<22} {:.4} ({} in {CALLS} calls)",
                 scheme.name(),
                 run.allocs_in_retire as f64 / CALLS as f64,
                 run.allocs_in_retire

@@ -13,11 +13,33 @@
 //! Install it with `#[global_allocator] static A: CountingAlloc = CountingAlloc;`
 //! (the main binary and every bench do). Without it the counters stay at 0
 //! and [`is_installed`] says so.
+//!
+//! The allocator underneath is the system's (glibc malloc on Linux) by
+//! default, or mimalloc with the `mimalloc` feature; [`ALLOCATOR`] names it.
+//! The choice matters for every scheme that frees on another thread than
+//! the one that allocated (kvfree-rcu, naive call_rcu, liburcu): glibc
+//! returns such a chunk through the owning arena's lock, and the producer's
+//! thread cache is never refilled by it; mimalloc pushes it onto the owning
+//! page's delayed-free list with one atomic operation.
 
 use crossbeam_utils::CachePadded;
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+
+#[cfg(not(feature = "mimalloc"))]
+use std::alloc::System as Inner;
+
+#[cfg(feature = "mimalloc")]
+use mimalloc::MiMalloc as Inner;
+
+/// The allocator [`CountingAlloc`] forwards to: `"system"` (glibc malloc on
+/// Linux) or `"mimalloc"` (feature `mimalloc`).
+pub const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "system"
+};
 
 const SHARDS: usize = 64;
 const NO_SHARD: usize = usize::MAX;
@@ -32,7 +54,8 @@ thread_local! {
     static SHARD: Cell<usize> = const { Cell::new(NO_SHARD) };
 }
 
-/// Forwards to the system allocator and counts (see the module docs).
+/// Forwards to the [`ALLOCATOR`] (the system's or mimalloc) and counts (see
+/// the module docs).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CountingAlloc;
 
@@ -62,33 +85,33 @@ fn note_free(bytes: usize) {
     shard().fetch_sub(bytes as i64, Ordering::Relaxed);
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged, so System's implementation of the GlobalAlloc contract is ours;
+// SAFETY: every method forwards to `Inner` (System or MiMalloc) with the
+// caller's arguments unchanged, so Inner's implementation of the GlobalAlloc contract is ours;
 // the counting neither allocates nor unwinds.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note_alloc(layout.size());
         // SAFETY: forwarded contract (non-zero size).
-        unsafe { System.alloc(layout) }
+        unsafe { Inner.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note_alloc(layout.size());
         // SAFETY: forwarded contract.
-        unsafe { System.alloc_zeroed(layout) }
+        unsafe { Inner.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note_free(layout.size());
         note_alloc(new_size);
         // SAFETY: forwarded contract (`ptr` came from this allocator with `layout`).
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { Inner.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         note_free(layout.size());
         // SAFETY: forwarded contract.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { Inner.dealloc(ptr, layout) }
     }
 }
 

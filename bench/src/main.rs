@@ -197,12 +197,13 @@ fn main() {
 
     println!(
         "Flood: {} object(s) x {} loop(s) per thread, 24-byte objects, {} CPU(s); median of runs; \
-         retire latency sampled 1/{} calls (timer p50 {} ns included); allocations counted: {}",
+         retire latency sampled 1/{} calls (timer p50 {} ns included); allocator: {}; allocations counted: {}",
         args.objects,
         args.loops,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         args.sample_every,
         timer_ns.p50,
+        alloc_count::ALLOCATOR,
         if counting {
             "yes"
         } else {
@@ -223,6 +224,7 @@ fn main() {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         objects: args.objects,
         loops: args.loops,
+        allocator: alloc_count::ALLOCATOR,
         counting_allocator: counting,
         flood,
         latency,

@@ -66,6 +66,8 @@ pub struct Results {
     pub objects: usize,
     /// Loops per thread.
     pub loops: usize,
+    /// The allocator under the counting one: "system" or "mimalloc".
+    pub allocator: &'static str,
     /// Whether the counting allocator was installed (allocation columns are meaningful).
     pub counting_allocator: bool,
     /// The flood table.
@@ -197,7 +199,10 @@ pub fn write_svg(path: &Path, rows: &[FloodRow]) -> Result<(), Box<dyn std::erro
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Flood: objects retired and freed per second (to the last free)",
+            format!(
+                "Flood: objects retired and freed per second (to the last free), {} allocator",
+                crate::alloc_count::ALLOCATOR
+            ),
             ("sans-serif", 20),
         )
         .margin(12)
