@@ -261,6 +261,7 @@ pub fn might_sleep() {
 /// let mut ctx = Sleepable::new();
 /// let guard = lock.lock_in(&mut ctx);
 /// let p = NonNull::from(Box::leak(Box::new(1u32)));
+/// // SAFETY: from Box::leak, never published, retired once.
 /// unsafe { service.kvfree_rcu_mightsleep_in(&ctx, p) }; // error: `ctx` is mutably borrowed
 /// drop(guard);
 /// ```

@@ -187,10 +187,10 @@ fn free_batch<S>(batch: Batch<S>, pool: &Pool) -> u64 {
     let _abort = AbortOnUnwind;
     let mut freed = 0;
     batch.pages.for_each_record(|ptr, kind| {
-        // SAFETY: every kind in the pool was made by `kind_of` from the
-        // retire call's free function; the record was retired once, by a
-        // caller who promised it came from the matching allocation and is
-        // unreachable for new readers; the batch's grace period has ended.
+        // Every kind in the pool was made by `kind_of` from the retire call's
+        // free function, and the record was retired once by a caller who
+        // promised it matches that function and is unreachable for readers.
+        // SAFETY: as above, and the batch's grace period has ended.
         unsafe { free_fn_of(kind)(ptr) };
         freed += 1;
     });

@@ -38,6 +38,7 @@
 //! }
 //!
 //! service.barrier(); // every object retired so far is freed
+//! # // SAFETY: the last value, never retired, no readers left.
 //! # unsafe { drop(Box::from_raw(current.load(Ordering::Relaxed))) };
 //! ```
 //!

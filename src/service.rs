@@ -182,10 +182,10 @@ impl<G: GracePeriod> KvfreeRcu<G> {
                 }
             }
             Err(pool::NoPage) => {
-                // SAFETY: (1) the head is live and, by contract 3 and RcuHeaded
-                // contract 2, only the service writes it from now on; (2)
-                // `free_headed::<T>` drops the `Box<T>` the head lives in
-                // (contract 1), once, after the batch's grace period.
+                // (1) the head is live and, by contract 3 and RcuHeaded contract
+                // 2, only the service writes it from now on; (2) `free_headed`
+                // drops the `Box<T>` the head lives in (contract 1), once.
+                // SAFETY: (1) and (2) above; freed after the batch's grace period.
                 unsafe {
                     self.shared.heads.push(
                         crate::pool::current_cpu(),
@@ -211,7 +211,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// // SAFETY: from Box::leak, never published, retired once.
     /// if let Err(p) = unsafe { service.try_kvfree_rcu(p) } {
     ///     // No page right now: keep it, retry later, or (ordinary context)
-    ///     // use kvfree_rcu_mightsleep.
+    ///     // SAFETY: Err handed it back; use kvfree_rcu_mightsleep.
     ///     unsafe { service.kvfree_rcu_mightsleep(p) };
     /// }
     /// ```

@@ -146,10 +146,10 @@ impl Drop for Registry {
             if raw.is_null() || raw == reserved() {
                 continue;
             }
-            // SAFETY: every pointer other than null and `reserved()` stored
-            // in `domain` came from `Arc::into_raw` in `register`, and the
-            // swap above took it out of the table, so this is the only
-            // `from_raw` for that strong count.
+            // Every pointer other than null and `reserved()` stored in
+            // `domain` came from `Arc::into_raw` in `register`.
+            // SAFETY: as above, and the swap above took it out of the table,
+            // so this is the only `from_raw` for that strong count.
             let domain = unsafe { Arc::from_raw(raw.cast_const()) };
             let slot = domain.slots().get(entry.slot.load(Ordering::Relaxed));
             if !slot.is_reading() {

@@ -86,10 +86,10 @@ impl Scheme for Urcu {
     unsafe fn retire(&self, obj: NonNull<FloodObj>) {
         // SAFETY: `obj` is a live FloodObj (the trait's contract 1).
         let head = unsafe { &raw mut (*obj.as_ptr()).head }.cast::<UrcuHead>();
-        // SAFETY: the head is two writable words only liburcu uses from now
-        // on; `free_obj`'s contract 1 holds by construction and liburcu calls
-        // it once after a grace period (contract 2). The thread is registered
-        // (register_thread runs first on every bench thread).
+        // The head is two writable words only liburcu uses from now on, and
+        // the thread is registered (register_thread runs first everywhere).
+        // SAFETY: as above; `free_obj`'s contract 1 holds by construction and
+        // liburcu calls it once after a grace period (contract 2).
         unsafe { urcu_memb_call_rcu(head, free_obj) }
     }
 
