@@ -16,7 +16,7 @@
 /// the second one free instead of falling back.
 pub(crate) const LANES_PER_CPU: usize = 2;
 
-/// This thread's lane: a per-thread number fixed at its first push
+/// This thread's lane, below [`LANES_PER_CPU`]: fixed at its first push
 /// (round-robin over threads), so threads sharing a CPU spread over that
 /// CPU's lanes. Natively a destructor-free `const` thread-local (never
 /// allocates); 0 under loom and Miri, where tests pick slots with
@@ -33,8 +33,9 @@ pub(crate) fn lane() -> usize {
     LANE.try_with(|lane| {
         let mut l = lane.get();
         if l == usize::MAX {
-            // Relaxed: a locality hint; any value is correct.
-            l = NEXT_LANE.fetch_add(1, Relaxed);
+            // Relaxed: a locality hint; any value is correct. Reduced here,
+            // once, so that the push path's slot index needs no division.
+            l = NEXT_LANE.fetch_add(1, Relaxed) % LANES_PER_CPU;
             lane.set(l);
         }
         l
