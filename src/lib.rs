@@ -60,6 +60,22 @@
 //! | [`Rcu::read_lock`], `get_state`, `start_poll`, `poll_state` | yes | yes |
 //!
 //! The full table is in `docs/CONTEXTS.md`; the design in `docs/DESIGN.md`.
+//!
+//! ## Feature flags
+//! - `crossbeam-epoch`: [`gp::EpochGracePeriod`], a grace-period source over
+//!   crossbeam-epoch, so structures whose readers use
+//!   `crossbeam_epoch::pin()` retire through the service
+//!   ([`KvfreeRcu::builder_with`]).
+//! - `context-check`: the [`context`] checker in release builds too (it is
+//!   always on with debug assertions, and compiled away otherwise).
+//! - `rt`: [`SpinLock`] becomes a sleeping lock, as `spinlock_t` is under
+//!   PREEMPT_RT.
+//!
+//! ## Platform
+//! Linux on 64-bit targets is the platform this is built and tested for:
+//! `sched_getcpu`, `futex` and `membarrier` (with a `fence(SeqCst)`
+//! fallback when the kernel lacks it). Elsewhere the CPU hint is 0 and the
+//! worker polls instead of sleeping on a futex.
 
 #![warn(missing_docs)]
 
