@@ -31,6 +31,18 @@ pub struct Builder<G> {
 }
 
 /// Why [`Builder::try_build`] failed.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kvfree_rcu::{BuildError, KvfreeRcu, Rcu};
+/// let err = KvfreeRcu::builder(Arc::new(Rcu::new()))
+///     .low_watermark(9)
+///     .high_watermark(4) // below the low watermark
+///     .try_build()
+///     .unwrap_err();
+/// assert!(matches!(err, BuildError::Pool(_)));
+/// println!("{err}");
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -73,12 +85,29 @@ impl<G: GracePeriod> Builder<G> {
 
     /// Empty pages each CPU keeps cached; below it the worker refills
     /// (default 5, the kernel's `rcu_min_cached_objs`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).low_watermark(2).build();
+    /// # drop(service);
+    /// ```
     pub fn low_watermark(mut self, pages: usize) -> Self {
         self.pool.low_watermark = pages;
         self
     }
 
     /// Most empty pages a CPU keeps; drained pages beyond it are freed.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .low_watermark(1)
+    ///     .high_watermark(4)
+    ///     .build();
+    /// # drop(service);
+    /// ```
     pub fn high_watermark(mut self, pages: usize) -> Self {
         self.pool.high_watermark = pages;
         self
@@ -87,6 +116,13 @@ impl<G: GracePeriod> Builder<G> {
     /// Number of pool slots, each with an open page and a cache (default:
     /// two lanes per possible CPU, so a producer preempted while holding one
     /// does not push its CPU's other threads into the fallbacks).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).slots(4).build();
+    /// # drop(service);
+    /// ```
     pub fn slots(mut self, slots: usize) -> Self {
         self.pool.slots = Some(slots);
         self
@@ -95,6 +131,15 @@ impl<G: GracePeriod> Builder<G> {
     /// How often the worker seals open pages and head lists into a batch
     /// when nothing wakes it (default 5 ms). A flood (a cache under its low
     /// watermark) wakes it at once.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .drain_interval(Duration::from_millis(1))
+    ///     .build();
+    /// # drop(service);
+    /// ```
     pub fn drain_interval(mut self, interval: Duration) -> Self {
         self.drain_interval = interval;
         self
@@ -102,6 +147,15 @@ impl<G: GracePeriod> Builder<G> {
 
     /// How often the worker polls while batches wait for a grace period
     /// (default 250 µs).
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .poll_interval(Duration::from_micros(100))
+    ///     .build();
+    /// # drop(service);
+    /// ```
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -113,6 +167,15 @@ impl<G: GracePeriod> Builder<G> {
     /// otherwise meet every retry, and the caches would never refill even
     /// though most allocations succeed (the torture soak found this with a
     /// 100 ms cap).
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .max_refill_backoff(Duration::from_millis(5))
+    ///     .build();
+    /// # drop(service);
+    /// ```
     pub fn max_refill_backoff(mut self, max: Duration) -> Self {
         self.max_refill_backoff = max;
         self
@@ -120,18 +183,43 @@ impl<G: GracePeriod> Builder<G> {
 
     /// No worker thread: the owner drives the service with
     /// [`KvfreeRcu::run_once`] (and `barrier`/`shrink`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).manual().build();
+    /// service.run_once(); // the owner does the worker's rounds
+    /// ```
     pub fn manual(mut self) -> Self {
         self.spawn_worker = false;
         self
     }
 
     /// Name of the worker thread (default `kvfree-rcu`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .thread_name("my-kvfree")
+    ///     .build();
+    /// # drop(service);
+    /// ```
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.thread_name = name.into();
         self
     }
 
     /// Builds the service, or says why it cannot.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// match KvfreeRcu::builder(Arc::new(Rcu::new())).try_build() {
+    ///     Ok(service) => assert_eq!(service.stats().pending, 0),
+    ///     Err(e) => eprintln!("no service: {e}"),
+    /// }
+    /// ```
     pub fn try_build(self) -> Result<KvfreeRcu<G>, BuildError> {
         KvfreeRcu::from_builder(self)
     }
@@ -141,6 +229,14 @@ impl<G: GracePeriod> Builder<G> {
     /// # Panics
     /// With the [`BuildError`] message when the configuration is invalid or
     /// the worker thread cannot be spawned.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).build();
+    /// # drop(service);
+    /// ```
     pub fn build(self) -> KvfreeRcu<G> {
         self.try_build().unwrap_or_else(|e| panic!("{e}"))
     }

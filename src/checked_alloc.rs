@@ -27,6 +27,19 @@ use std::alloc::{GlobalAlloc, Layout, System};
 
 /// A [`GlobalAlloc`] that forwards to `A` and reports allocations made in
 /// atomic context (in checked builds).
+///
+/// ```
+/// use std::alloc::{GlobalAlloc, Layout};
+/// use kvfree_rcu::CheckedAlloc;
+/// // Usually installed with `#[global_allocator] static A: CheckedAlloc = CheckedAlloc::system();`
+/// let alloc = CheckedAlloc::system();
+/// let layout = Layout::new::<u64>();
+/// // SAFETY: the layout has a non-zero size.
+/// let p = unsafe { alloc.alloc(layout) };
+/// assert!(!p.is_null());
+/// // SAFETY: `p` was allocated just above by `alloc` with `layout`.
+/// unsafe { alloc.dealloc(p, layout) };
+/// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CheckedAlloc<A = System> {
     inner: A,
@@ -34,6 +47,12 @@ pub struct CheckedAlloc<A = System> {
 
 impl CheckedAlloc<System> {
     /// Wraps the system allocator.
+    ///
+    /// ```
+    /// use kvfree_rcu::CheckedAlloc;
+    /// static ALLOC: CheckedAlloc = CheckedAlloc::system();
+    /// # let _ = &ALLOC;
+    /// ```
     pub const fn system() -> Self {
         CheckedAlloc { inner: System }
     }
@@ -41,6 +60,13 @@ impl CheckedAlloc<System> {
 
 impl<A> CheckedAlloc<A> {
     /// Wraps `inner`.
+    ///
+    /// ```
+    /// use std::alloc::System;
+    /// use kvfree_rcu::CheckedAlloc;
+    /// static ALLOC: CheckedAlloc<System> = CheckedAlloc::new(System);
+    /// # let _ = &ALLOC;
+    /// ```
     pub const fn new(inner: A) -> Self {
         CheckedAlloc { inner }
     }

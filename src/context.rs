@@ -25,6 +25,15 @@
 //! The tracking is compiled in with debug assertions or the `context-check`
 //! feature ([`CHECKS`]); otherwise every function here is an empty inline
 //! function and release builds pay nothing.
+//!
+//! ```
+//! use kvfree_rcu::{RawSpinLock, context};
+//! let lock = RawSpinLock::new(());
+//! context::might_sleep(); // ordinary context: fine
+//! let guard = lock.lock();
+//! assert_eq!(context::in_atomic(), context::CHECKS); // atomic context now
+//! drop(guard);
+//! ```
 
 use crate::sync::global::{AtomicU8, AtomicU64};
 use crate::sync::{Ordering, thread_local};
@@ -34,9 +43,22 @@ use core::marker::PhantomData;
 
 /// Whether context tracking is compiled in (debug assertions or the
 /// `context-check` feature).
+///
+/// ```
+/// use kvfree_rcu::context::{self, AtomicSection};
+/// let _atomic = AtomicSection::enter();
+/// // Without CHECKS the tracking is compiled away.
+/// assert_eq!(context::in_atomic(), context::CHECKS);
+/// ```
 pub const CHECKS: bool = cfg!(any(debug_assertions, feature = "context-check"));
 
 /// What the checker does when it finds a violation.
+///
+/// ```
+/// use kvfree_rcu::context::{self, ReportMode};
+/// context::set_report_mode(ReportMode::Warn); // log violations, keep going
+/// # context::set_report_mode(ReportMode::Panic);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ReportMode {
@@ -51,6 +73,15 @@ pub enum ReportMode {
 }
 
 /// A kind of context violation.
+///
+/// ```
+/// use kvfree_rcu::context::{self, ReportMode, Violation};
+/// context::set_report_mode(ReportMode::Count);
+/// let before = context::thread_violations();
+/// context::report(Violation::SleepInAtomic);
+/// assert_eq!(context::thread_violations(), before + 1);
+/// # context::set_report_mode(ReportMode::Panic);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Violation {
     /// A call that may sleep was made in atomic context.
@@ -148,6 +179,13 @@ pub fn set_report_mode(mode: ReportMode) {
 }
 
 /// The current report mode.
+///
+/// ```
+/// use kvfree_rcu::context::{self, ReportMode};
+/// if context::report_mode() == ReportMode::Panic {
+///     // a violation on this thread would panic
+/// }
+/// ```
 pub fn report_mode() -> ReportMode {
     match MODE.load(Ordering::Relaxed) {
         0 => ReportMode::Panic,
@@ -157,18 +195,39 @@ pub fn report_mode() -> ReportMode {
 }
 
 /// Violations reported in this process so far.
+///
+/// ```
+/// let seen = kvfree_rcu::context::violations();
+/// assert!(seen >= kvfree_rcu::context::thread_violations());
+/// ```
 pub fn violations() -> u64 {
     VIOLATIONS.load(Ordering::Relaxed)
 }
 
 /// Violations reported on this thread so far (useful in tests, which run in
 /// parallel threads of one process).
+///
+/// ```
+/// use kvfree_rcu::context;
+/// let before = context::thread_violations();
+/// context::might_sleep(); // ordinary context: no violation
+/// assert_eq!(context::thread_violations(), before);
+/// ```
 pub fn thread_violations() -> u64 {
     with(|c| c.violations.get()).unwrap_or(0)
 }
 
 /// Allocations this thread made through [`CheckedAlloc`](crate::CheckedAlloc)
 /// (always 0 when it is not the global allocator, or without [`CHECKS`]).
+///
+/// ```
+/// use kvfree_rcu::context;
+/// // Counts only when `CheckedAlloc` is the `#[global_allocator]`.
+/// let before = context::thread_allocations();
+/// let v = vec![1u8; 16];
+/// assert!(context::thread_allocations() >= before);
+/// # drop(v);
+/// ```
 pub fn thread_allocations() -> u64 {
     with(|c| c.allocations.get()).unwrap_or(0)
 }
@@ -176,12 +235,31 @@ pub fn thread_allocations() -> u64 {
 /// True while this thread holds a raw spinlock or is inside an
 /// [`AtomicSection`]. Always false without [`CHECKS`]. For assertions and
 /// reports only: never branch behaviour on it.
+///
+/// ```
+/// use kvfree_rcu::{RawSpinLock, context};
+/// let lock = RawSpinLock::new(());
+/// assert!(!context::in_atomic());
+/// let guard = lock.lock();
+/// assert_eq!(context::in_atomic(), context::CHECKS);
+/// drop(guard);
+/// assert!(!context::in_atomic());
+/// ```
 #[inline]
 pub fn in_atomic() -> bool {
     CHECKS && with(|c| c.raw_locks.get() + c.atomic_sections.get() > 0).unwrap_or(false)
 }
 
 /// Number of raw spinlocks this thread holds (0 without [`CHECKS`]).
+///
+/// ```
+/// use kvfree_rcu::{RawSpinLock, context};
+/// let lock = RawSpinLock::new(());
+/// let guard = lock.lock();
+/// assert_eq!(context::raw_locks_held(), u32::from(context::CHECKS));
+/// drop(guard);
+/// assert_eq!(context::raw_locks_held(), 0);
+/// ```
 pub fn raw_locks_held() -> u32 {
     if CHECKS {
         with(|c| c.raw_locks.get()).unwrap_or(0)
@@ -195,6 +273,16 @@ pub fn raw_locks_held() -> u32 {
 ///
 /// # Panics
 /// In [`ReportMode::Panic`] (except for [`Violation::AllocInAtomic`]).
+///
+/// # Example
+/// ```
+/// use kvfree_rcu::context::{self, ReportMode, Violation};
+/// context::set_report_mode(ReportMode::Count);
+/// let before = context::thread_violations();
+/// context::report(Violation::WaitInsideFree); // counted, no panic
+/// assert_eq!(context::thread_violations(), before + 1);
+/// # context::set_report_mode(ReportMode::Panic);
+/// ```
 #[cold]
 pub fn report(violation: Violation) {
     VIOLATIONS.fetch_add(1, Ordering::Relaxed);
@@ -290,6 +378,12 @@ pub struct Sleepable {
 impl Sleepable {
     /// Claims that this thread may sleep here; checked builds report the
     /// claim when it is false ([`might_sleep`]).
+    ///
+    /// ```
+    /// use kvfree_rcu::context::Sleepable;
+    /// let ctx = Sleepable::new(); // ordinary context: may sleep
+    /// # drop(ctx);
+    /// ```
     #[track_caller]
     pub fn new() -> Sleepable {
         might_sleep();
@@ -319,6 +413,15 @@ pub struct AtomicSection {
 
 impl AtomicSection {
     /// Enters an atomic section.
+    ///
+    /// ```
+    /// use kvfree_rcu::context::{AtomicSection, might_sleep};
+    /// // A real-time loop or a signal handler:
+    /// let section = AtomicSection::enter();
+    /// // ... only atomic-context calls here (no `might_sleep()` callers) ...
+    /// drop(section);
+    /// might_sleep(); // fine again
+    /// ```
     #[inline]
     pub fn enter() -> AtomicSection {
         if CHECKS {

@@ -49,6 +49,15 @@ pub struct RcuHead {
 
 impl RcuHead {
     /// An unqueued head.
+    ///
+    /// ```
+    /// use kvfree_rcu::{RcuHead, impl_rcu_headed};
+    /// struct Node { value: u64, head: RcuHead }
+    /// impl_rcu_headed!(Node, head);
+    /// let node = Node { value: 1, head: RcuHead::new() };
+    /// assert!(!node.head.is_queued());
+    /// # let _ = node.value;
+    /// ```
     #[cfg(not(kvfree_loom))]
     pub const fn new() -> RcuHead {
         RcuHead {
@@ -83,6 +92,12 @@ impl RcuHead {
     }
 
     /// Whether the head is queued for freeing (a racy snapshot, for debugging).
+    ///
+    /// ```
+    /// use kvfree_rcu::RcuHead;
+    /// let head = RcuHead::new();
+    /// assert!(!head.is_queued()); // not retired
+    /// ```
     pub fn is_queued(&self) -> bool {
         !self.free.load(Ordering::Relaxed).is_null()
     }

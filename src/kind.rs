@@ -11,6 +11,19 @@ use crate::pool::Kind;
 use core::ptr::NonNull;
 
 /// A function that frees one retired object.
+///
+/// ```
+/// use std::ptr::NonNull;
+/// use kvfree_rcu::FreeFn;
+/// unsafe fn free_u32(p: NonNull<()>) {
+///     // SAFETY: only ever given pointers from `Box::<u32>::into_raw`.
+///     drop(unsafe { Box::from_raw(p.cast::<u32>().as_ptr()) });
+/// }
+/// let free: FreeFn = free_u32;
+/// let p = NonNull::from(Box::leak(Box::new(9u32))).cast::<()>();
+/// // SAFETY: `p` is a `Box<u32>`, freed once.
+/// unsafe { free(p) };
+/// ```
 pub type FreeFn = unsafe fn(NonNull<()>);
 
 /// Drops a `Box<T>` from its raw pointer.

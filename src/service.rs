@@ -89,11 +89,26 @@ impl KvfreeRcu<Rcu> {
     ///
     /// # Panics
     /// If the worker thread cannot be spawned (see [`Builder::try_build`]).
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    /// assert_eq!(service.stats().pending, 0);
+    /// ```
     pub fn new(rcu: Arc<Rcu>) -> KvfreeRcu<Rcu> {
         Builder::new(rcu).build()
     }
 
     /// A [`Builder`] over `rcu`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).manual().build();
+    /// # drop(service);
+    /// ```
     pub fn builder(rcu: Arc<Rcu>) -> Builder<Rcu> {
         Builder::new(rcu)
     }
@@ -102,6 +117,15 @@ impl KvfreeRcu<Rcu> {
 impl<G: GracePeriod> KvfreeRcu<G> {
     /// A [`Builder`] over any grace-period source (for example the
     /// crossbeam-epoch adapter).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// // Any `GracePeriod` works; with the `crossbeam-epoch` feature, pass an
+    /// // `Arc<kvfree_rcu::gp::EpochGracePeriod>` instead.
+    /// let service: KvfreeRcu<Rcu> = KvfreeRcu::builder_with(Arc::new(Rcu::new())).build();
+    /// # drop(service);
+    /// ```
     pub fn builder_with(gp: Arc<G>) -> Builder<G> {
         Builder::new(gp)
     }
@@ -146,6 +170,15 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     }
 
     /// The grace-period source.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let rcu = Arc::new(Rcu::new());
+    /// let service = KvfreeRcu::new(rcu.clone());
+    /// assert!(Arc::ptr_eq(service.grace_period(), &rcu));
+    /// service.grace_period().synchronize();
+    /// ```
     pub fn grace_period(&self) -> &Arc<G> {
         &self.shared.gp
     }
@@ -163,6 +196,22 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     ///
     /// A second retire of the same object is reported in checked builds
     /// ([`Violation::DoubleRetire`]) and ignored.
+    ///
+    /// # Example
+    /// ```
+    /// use std::{ptr::NonNull, sync::Arc};
+    /// use kvfree_rcu::{KvfreeRcu, Rcu, RcuHead, impl_rcu_headed};
+    ///
+    /// struct Entry { key: u32, head: RcuHead }
+    /// impl_rcu_headed!(Entry, head);
+    ///
+    /// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    /// let entry = NonNull::from(Box::leak(Box::new(Entry { key: 1, head: RcuHead::new() })));
+    /// // SAFETY: from Box::leak, never published, retired once.
+    /// unsafe { service.kvfree_rcu(entry) };
+    /// service.barrier();
+    /// assert_eq!(service.stats().pending, 0);
+    /// ```
     #[inline]
     pub unsafe fn kvfree_rcu<T: RcuHeaded + Send + 'static>(&self, ptr: NonNull<T>) {
         const { head::assert_head_fits::<T>() };
@@ -267,6 +316,19 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     ///
     /// # Safety
     /// As [`kvfree_rcu`](Self::kvfree_rcu) 1-3.
+    ///
+    /// # Example
+    /// ```
+    /// use std::{ptr::NonNull, sync::Arc};
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    /// let p = NonNull::from(Box::leak(Box::new(String::from("old"))));
+    /// // SAFETY: from Box::leak, never published, retired once; ordinary context.
+    /// unsafe { service.kvfree_rcu_mightsleep(p) };
+    /// service.barrier();
+    /// let stats = service.stats();
+    /// assert_eq!(stats.freed + stats.freed_inline, 1);
+    /// ```
     pub unsafe fn kvfree_rcu_mightsleep<T: Send + 'static>(&self, ptr: NonNull<T>) {
         might_sleep();
         if let Err(ptr) = self.shared.try_push(ptr.cast(), free_box::<T>) {
@@ -284,6 +346,17 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     ///
     /// # Safety
     /// As [`kvfree_rcu`](Self::kvfree_rcu) 1-3.
+    ///
+    /// # Example
+    /// ```
+    /// use std::{ptr::NonNull, sync::Arc};
+    /// use kvfree_rcu::{KvfreeRcu, Rcu, context::Sleepable};
+    /// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    /// let ctx = Sleepable::new();
+    /// let p = NonNull::from(Box::leak(Box::new(7u64)));
+    /// // SAFETY: from Box::leak, never published, retired once.
+    /// unsafe { service.kvfree_rcu_mightsleep_in(&ctx, p) };
+    /// ```
     pub unsafe fn kvfree_rcu_mightsleep_in<T: Send + 'static>(
         &self,
         _ctx: &Sleepable,
@@ -294,12 +367,31 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     }
 
     /// [`barrier`](Self::barrier) for callers that carry a [`Sleepable`] token.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu, context::Sleepable};
+    /// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    /// let ctx = Sleepable::new();
+    /// service.barrier_in(&ctx);
+    /// ```
     pub fn barrier_in(&self, _ctx: &Sleepable) {
         self.barrier();
     }
 
     /// Returns once every object retired before the call has been freed.
     /// Ordinary context: it waits for grace periods.
+    ///
+    /// ```
+    /// use std::{ptr::NonNull, sync::Arc};
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    /// let p = NonNull::from(Box::leak(Box::new([1u32; 4])));
+    /// // SAFETY: from Box::leak, never published, retired once.
+    /// unsafe { service.kvfree_rcu_mightsleep(p) };
+    /// service.barrier(); // the array has been freed
+    /// assert_eq!(service.stats().pending, 0);
+    /// ```
     pub fn barrier(&self) {
         might_sleep();
         if context::in_free() {
@@ -312,6 +404,15 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// For memory pressure: collects and frees what it can now, then frees
     /// every cached empty page; returns the pages freed. The retire path uses
     /// its fallbacks until the worker refills on demand. Ordinary context.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).manual().build();
+    /// let freed = service.shrink(); // on memory pressure
+    /// assert!(freed > 0); // the pages cached at build time
+    /// assert_eq!(service.stats().pages_cached, 0);
+    /// ```
     pub fn shrink(&self) -> usize {
         might_sleep();
         if context::in_free() {
@@ -329,6 +430,23 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// Runs one round of the worker's duty on the calling thread (refill,
     /// collect, advance, free): for services built with
     /// [`Builder::manual`], and harmless alongside a worker. Ordinary context.
+    ///
+    /// ```
+    /// use std::{ptr::NonNull, sync::Arc};
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).manual().build();
+    /// let p = NonNull::from(Box::leak(Box::new(5u64)));
+    /// // SAFETY: from Box::leak, never published, retired once.
+    /// unsafe { service.kvfree_rcu_mightsleep(p) };
+    /// // No worker thread: drive the service by hand.
+    /// for _ in 0..1_000 {
+    ///     if service.stats().pending == 0 {
+    ///         break;
+    ///     }
+    ///     service.run_once();
+    /// }
+    /// assert_eq!(service.stats().pending, 0);
+    /// ```
     pub fn run_once(&self) -> RoundReport {
         might_sleep();
         self.shared.round(true, true)
@@ -337,11 +455,31 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// Stops the worker from doing rounds until [`resume_worker`](Self::resume_worker)
     /// (to test stalls: the retire path keeps working on its caches and
     /// fallbacks). `barrier`, `shrink` and `run_once` still work.
+    ///
+    /// ```
+    /// use std::{ptr::NonNull, sync::Arc};
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    /// service.pause_worker();
+    /// let p = NonNull::from(Box::leak(Box::new(1u8)));
+    /// // SAFETY: from Box::leak, never published, retired once.
+    /// unsafe { service.kvfree_rcu_mightsleep(p) }; // still works
+    /// service.barrier(); // runs on this thread
+    /// service.resume_worker();
+    /// ```
     pub fn pause_worker(&self) {
         self.shared.paused.store(true, Ordering::Relaxed);
     }
 
     /// Lets a paused worker run again.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    /// service.pause_worker();
+    /// service.resume_worker();
+    /// ```
     pub fn resume_worker(&self) {
         self.shared.paused.store(false, Ordering::Relaxed);
         self.shared.wake.notify();
@@ -349,11 +487,35 @@ impl<G: GracePeriod> KvfreeRcu<G> {
 
     /// Makes the next `n` page allocations of the refill path fail (fault
     /// injection for tests).
+    ///
+    /// ```
+    /// use std::{ptr::NonNull, sync::Arc};
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).manual().build();
+    /// service.shrink(); // no cached page left: the next retire finds none
+    /// service.inject_alloc_failures(1);
+    /// let p = NonNull::from(Box::leak(Box::new(1u32)));
+    /// // SAFETY: from Box::leak, never published, retired once.
+    /// let p = unsafe { service.try_kvfree_rcu(p) }.unwrap_err(); // asks for a refill
+    /// assert!(service.run_once().refill_failed); // the injected failure
+    /// assert!(service.stats().alloc_failures >= 1);
+    /// // SAFETY: `Err` handed `p` back: it is ours again, and was never shared.
+    /// drop(unsafe { Box::from_raw(p.as_ptr()) });
+    /// ```
     pub fn inject_alloc_failures(&self, n: usize) {
         self.shared.pool.inject_alloc_failures(n);
     }
 
     /// A snapshot of the counters.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    /// let stats = service.stats();
+    /// assert_eq!((stats.freed, stats.pending), (0, 0));
+    /// assert!(stats.pages_cached > 0); // filled at build time
+    /// ```
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
         let p = s.pool.stats();

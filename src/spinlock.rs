@@ -43,6 +43,13 @@ unsafe impl<T: Send> Send for RawSpinLock<T> {}
 
 impl<T> RawSpinLock<T> {
     /// A new unlocked lock holding `value`.
+    ///
+    /// ```
+    /// use kvfree_rcu::RawSpinLock;
+    /// static COUNTER: RawSpinLock<u64> = RawSpinLock::new(0);
+    /// *COUNTER.lock() += 1;
+    /// assert_eq!(*COUNTER.lock(), 1);
+    /// ```
     #[cfg(not(kvfree_loom))]
     pub const fn new(value: T) -> Self {
         RawSpinLock {
@@ -61,6 +68,12 @@ impl<T> RawSpinLock<T> {
     }
 
     /// Consumes the lock, returning the data.
+    ///
+    /// ```
+    /// use kvfree_rcu::RawSpinLock;
+    /// let lock = RawSpinLock::new(String::from("data"));
+    /// assert_eq!(lock.into_inner(), "data");
+    /// ```
     pub fn into_inner(self) -> T {
         self.data.into_inner()
     }
@@ -69,6 +82,15 @@ impl<T> RawSpinLock<T> {
 impl<T> RawSpinLock<T> {
     /// Spins until the lock is free, then takes it. The thread is in atomic
     /// context from the call until the guard is dropped.
+    ///
+    /// ```
+    /// use kvfree_rcu::RawSpinLock;
+    /// let lock = RawSpinLock::new([0u32; 4]);
+    /// let mut guard = lock.lock(); // atomic context until `guard` drops
+    /// guard[1] = 5;
+    /// drop(guard);
+    /// assert_eq!(lock.lock()[1], 5);
+    /// ```
     #[inline]
     pub fn lock(&self) -> RawSpinLockGuard<'_, T> {
         context::raw_lock_acquired();
@@ -91,12 +113,29 @@ impl<T> RawSpinLock<T> {
     /// [`lock`](Self::lock), borrowing the caller's [`Sleepable`] token for
     /// as long as the guard lives, so that calls which need the token (and
     /// may sleep) fail to compile inside the critical section.
+    ///
+    /// ```
+    /// use kvfree_rcu::{RawSpinLock, context::Sleepable};
+    /// let lock = RawSpinLock::new(0u32);
+    /// let mut ctx = Sleepable::new();
+    /// *lock.lock_in(&mut ctx) += 1; // `ctx` is unusable while the guard lives
+    /// assert_eq!(*lock.lock(), 1);
+    /// ```
     #[inline]
     pub fn lock_in<'a>(&'a self, _ctx: &'a mut Sleepable) -> RawSpinLockGuard<'a, T> {
         self.lock()
     }
 
     /// Takes the lock if it is free.
+    ///
+    /// ```
+    /// use kvfree_rcu::RawSpinLock;
+    /// let lock = RawSpinLock::new(0);
+    /// let guard = lock.try_lock().expect("the lock is free");
+    /// assert!(lock.try_lock().is_none()); // held
+    /// drop(guard);
+    /// assert!(lock.try_lock().is_some());
+    /// ```
     #[inline]
     pub fn try_lock(&self) -> Option<RawSpinLockGuard<'_, T>> {
         // Acquire: as in `lock`.
@@ -111,11 +150,27 @@ impl<T> RawSpinLock<T> {
     }
 
     /// Whether some thread holds the lock (a racy snapshot).
+    ///
+    /// ```
+    /// use kvfree_rcu::RawSpinLock;
+    /// let lock = RawSpinLock::new(());
+    /// let guard = lock.lock();
+    /// assert!(lock.is_locked());
+    /// drop(guard);
+    /// assert!(!lock.is_locked());
+    /// ```
     pub fn is_locked(&self) -> bool {
         self.locked.load(Ordering::Relaxed)
     }
 
     /// Mutable access without locking: `&mut self` proves exclusivity.
+    ///
+    /// ```
+    /// use kvfree_rcu::RawSpinLock;
+    /// let mut lock = RawSpinLock::new(1);
+    /// *lock.get_mut() += 1; // no locking: we own the lock
+    /// assert_eq!(lock.into_inner(), 2);
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         // SAFETY: `&mut self` guarantees no guard exists.
         self.data.with_mut(|p| unsafe { &mut *p })
@@ -138,6 +193,14 @@ impl<T> fmt::Debug for RawSpinLock<T> {
 
 /// Proof that a [`RawSpinLock`] is held; the lock is released on drop.
 /// `!Send`: a raw spinlock is released by the thread that took it.
+///
+/// ```
+/// use kvfree_rcu::{RawSpinLock, RawSpinLockGuard};
+/// let lock = RawSpinLock::new(vec![1]);
+/// let guard: RawSpinLockGuard<'_, Vec<i32>> = lock.lock();
+/// assert_eq!(guard.len(), 1); // derefs to the data
+/// drop(guard); // unlocks
+/// ```
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct RawSpinLockGuard<'a, T> {
     lock: &'a RawSpinLock<T>,
@@ -192,14 +255,35 @@ pub struct SpinLock<T> {
 }
 
 /// Guard of a [`SpinLock`].
+///
+/// ```
+/// use kvfree_rcu::{SpinLock, SpinLockGuard};
+/// let lock = SpinLock::new(3);
+/// let guard: SpinLockGuard<'_, i32> = lock.lock();
+/// assert_eq!(*guard, 3);
+/// ```
 #[cfg(not(feature = "rt"))]
 pub type SpinLockGuard<'a, T> = RawSpinLockGuard<'a, T>;
 /// Guard of a [`SpinLock`].
+///
+/// ```
+/// use kvfree_rcu::{SpinLock, SpinLockGuard};
+/// let lock = SpinLock::new(3);
+/// let guard: SpinLockGuard<'_, i32> = lock.lock();
+/// assert_eq!(*guard, 3);
+/// ```
 #[cfg(feature = "rt")]
 pub type SpinLockGuard<'a, T> = std::sync::MutexGuard<'a, T>;
 
 impl<T> SpinLock<T> {
     /// A new unlocked lock holding `value`.
+    ///
+    /// ```
+    /// use kvfree_rcu::SpinLock;
+    /// let lock = SpinLock::new(Vec::<u32>::new());
+    /// lock.lock().push(1); // ordinary context: may allocate (and sleep with `rt`)
+    /// assert_eq!(lock.lock().len(), 1);
+    /// ```
     pub fn new(value: T) -> Self {
         #[cfg(not(feature = "rt"))]
         return SpinLock {
@@ -212,6 +296,13 @@ impl<T> SpinLock<T> {
     }
 
     /// Takes the lock (spinning, or sleeping with `rt`).
+    ///
+    /// ```
+    /// use kvfree_rcu::SpinLock;
+    /// let lock = SpinLock::new(0);
+    /// *lock.lock() += 1;
+    /// assert_eq!(*lock.lock(), 1);
+    /// ```
     pub fn lock(&self) -> SpinLockGuard<'_, T> {
         if context::raw_locks_held() > 0 {
             context::report(Violation::InvalidWaitContext);

@@ -5,6 +5,16 @@
 /// snapshot taken while other threads retire is approximate; after
 /// [`barrier()`](crate::KvfreeRcu::barrier) with no concurrent retires it is
 /// exact.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kvfree_rcu::{KvfreeRcu, Rcu, Stats};
+/// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+/// service.barrier();
+/// let stats: Stats = service.stats();
+/// assert_eq!(stats.pending, 0);
+/// println!("{} freed, {} pages live", stats.freed, stats.pages_live);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {

@@ -43,6 +43,15 @@ impl WorkerState {
 }
 
 /// What one round did (returned by `KvfreeRcu::run_once`).
+///
+/// ```
+/// use std::sync::Arc;
+/// use kvfree_rcu::{KvfreeRcu, Rcu, RoundReport};
+/// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).manual().build();
+/// let report: RoundReport = service.run_once();
+/// assert!(!report.refill_failed);
+/// assert_eq!(report.freed, 0); // nothing was retired
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RoundReport {

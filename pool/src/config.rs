@@ -70,6 +70,13 @@ impl Config {
 }
 
 /// Why [`Pool::new`](crate::Pool::new) refused a [`Config`].
+///
+/// ```
+/// use kvfree_rcu_pool::{Config, ConfigError, Pool};
+/// let err = Pool::new(Config { slots: Some(0), ..Config::default() }).unwrap_err();
+/// assert_eq!(err, ConfigError::ZeroSlots);
+/// println!("{err}");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {
     /// The watermarks break `low <= high <= max` (`max` is [`CACHE_CAPACITY`]).

@@ -32,11 +32,26 @@ unsafe impl Sync for Kind {}
 
 impl Kind {
     /// Wraps a pointer (typically a function pointer cast to `*mut ()`).
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kvfree_rcu_pool::Kind;
+    /// fn free(_: NonNull<()>) {}
+    /// let kind = Kind::new(NonNull::new(free as fn(NonNull<()>) as *mut ()).unwrap());
+    /// # let _ = kind;
+    /// ```
     pub const fn new(ptr: NonNull<()>) -> Kind {
         Kind(ptr)
     }
 
     /// The pointer given to [`Kind::new`], provenance included.
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kvfree_rcu_pool::Kind;
+    /// let tag = NonNull::<u64>::dangling().cast::<()>();
+    /// assert_eq!(Kind::new(tag).as_ptr(), tag);
+    /// ```
     pub const fn as_ptr(self) -> NonNull<()> {
         self.0
     }

@@ -72,9 +72,19 @@ pub use pool::Pool;
 pub use stats::PoolStats;
 
 /// Size and alignment of one page, in bytes.
+///
+/// ```
+/// assert_eq!(kvfree_rcu_pool::PAGE_SIZE, 4096);
+/// ```
 pub const PAGE_SIZE: usize = 4096;
 
 /// Record slots in a page's array (a record is one pointer-sized word).
+///
+/// ```
+/// use kvfree_rcu_pool::{PAGE_SIZE, RECORDS_PER_PAGE};
+/// // The records and the page header fit in one page.
+/// assert!(RECORDS_PER_PAGE * size_of::<usize>() < PAGE_SIZE);
+/// ```
 pub const RECORDS_PER_PAGE: usize = 502;
 
 /// Record slots the pool actually fills per page: [`RECORDS_PER_PAGE`], or a
@@ -82,15 +92,34 @@ pub const RECORDS_PER_PAGE: usize = 502;
 ///
 /// A page holds `USABLE_RECORDS - 2` pointers of a single kind (its first
 /// record pays for `MARKER, kind`).
+///
+/// ```
+/// use kvfree_rcu_pool::{RECORDS_PER_PAGE, USABLE_RECORDS};
+/// assert!(USABLE_RECORDS <= RECORDS_PER_PAGE);
+/// ```
 pub const USABLE_RECORDS: usize = if sync::SMALL { 6 } else { RECORDS_PER_PAGE };
 
 /// Entries in each slot's cache of empty pages; the upper bound of the high
 /// watermark. 16 normally, 2 under loom and Miri (`sync::SMALL`).
+///
+/// ```
+/// use kvfree_rcu_pool::{CACHE_CAPACITY, Config, Pool};
+/// let too_high = Config { high_watermark: CACHE_CAPACITY + 1, ..Config::default() };
+/// assert!(Pool::new(too_high).is_err());
+/// ```
 pub const CACHE_CAPACITY: usize = if sync::SMALL { 2 } else { 16 };
 
 /// The CPU this thread runs on: a locality hint only (ownership never depends
 /// on it), for callers that keep their own per-CPU structures next to the
 /// pool's slots. Async-signal-safe, no syscall with glibc's rseq.
+///
+/// ```
+/// use kvfree_rcu_pool::current_cpu;
+/// // A locality hint for the caller's own per-CPU counters.
+/// let mut hits = [0u64; 64];
+/// hits[current_cpu() % 64] += 1;
+/// assert_eq!(hits.iter().sum::<u64>(), 1);
+/// ```
 #[inline(always)]
 pub fn current_cpu() -> usize {
     cpu::current()

@@ -7,6 +7,18 @@
 use core::fmt;
 
 /// [`Pool::push`](crate::Pool::push) stored the record.
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use kvfree_rcu_pool::{Kind, Pool};
+/// let pool = Pool::default();
+/// pool.refill().unwrap();
+/// let kind = Kind::new(NonNull::<u8>::dangling().cast());
+/// let pushed = pool.push(NonNull::<u64>::dangling().cast(), kind).unwrap();
+/// if pushed.refill_wanted {
+///     pool.refill().unwrap(); // the service wakes its worker instead
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pushed {
     /// True when this push took the slot's next empty page and left fewer
@@ -20,6 +32,14 @@ pub struct Pushed {
 /// cache). The record was not stored; the caller should take its fallback and
 /// wake the refiller. Counted in [`PoolStats::no_page`](crate::PoolStats::no_page)
 /// and [`PoolStats::refill_requests`](crate::PoolStats::refill_requests).
+///
+/// ```
+/// use core::ptr::NonNull;
+/// use kvfree_rcu_pool::{Kind, NoPage, Pool};
+/// let pool = Pool::default(); // not refilled: no page yet
+/// let kind = Kind::new(NonNull::<u8>::dangling().cast());
+/// assert_eq!(pool.push(NonNull::<u64>::dangling().cast(), kind), Err(NoPage));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NoPage;
 
@@ -34,6 +54,14 @@ impl std::error::Error for NoPage {}
 /// A page allocation failed during [`Pool::refill`](crate::Pool::refill)
 /// (really, or injected with
 /// [`Pool::inject_alloc_failures`](crate::Pool::inject_alloc_failures)).
+///
+/// ```
+/// use kvfree_rcu_pool::{AllocError, Pool};
+/// let pool = Pool::default();
+/// pool.inject_alloc_failures(1);
+/// assert_eq!(pool.refill(), Err(AllocError));
+/// assert_eq!(AllocError.to_string(), "page allocation failed");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AllocError;
 

@@ -41,6 +41,12 @@ unsafe impl Send for PageList {}
 
 impl PageList {
     /// An empty list.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::PageList;
+    /// let list = PageList::new();
+    /// assert!(list.is_empty());
+    /// ```
     pub const fn new() -> PageList {
         PageList {
             head: ptr::null_mut(),
@@ -104,21 +110,52 @@ impl PageList {
     }
 
     /// True if the list holds no page.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::PageList;
+    /// assert!(PageList::new().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.head.is_null()
     }
 
     /// Number of pages in the list.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::PageList;
+    /// assert_eq!(PageList::new().pages(), 0);
+    /// ```
     pub fn pages(&self) -> usize {
         self.pages
     }
 
     /// Number of records (pointers) in the list's pages.
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kvfree_rcu_pool::{Kind, PageList, Pool};
+    /// let pool = Pool::default();
+    /// pool.refill().unwrap();
+    /// let kind = Kind::new(NonNull::<u8>::dangling().cast());
+    /// pool.push(NonNull::<u64>::dangling().cast(), kind).unwrap();
+    /// let mut list = PageList::new();
+    /// pool.seal_open(&mut list, true);
+    /// assert!(list.records() >= 1);
+    /// pool.recycle(list);
+    /// ```
     pub fn records(&self) -> usize {
         self.records
     }
 
     /// Moves every page of `other` to the end of this list.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{PageList, Pool};
+    /// let pool = Pool::default();
+    /// let mut all: PageList = pool.take_sealed();
+    /// all.append(pool.take_sealed());
+    /// assert_eq!(all.pages(), 0); // nothing was sealed
+    /// ```
     pub fn append(&mut self, mut other: PageList) {
         let Some(other_head) = NonNull::new(other.head) else {
             return;

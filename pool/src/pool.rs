@@ -80,6 +80,12 @@ impl Pool {
     /// Creates a pool with empty caches (call [`Pool::refill`] before the
     /// first push). Fails if `low <= high <= CACHE_CAPACITY` does not hold or
     /// `slots` is `Some(0)`.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{Config, Pool};
+    /// let pool = Pool::new(Config { low_watermark: 1, high_watermark: 2, slots: Some(2) }).unwrap();
+    /// assert_eq!(pool.slots(), 2);
+    /// ```
     pub fn new(config: Config) -> Result<Pool, ConfigError> {
         let config = config.validate()?;
         let slots = config.slots.unwrap_or(1);
@@ -95,11 +101,23 @@ impl Pool {
     }
 
     /// Number of per-CPU slots.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{Config, Pool};
+    /// let pool = Pool::new(Config { slots: Some(3), ..Config::default() }).unwrap();
+    /// assert_eq!(pool.slots(), 3);
+    /// ```
     pub fn slots(&self) -> usize {
         self.slots.len()
     }
 
     /// The configuration, with `slots` resolved to the actual slot count.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::Pool;
+    /// let pool = Pool::default();
+    /// assert_eq!(pool.config().slots, Some(pool.slots())); // resolved
+    /// ```
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -114,6 +132,18 @@ impl Pool {
     ///
     /// `ptr` must not have the address `usize::MAX` (the stream's marker; no
     /// object can live there). The pool never dereferences `ptr` or `kind`.
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kvfree_rcu_pool::{Kind, Pool};
+    /// let pool = Pool::default();
+    /// pool.refill().unwrap();
+    /// let kind = Kind::new(NonNull::<u8>::dangling().cast());
+    /// match pool.push(NonNull::<u64>::dangling().cast(), kind) {
+    ///     Ok(pushed) => assert!(!pushed.refill_wanted || pool.needs_refill()),
+    ///     Err(_) => unreachable!("the pool was just refilled"),
+    /// }
+    /// ```
     #[inline]
     pub fn push(&self, ptr: NonNull<()>, kind: Kind) -> Result<Pushed, NoPage> {
         debug_assert_ne!(
@@ -207,6 +237,15 @@ impl Pool {
     }
 
     /// Takes every full page handed off so far (consumer side).
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::Pool;
+    /// let pool = Pool::default();
+    /// let full = pool.take_sealed();
+    /// full.for_each_record(|_ptr, _kind| { /* free it after a grace period */ });
+    /// assert!(full.is_empty()); // no page filled up yet
+    /// pool.recycle(full);
+    /// ```
     pub fn take_sealed(&self) -> PageList {
         let chain = self.sealed.take_all();
         // SAFETY: the swap in `take_all` made us the owner of the whole chain.
@@ -222,6 +261,24 @@ impl Pool {
     /// may have interrupted a push (a signal handler): it would wait on itself.
     ///
     /// Returns the number of busy slots skipped (always 0 when `wait`).
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kvfree_rcu_pool::{Kind, PageList, Pool};
+    /// let pool = Pool::default();
+    /// pool.refill().unwrap();
+    /// let kind = Kind::new(NonNull::<u8>::dangling().cast());
+    /// pool.push(NonNull::<u64>::dangling().cast(), kind).unwrap();
+    /// let mut list = PageList::new();
+    /// assert_eq!(pool.seal_open(&mut list, true), 0);
+    /// let mut records = 0;
+    /// list.for_each_record(|_ptr, k| {
+    ///     assert_eq!(k, kind);
+    ///     records += 1;
+    /// });
+    /// assert_eq!(records, 1);
+    /// pool.recycle(list);
+    /// ```
     pub fn seal_open(&self, into: &mut PageList, wait: bool) -> usize {
         let mut skipped = 0;
         for slot in self.slots.iter() {
@@ -251,6 +308,14 @@ impl Pool {
     }
 
     /// True if some slot's cache is below the low watermark.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::Pool;
+    /// let pool = Pool::default();
+    /// assert!(pool.needs_refill()); // a new pool has empty caches
+    /// pool.refill().unwrap();
+    /// assert!(!pool.needs_refill());
+    /// ```
     pub fn needs_refill(&self) -> bool {
         self.slots
             .iter()
@@ -263,6 +328,13 @@ impl Pool {
     /// between two refills; the low mark is when to ask. Returns the
     /// number of pages allocated, or [`AllocError`] at the first allocation
     /// failure (pages allocated before it are kept); never panics.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{Config, Pool};
+    /// let pool = Pool::new(Config { low_watermark: 1, high_watermark: 2, slots: Some(2) }).unwrap();
+    /// assert_eq!(pool.refill(), Ok(4)); // 2 slots, filled to the high watermark
+    /// assert_eq!(pool.refill(), Ok(0)); // nothing under the low watermark
+    /// ```
     pub fn refill(&self) -> Result<usize, AllocError> {
         // Cleared on every call, even one with nothing to allocate, so a
         // stale hint lives at most until the refill its `NoPage` asked for.
@@ -290,6 +362,15 @@ impl Pool {
     /// Takes drained pages back: resets each, caches them up to the high
     /// watermark per slot, frees the rest. Records still in the pages are
     /// forgotten (leaked); drain first.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{PageList, Pool};
+    /// let pool = Pool::default();
+    /// let mut drained = PageList::new();
+    /// pool.seal_open(&mut drained, true);
+    /// // ... free every record of `drained` after a grace period, then:
+    /// pool.recycle(drained);
+    /// ```
     pub fn recycle(&self, pages: PageList) {
         let _clear_dry = ClearDry(&self.dry);
         let mut pages = pages;
@@ -312,6 +393,14 @@ impl Pool {
 
     /// Frees every cached page; returns how many. Pushes then fail with
     /// [`NoPage`] once their open page is full, until the next refill.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{Config, Pool};
+    /// let pool = Pool::new(Config { low_watermark: 1, high_watermark: 2, slots: Some(2) }).unwrap();
+    /// pool.refill().unwrap();
+    /// assert_eq!(pool.shrink(), 4);
+    /// assert_eq!(pool.stats().pages_cached, 0);
+    /// ```
     pub fn shrink(&self) -> usize {
         let mut freed = 0;
         for slot in self.slots.iter() {
@@ -324,12 +413,29 @@ impl Pool {
     }
 
     /// Makes the next `n` page allocations fail (fault injection for tests).
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{AllocError, Pool};
+    /// let pool = Pool::default();
+    /// pool.inject_alloc_failures(1);
+    /// assert_eq!(pool.refill(), Err(AllocError));
+    /// assert_eq!(pool.stats().alloc_failures, 1);
+    /// assert!(pool.refill().is_ok()); // only the next one failed
+    /// ```
     pub fn inject_alloc_failures(&self, n: usize) {
         // Relaxed: a test knob, ordered with nothing.
         self.failures_to_inject.store(n, Relaxed);
     }
 
     /// A snapshot of the counters (approximate while the pool is in use).
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{Config, Pool};
+    /// let pool = Pool::new(Config { low_watermark: 1, high_watermark: 2, slots: Some(2) }).unwrap();
+    /// pool.refill().unwrap();
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.pages_allocated, stats.pages_cached), (4, 4));
+    /// ```
     pub fn stats(&self) -> PoolStats {
         let c = &self.counters;
         // Relaxed everywhere: statistics.

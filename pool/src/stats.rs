@@ -11,6 +11,15 @@
 use crate::sync::{AtomicU64, Ordering::Relaxed};
 
 /// A snapshot of a pool's counters.
+///
+/// ```
+/// use kvfree_rcu_pool::{Pool, PoolStats};
+/// let pool = Pool::default();
+/// pool.refill().unwrap();
+/// let stats: PoolStats = pool.stats();
+/// assert_eq!(stats.pages_live, stats.pages_cached + stats.pages_in_flight);
+/// assert_eq!(stats.records_pushed, 0);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
     /// Pages allocated since the pool was created.

@@ -38,6 +38,11 @@ use core::fmt;
 use crossbeam_utils::{Backoff, CachePadded};
 
 /// Reader slots of a domain made by [`Rcu::new`].
+///
+/// ```
+/// use kvfree_rcu_gp::{DEFAULT_CAPACITY, Rcu};
+/// assert_eq!(Rcu::new().capacity(), DEFAULT_CAPACITY);
+/// ```
 pub const DEFAULT_CAPACITY: usize = if SMALL { 8 } else { 1024 };
 
 /// The shared state of a domain; [`Rcu`] is an `Arc` of it, and every thread
@@ -147,6 +152,11 @@ impl Rcu {
     }
 
     /// The number of reader slots.
+    ///
+    /// ```
+    /// use kvfree_rcu_gp::Rcu;
+    /// assert_eq!(Rcu::with_capacity(4).capacity(), 4);
+    /// ```
     pub fn capacity(&self) -> usize {
         self.domain.slots.capacity()
     }

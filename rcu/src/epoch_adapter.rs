@@ -45,6 +45,13 @@ pub struct EpochGracePeriod {
 
 impl EpochGracePeriod {
     /// A fresh adapter (its own counters, crossbeam's default collector).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu_gp::EpochGracePeriod;
+    /// let gp = Arc::new(EpochGracePeriod::new());
+    /// # drop(gp);
+    /// ```
     pub fn new() -> EpochGracePeriod {
         EpochGracePeriod::default()
     }

@@ -28,17 +28,66 @@ pub trait GracePeriod: Send + Sync + 'static {
     type State: Copy + Send + Sync + core::fmt::Debug + 'static;
     /// The state a caller must wait for. Any context: lock-free, no
     /// allocation, no syscall.
+    ///
+    /// ```
+    /// use kvfree_rcu_gp::{GracePeriod, Rcu};
+    /// let rcu = Rcu::new();
+    /// let state = GracePeriod::get_state(&rcu);
+    /// GracePeriod::synchronize(&rcu);
+    /// assert!(GracePeriod::poll_state(&rcu, state));
+    /// ```
     fn get_state(&self) -> Self::State;
     /// Like `get_state`, and records that someone waits for it. Any context.
+    ///
+    /// ```
+    /// use kvfree_rcu_gp::{GracePeriod, Rcu};
+    /// let rcu = Rcu::new();
+    /// let state = GracePeriod::start_poll(&rcu);
+    /// while !GracePeriod::poll_state(&rcu, state) {
+    ///     GracePeriod::advance(&rcu);
+    /// }
+    /// ```
     fn start_poll(&self) -> Self::State;
     /// True once the grace period named by `state` has elapsed. Any context.
+    ///
+    /// ```
+    /// use kvfree_rcu_gp::{GracePeriod, Rcu};
+    /// let rcu = Rcu::new();
+    /// let state = GracePeriod::get_state(&rcu);
+    /// if !GracePeriod::poll_state(&rcu, state) {
+    ///     // not yet: retry later, or wait with `synchronize`
+    /// }
+    /// ```
     fn poll_state(&self, state: Self::State) -> bool;
     /// One non-blocking attempt to move grace periods forward; true if it
     /// did. Ordinary context.
+    ///
+    /// ```
+    /// use kvfree_rcu_gp::{GracePeriod, Rcu};
+    /// let rcu = Rcu::new();
+    /// let state = GracePeriod::start_poll(&rcu);
+    /// while !GracePeriod::advance(&rcu) && !GracePeriod::poll_state(&rcu, state) {}
+    /// ```
     fn advance(&self) -> bool;
     /// Block until a full grace period has elapsed. Ordinary context.
+    ///
+    /// ```
+    /// use kvfree_rcu_gp::{GracePeriod, Rcu};
+    /// fn wait<G: GracePeriod>(gp: &G) {
+    ///     gp.synchronize(); // every reader that was running has finished
+    /// }
+    /// wait(&Rcu::new());
+    /// ```
     fn synchronize(&self);
     /// Grace periods completed so far.
+    ///
+    /// ```
+    /// use kvfree_rcu_gp::{GracePeriod, Rcu};
+    /// let rcu = Rcu::new();
+    /// let before = GracePeriod::grace_periods(&rcu);
+    /// GracePeriod::synchronize(&rcu);
+    /// assert!(GracePeriod::grace_periods(&rcu) > before);
+    /// ```
     fn grace_periods(&self) -> u64;
 }
 
