@@ -134,6 +134,11 @@ struct ThreadContext {
 }
 
 impl ThreadContext {
+    /// Holding a raw spinlock or inside an `AtomicSection`.
+    fn is_atomic(&self) -> bool {
+        self.raw_locks.get() + self.atomic_sections.get() > 0
+    }
+
     const fn new() -> ThreadContext {
         ThreadContext {
             raw_locks: Cell::new(0),
@@ -247,7 +252,7 @@ pub fn thread_allocations() -> u64 {
 /// ```
 #[inline]
 pub fn in_atomic() -> bool {
-    CHECKS && with(|c| c.raw_locks.get() + c.atomic_sections.get() > 0).unwrap_or(false)
+    CHECKS && with(ThreadContext::is_atomic).unwrap_or(false)
 }
 
 /// Number of raw spinlocks this thread holds (0 without [`CHECKS`]).
@@ -467,7 +472,7 @@ pub(crate) fn note_allocation() {
     if CHECKS {
         let atomic = with(|c| {
             c.allocations.set(c.allocations.get() + 1);
-            c.raw_locks.get() + c.atomic_sections.get() > 0
+            c.is_atomic()
         });
         if atomic == Some(true) {
             report(Violation::AllocInAtomic);

@@ -224,27 +224,17 @@ impl<G: GracePeriod> KvfreeRcu<G> {
             context::report(Violation::DoubleRetire);
             return;
         }
-        match self.shared.pool.push(ptr.cast(), kind_of(free_box::<T>)) {
-            Ok(pushed) => {
-                if pushed.refill_wanted {
-                    self.shared.request_refill();
-                }
+        if self.shared.push_record(ptr.cast(), free_box::<T>).is_err() {
+            // (1) the head is live and, by contract 3 and RcuHeaded contract
+            // 2, only the service writes it from now on; (2) `free_headed`
+            // drops the `Box<T>` the head lives in (contract 1), once.
+            // SAFETY: (1) and (2) above; freed after the batch's grace period.
+            unsafe {
+                let cpu = crate::pool::current_cpu();
+                self.shared.heads.push(cpu, head, head::free_headed::<T>);
             }
-            Err(pool::NoPage) => {
-                // (1) the head is live and, by contract 3 and RcuHeaded contract
-                // 2, only the service writes it from now on; (2) `free_headed`
-                // drops the `Box<T>` the head lives in (contract 1), once.
-                // SAFETY: (1) and (2) above; freed after the batch's grace period.
-                unsafe {
-                    self.shared.heads.push(
-                        crate::pool::current_cpu(),
-                        head,
-                        head::free_headed::<T>,
-                    );
-                }
-                self.shared.queued_heads.fetch_add(1, Ordering::Relaxed);
-                self.shared.request_refill();
-            }
+            self.shared.queued_heads.fetch_add(1, Ordering::Relaxed);
+            self.shared.request_refill();
         }
     }
 
@@ -331,11 +321,12 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// ```
     pub unsafe fn kvfree_rcu_mightsleep<T: Send + 'static>(&self, ptr: NonNull<T>) {
         might_sleep();
-        if let Err(ptr) = self.shared.try_push(ptr.cast(), free_box::<T>) {
+        if self.shared.push_record(ptr.cast(), free_box::<T>).is_err() {
+            self.shared.request_refill();
             self.shared.gp.synchronize();
             // SAFETY: contract 1 (a Box<T>), 2 and 3 (unreachable, retired
             // once), and a full grace period has just elapsed.
-            unsafe { free_box::<T>(ptr) };
+            unsafe { free_box::<T>(ptr.cast()) };
             self.shared.freed_inline.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -541,22 +532,27 @@ impl<G: GracePeriod> KvfreeRcu<G> {
 }
 
 impl<G: GracePeriod> Shared<G> {
-    /// The page path shared by the head-less calls.
+    /// The fast path of every retire call: records `ptr` in a page, and
+    /// asks for a refill when the push left a cache low. On `NoPage` the
+    /// caller runs its own fallback, then asks for the refill itself (after
+    /// queueing, so a worker woken by the request finds what was queued).
+    #[inline]
+    fn push_record(&self, ptr: NonNull<()>, free: FreeFn) -> Result<(), pool::NoPage> {
+        let pushed = self.pool.push(ptr, kind_of(free))?;
+        if pushed.refill_wanted {
+            self.request_refill();
+        }
+        Ok(())
+    }
+
+    /// The head-less calls that hand the object back on `NoPage`.
     #[inline]
     fn try_push(&self, ptr: NonNull<()>, free: FreeFn) -> Result<(), NonNull<()>> {
-        match self.pool.push(ptr, kind_of(free)) {
-            Ok(pushed) => {
-                if pushed.refill_wanted {
-                    self.request_refill();
-                }
-                Ok(())
-            }
-            Err(pool::NoPage) => {
-                self.try_failed.fetch_add(1, Ordering::Relaxed);
-                self.request_refill();
-                Err(ptr)
-            }
-        }
+        self.push_record(ptr, free).map_err(|pool::NoPage| {
+            self.try_failed.fetch_add(1, Ordering::Relaxed);
+            self.request_refill();
+            ptr
+        })
     }
 
     /// Asks the worker to refill: any context.

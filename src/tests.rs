@@ -70,6 +70,9 @@ fn head_list_fallback_frees_through_the_embedded_head() {
     // SAFETY: ours again.
     unsafe { s.kvfree_rcu_mightsleep(p) };
     assert_eq!(s.stats().freed_inline, 1);
+    // Only the `try_` call's Err counts as a failed try, not the sleeping
+    // variant's fallback.
+    assert_eq!(s.stats().try_failed, 1);
     s.barrier();
     assert_eq!(DROPS.load(Ordering::Relaxed), n + 1);
 }
