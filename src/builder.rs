@@ -50,6 +50,82 @@ pub enum BuildError {
     Pool(ConfigError),
     /// The worker thread could not be spawned.
     Spawn(std::io::Error),
+    /// A service setting is outside its allowed range (its setter's docs
+    /// give the range).
+    Setting(SettingError),
+}
+
+/// A [`Builder`] setting of the service outside its allowed range.
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use kvfree_rcu::{BuildError, KvfreeRcu, Rcu};
+/// let err = KvfreeRcu::builder(Arc::new(Rcu::new()))
+///     .max_refill_backoff(Duration::ZERO)
+///     .try_build()
+///     .unwrap_err();
+/// let BuildError::Setting(setting) = &err else { panic!("{err}") };
+/// assert_eq!(setting.setting(), "max_refill_backoff");
+/// assert!(err.to_string().contains("1ms..=10s"), "{err}");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    setting: &'static str,
+    value: String,
+    allowed: &'static str,
+}
+
+impl SettingError {
+    /// The name of the `Builder` method that set the value.
+    pub fn setting(&self) -> &'static str {
+        self.setting
+    }
+
+    /// What is allowed, in words.
+    pub fn allowed(&self) -> &'static str {
+        self.allowed
+    }
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} = {} is not allowed: {}",
+            self.setting, self.value, self.allowed
+        )
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+/// Allowed `drain_interval`: below 100 µs the idle worker would be a busy
+/// loop; above 10 s records on an idle CPU would wait too long for a free.
+const DRAIN_INTERVAL: core::ops::RangeInclusive<Duration> =
+    Duration::from_micros(100)..=Duration::from_secs(10);
+/// Allowed `poll_interval`: at least 10 µs (no busy polling), at most 1 s.
+const POLL_INTERVAL: core::ops::RangeInclusive<Duration> =
+    Duration::from_micros(10)..=Duration::from_secs(1);
+/// Allowed `max_refill_backoff`: at least the first wait of the backoff
+/// (1 ms), at most 10 s.
+const MAX_REFILL_BACKOFF: core::ops::RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(10);
+
+fn check_duration(
+    setting: &'static str,
+    value: Duration,
+    allowed: core::ops::RangeInclusive<Duration>,
+    allowed_text: &'static str,
+) -> Result<(), BuildError> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(BuildError::Setting(SettingError {
+            setting,
+            value: format!("{value:?}"),
+            allowed: allowed_text,
+        }))
+    }
 }
 
 impl fmt::Display for BuildError {
@@ -57,6 +133,7 @@ impl fmt::Display for BuildError {
         match self {
             BuildError::Pool(e) => write!(f, "kvfree-rcu: invalid pool configuration: {e:?}"),
             BuildError::Spawn(e) => write!(f, "kvfree-rcu: cannot spawn the worker thread: {e}"),
+            BuildError::Setting(e) => write!(f, "kvfree-rcu: invalid service setting: {e}"),
         }
     }
 }
@@ -66,6 +143,7 @@ impl std::error::Error for BuildError {
         match self {
             BuildError::Pool(_) => None,
             BuildError::Spawn(e) => Some(e),
+            BuildError::Setting(e) => Some(e),
         }
     }
 }
@@ -130,7 +208,8 @@ impl<G: GracePeriod> Builder<G> {
 
     /// How often the worker seals open pages and head lists into a batch
     /// when nothing wakes it (default 5 ms). A flood (a cache under its low
-    /// watermark) wakes it at once.
+    /// watermark) wakes it at once. Allowed: 100 µs ..= 10 s; otherwise
+    /// [`try_build`](Self::try_build) returns [`BuildError::Setting`].
     ///
     /// ```
     /// use std::{sync::Arc, time::Duration};
@@ -146,7 +225,8 @@ impl<G: GracePeriod> Builder<G> {
     }
 
     /// How often the worker polls while batches wait for a grace period
-    /// (default 250 µs).
+    /// (default 250 µs). Allowed: 10 µs ..= 1 s; otherwise
+    /// [`try_build`](Self::try_build) returns [`BuildError::Setting`].
     ///
     /// ```
     /// use std::{sync::Arc, time::Duration};
@@ -166,7 +246,8 @@ impl<G: GracePeriod> Builder<G> {
     /// Keep it short: failures that recur more often than this cap would
     /// otherwise meet every retry, and the caches would never refill even
     /// though most allocations succeed (the torture soak found this with a
-    /// 100 ms cap).
+    /// 100 ms cap). Allowed: 1 ms ..= 10 s; otherwise
+    /// [`try_build`](Self::try_build) returns [`BuildError::Setting`].
     ///
     /// ```
     /// use std::{sync::Arc, time::Duration};
@@ -195,7 +276,10 @@ impl<G: GracePeriod> Builder<G> {
         self
     }
 
-    /// Name of the worker thread (default `kvfree-rcu`).
+    /// Name of the worker thread (default `kvfree-rcu`). It must not
+    /// contain a NUL byte (the OS cannot take it); otherwise
+    /// [`try_build`](Self::try_build) returns [`BuildError::Setting`]. Linux
+    /// shows only its first 15 bytes.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -222,6 +306,36 @@ impl<G: GracePeriod> Builder<G> {
     /// ```
     pub fn try_build(self) -> Result<KvfreeRcu<G>, BuildError> {
         KvfreeRcu::from_builder(self)
+    }
+
+    /// Checks the service's own settings (the pool checks its `Config`).
+    pub(crate) fn validate(&self) -> Result<(), BuildError> {
+        check_duration(
+            "drain_interval",
+            self.drain_interval,
+            DRAIN_INTERVAL,
+            "allowed range 100µs..=10s",
+        )?;
+        check_duration(
+            "poll_interval",
+            self.poll_interval,
+            POLL_INTERVAL,
+            "allowed range 10µs..=1s",
+        )?;
+        check_duration(
+            "max_refill_backoff",
+            self.max_refill_backoff,
+            MAX_REFILL_BACKOFF,
+            "allowed range 1ms..=10s",
+        )?;
+        if self.thread_name.contains('\0') {
+            return Err(BuildError::Setting(SettingError {
+                setting: "thread_name",
+                value: format!("{:?}", self.thread_name),
+                allowed: "a name without NUL bytes",
+            }));
+        }
+        Ok(())
     }
 
     /// Builds the service.

@@ -93,7 +93,10 @@ pub enum Violation {
     InvalidWaitContext,
     /// An object with an `RcuHead` was retired while already queued.
     DoubleRetire,
-    /// A service call that waits for frees was made from inside a free.
+    /// A service call that waits for that service's frees (`barrier`,
+    /// `shrink`, `run_once`, drop) was made from a destructor the same
+    /// service is running. The call does not wait (it would wait for
+    /// itself): see `docs/CONTEXTS.md`.
     WaitInsideFree,
 }
 
@@ -113,7 +116,7 @@ impl Violation {
                 "kvfree-rcu: BUG: object retired twice (its RcuHead is already queued)"
             }
             Violation::WaitInsideFree => {
-                "kvfree-rcu: BUG: barrier()/shrink()/drop of a KvfreeRcu called from a destructor the service is running"
+                "kvfree-rcu: BUG: barrier()/shrink()/run_once()/drop of a KvfreeRcu called from a destructor that same service is running"
             }
         }
     }
@@ -125,10 +128,24 @@ impl fmt::Display for Violation {
     }
 }
 
+/// Which kernel lock a held spinning lock stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LockClass {
+    /// `raw_spinlock_t` ([`RawSpinLock`](crate::RawSpinLock)): never sleeps,
+    /// even under PREEMPT_RT; no sleeping lock may be taken inside it.
+    Raw,
+    /// `spinlock_t` without `rt` ([`SpinLock`](crate::SpinLock)): spins, so
+    /// its holder is in atomic context, but another `spinlock_t` may nest
+    /// inside it (under PREEMPT_RT both would sleep).
+    #[cfg_attr(feature = "rt", allow(dead_code))]
+    Spin,
+}
+
 struct ThreadContext {
     raw_locks: Cell<u32>,
+    /// Spinning `SpinLock`s held (without `rt`).
+    spin_locks: Cell<u32>,
     atomic_sections: Cell<u32>,
-    in_free: Cell<u32>,
     allocations: Cell<u64>,
     violations: Cell<u64>,
 }
@@ -136,14 +153,14 @@ struct ThreadContext {
 impl ThreadContext {
     /// Holding a raw spinlock or inside an `AtomicSection`.
     fn is_atomic(&self) -> bool {
-        self.raw_locks.get() + self.atomic_sections.get() > 0
+        self.raw_locks.get() + self.spin_locks.get() + self.atomic_sections.get() > 0
     }
 
     const fn new() -> ThreadContext {
         ThreadContext {
             raw_locks: Cell::new(0),
+            spin_locks: Cell::new(0),
             atomic_sections: Cell::new(0),
-            in_free: Cell::new(0),
             allocations: Cell::new(0),
             violations: Cell::new(0),
         }
@@ -255,7 +272,9 @@ pub fn in_atomic() -> bool {
     CHECKS && with(ThreadContext::is_atomic).unwrap_or(false)
 }
 
-/// Number of raw spinlocks this thread holds (0 without [`CHECKS`]).
+/// Number of raw spinlocks ([`RawSpinLock`](crate::RawSpinLock)) this
+/// thread holds (0 without [`CHECKS`]); a spinning
+/// [`SpinLock`](crate::SpinLock) is not one.
 ///
 /// ```
 /// use kvfree_rcu::{RawSpinLock, context};
@@ -302,7 +321,7 @@ pub fn report(violation: Violation) {
 }
 
 /// One line to stderr with `write(2)`: async-signal-safe, no lock, no allocation.
-fn write_stderr(message: &str) {
+pub(crate) fn write_stderr(message: &str) {
     #[cfg(all(unix, not(miri)))]
     for part in [message.as_bytes(), b"\n"] {
         // SAFETY: `part` is a valid, initialised byte slice for the duration
@@ -450,17 +469,26 @@ impl Drop for AtomicSection {
     }
 }
 
-#[inline]
-pub(crate) fn raw_lock_acquired() {
-    if CHECKS {
-        with(|c| c.raw_locks.set(c.raw_locks.get() + 1));
+impl ThreadContext {
+    fn held(&self, class: LockClass) -> &Cell<u32> {
+        match class {
+            LockClass::Raw => &self.raw_locks,
+            LockClass::Spin => &self.spin_locks,
+        }
     }
 }
 
 #[inline]
-pub(crate) fn raw_lock_released() {
+pub(crate) fn lock_acquired(class: LockClass) {
     if CHECKS {
-        with(|c| c.raw_locks.set(c.raw_locks.get().saturating_sub(1)));
+        with(|c| c.held(class).set(c.held(class).get() + 1));
+    }
+}
+
+#[inline]
+pub(crate) fn lock_released(class: LockClass) {
+    if CHECKS {
+        with(|c| c.held(class).set(c.held(class).get().saturating_sub(1)));
     }
 }
 
@@ -478,28 +506,6 @@ pub(crate) fn note_allocation() {
             report(Violation::AllocInAtomic);
         }
     }
-}
-
-/// Marks the thread as running user destructors for the service, so that a
-/// destructor calling `barrier()` is reported instead of deadlocking.
-pub(crate) struct InFree;
-
-impl InFree {
-    pub(crate) fn enter() -> InFree {
-        with(|c| c.in_free.set(c.in_free.get() + 1));
-        InFree
-    }
-}
-
-impl Drop for InFree {
-    fn drop(&mut self) {
-        with(|c| c.in_free.set(c.in_free.get().saturating_sub(1)));
-    }
-}
-
-/// Whether this thread is running destructors for a service.
-pub(crate) fn in_free() -> bool {
-    with(|c| c.in_free.get() > 0).unwrap_or(false)
 }
 
 #[cfg(test)]

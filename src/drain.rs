@@ -15,10 +15,18 @@
 //! lock (`free_lock`), not the queue lock: destructors run there, so a
 //! destructor that retires more objects never contends with collection, and
 //! batches finish in order, which lets `barrier()` wait for a sequence
-//! number. A destructor that panics would lose the rest of its batch, so the
+//! number. While it frees, the thread is marked as freeing for this drain
+//! ([`crate::freeing`]), so that a destructor calling back into the same
+//! service is caught instead of deadlocking on `free_lock`.
+//!
+//! A destructor that panics would lose the rest of its batch, so the
 //! process aborts instead (as a panic in a kernel RCU callback would oops).
+//! Only a panic that unwinds *out of* a destructor the batch runs does
+//! that: freeing a batch while the thread is already unwinding from an
+//! unrelated panic (a service dropped during unwinding, or a `Drop` impl
+//! calling `barrier` then) is an ordinary free.
 
-use crate::context::InFree;
+use crate::freeing::{self, FreeingFor};
 use crate::gp::GracePeriod;
 use crate::head::{HeadChain, HeadLists};
 use crate::kind::free_fn_of;
@@ -127,6 +135,18 @@ impl<S: Copy> Drain<S> {
         found
     }
 
+    /// Identifies this drain (and so its service) to [`crate::freeing`].
+    fn id(&self) -> usize {
+        core::ptr::from_ref(self).addr()
+    }
+
+    /// Whether this thread is running a destructor for this drain, i.e.
+    /// holds its `free_lock` further up the stack: a call that waits for
+    /// this drain's frees would wait for itself.
+    pub(crate) fn is_freeing_on_this_thread(&self) -> bool {
+        freeing::is_freeing_for(self.id())
+    }
+
     /// Whether batches wait for their grace period.
     pub(crate) fn has_pending(&self) -> bool {
         !lock(&self.queue).batches.is_empty()
@@ -147,7 +167,8 @@ impl<S: Copy> Drain<S> {
     /// Frees every batch whose grace period has ended, oldest first; returns
     /// the number of objects freed.
     pub(crate) fn reap<G: GracePeriod<State = S>>(&self, gp: &G, pool: &Pool) -> u64 {
-        let _freeing = lock(&self.free_lock);
+        let _free_lock = lock(&self.free_lock);
+        let _freeing = FreeingFor::enter(self.id());
         let mut freed = 0;
         loop {
             let batch = {
@@ -168,23 +189,23 @@ impl<S: Copy> Drain<S> {
     }
 }
 
-/// Aborts the process if dropped while unwinding: a panicking destructor in
-/// the middle of a batch would leave the rest of the batch unfreed.
+/// Aborts the process when dropped. `free_batch` forgets it once every
+/// destructor has returned, so it is dropped only by an unwind out of a
+/// destructor of the batch, which would leave the rest of the batch unfreed.
+/// (Asking `std::thread::panicking()` instead would also abort a batch freed
+/// normally while the thread unwinds from an unrelated panic.)
 struct AbortOnUnwind;
 
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            crate::context::report_fatal(
-                "kvfree-rcu: a destructor panicked while the service freed retired objects; aborting so that none is lost or freed twice",
-            );
-        }
+        crate::context::report_fatal(
+            "kvfree-rcu: a destructor panicked while the service freed retired objects; aborting so that none is lost or freed twice",
+        );
     }
 }
 
 fn free_batch<S>(batch: Batch<S>, pool: &Pool) -> u64 {
-    let _in_free = InFree::enter();
-    let _abort = AbortOnUnwind;
+    let abort = AbortOnUnwind;
     let mut freed = 0;
     batch.pages.for_each_record(|ptr, kind| {
         // Every kind in the pool was made by `kind_of` from the retire call's
@@ -196,6 +217,8 @@ fn free_batch<S>(batch: Batch<S>, pool: &Pool) -> u64 {
     });
     // SAFETY: the batch's grace period has ended (the caller polled it).
     freed += unsafe { batch.heads.free_all() };
+    // Every destructor returned: nothing unwound out of the batch.
+    core::mem::forget(abort);
     pool.recycle(batch.pages);
     freed
 }

@@ -83,6 +83,7 @@ mod builder;
 mod checked_alloc;
 pub mod context;
 mod drain;
+mod freeing;
 mod head;
 mod kind;
 mod service;
@@ -99,7 +100,7 @@ pub use kvfree_rcu_gp as gp;
 /// The page pool (`kvfree-rcu-pool`).
 pub use kvfree_rcu_pool as pool;
 
-pub use builder::{BuildError, Builder};
+pub use builder::{BuildError, Builder, SettingError};
 pub use checked_alloc::CheckedAlloc;
 pub use context::{AtomicSection, ReportMode, Violation, might_sleep};
 pub use gp::{CapacityError, GpState, GracePeriod, Rcu, RcuReadGuard};

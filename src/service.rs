@@ -54,6 +54,10 @@ pub(crate) struct Shared<G: GracePeriod> {
     pub(crate) drain: Drain<G::State>,
     pub(crate) worker_state: Mutex<WorkerState>,
     pub(crate) worker_wakeups: AtomicU64,
+    /// Worker rounds that panicked (caught; the worker goes on).
+    pub(crate) worker_panics: AtomicU64,
+    /// Test hook: the next this many rounds panic at their start.
+    pub(crate) injected_round_panics: AtomicU64,
     /// Fallback-path counters (cold: only touched when the pool had no page).
     queued_heads: CachePadded<AtomicU64>,
     try_failed: CachePadded<AtomicU64>,
@@ -131,6 +135,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     }
 
     pub(crate) fn from_builder(b: Builder<G>) -> Result<Self, BuildError> {
+        b.validate()?;
         let pool = Pool::new(b.pool).map_err(BuildError::Pool)?;
         let slots = pool.slots();
         let shared = Arc::new(Shared {
@@ -149,6 +154,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
             drain: Drain::new(),
             worker_state: Mutex::new(WorkerState::new()),
             worker_wakeups: AtomicU64::new(0),
+            worker_panics: AtomicU64::new(0),
+            injected_round_panics: AtomicU64::new(0),
             queued_heads: CachePadded::new(AtomicU64::new(0)),
             try_failed: CachePadded::new(AtomicU64::new(0)),
             freed_inline: CachePadded::new(AtomicU64::new(0)),
@@ -383,10 +390,14 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// service.barrier(); // the array has been freed
     /// assert_eq!(service.stats().pending, 0);
     /// ```
+    ///
+    /// From a destructor this same service is running, it returns at once
+    /// without waiting (it would wait for itself; reported as
+    /// [`Violation::WaitInsideFree`] in checked builds). From a destructor
+    /// another service runs, it works normally.
     pub fn barrier(&self) {
         might_sleep();
-        if context::in_free() {
-            context::report(Violation::WaitInsideFree);
+        if self.shared.reentered_from_own_free() {
             return;
         }
         self.shared.barrier();
@@ -404,10 +415,12 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// assert!(freed > 0); // the pages cached at build time
     /// assert_eq!(service.stats().pages_cached, 0);
     /// ```
+    ///
+    /// From a destructor this same service is running, it returns 0 at once
+    /// (as [`barrier`](Self::barrier) does).
     pub fn shrink(&self) -> usize {
         might_sleep();
-        if context::in_free() {
-            context::report(Violation::WaitInsideFree);
+        if self.shared.reentered_from_own_free() {
             return 0;
         }
         let s = &self.shared;
@@ -438,8 +451,16 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// }
     /// assert_eq!(service.stats().pending, 0);
     /// ```
+    ///
+    /// From a destructor this same service is running, it returns an empty
+    /// report at once (as [`barrier`](Self::barrier) does): the round would
+    /// take the lock the running free holds. If the round panics (a
+    /// panicking [`GracePeriod`]), the panic reaches the caller.
     pub fn run_once(&self) -> RoundReport {
         might_sleep();
+        if self.shared.reentered_from_own_free() {
+            return RoundReport::default();
+        }
         self.shared.round(true, true)
     }
 
@@ -497,6 +518,16 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         self.shared.pool.inject_alloc_failures(n);
     }
 
+    /// Test hook: makes the next `n` rounds (the worker's, `run_once`'s)
+    /// panic at their start, to test the worker's panic policy.
+    #[doc(hidden)]
+    pub fn inject_round_panics(&self, n: u64) {
+        self.shared
+            .injected_round_panics
+            .store(n, Ordering::Relaxed);
+        self.shared.wake.notify();
+    }
+
     /// A snapshot of the counters.
     ///
     /// ```
@@ -527,6 +558,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
             grace_periods: s.gp.grace_periods(),
             batches: s.drain.batches.load(Ordering::Relaxed),
             worker_wakeups: s.worker_wakeups.load(Ordering::Relaxed),
+            worker_panics: s.worker_panics.load(Ordering::Relaxed),
         }
     }
 }
@@ -565,6 +597,18 @@ impl<G: GracePeriod> Shared<G> {
         self.wake.notify();
     }
 
+    /// Whether this thread is running a destructor for this service (its
+    /// free loop is further up the stack), where waiting for the service's
+    /// frees would wait for itself. Always checked: it protects against a
+    /// self-deadlock; the checker only reports it.
+    pub(crate) fn reentered_from_own_free(&self) -> bool {
+        let reentered = self.drain.is_freeing_on_this_thread();
+        if reentered && context::CHECKS {
+            context::report(Violation::WaitInsideFree);
+        }
+        reentered
+    }
+
     /// `barrier()` without the context checks (also used by `drop` and the
     /// worker's exit).
     pub(crate) fn barrier(&self) {
@@ -598,16 +642,18 @@ impl<G: GracePeriod> Drop for KvfreeRcu<G> {
     /// still queued; the pool then frees its pages.
     ///
     /// Dropping the service from inside a destructor that the service itself
-    /// is running (an object owning the last handle) is reported
-    /// ([`Violation::WaitInsideFree`]): waiting there would deadlock, so the
-    /// worker is detached instead and frees what remains on its way out
-    /// (its final barrier); a manual service has no worker, and what remains
-    /// is leaked.
+    /// is running (an object owning the last handle) cannot wait there (the
+    /// free loop further up this thread's stack holds the lock the drain
+    /// needs), so the drain is handed to a thread that is not inside the
+    /// free: the worker, detached, frees what remains on its way out (its
+    /// final barrier, once the running free returns). A manual service has
+    /// no worker, so a short-lived thread does that final barrier (if it
+    /// cannot be spawned, what remains is leaked, with a line on stderr).
+    /// Nothing deadlocks and nothing is lost; checked builds report the
+    /// nesting ([`Violation::WaitInsideFree`]). Dropping a service from a
+    /// destructor another service runs is an ordinary drop.
     fn drop(&mut self) {
-        let nested = context::in_free();
-        if nested {
-            context::report(Violation::WaitInsideFree);
-        }
+        let nested = self.shared.reentered_from_own_free();
         if let Some(worker) = self.worker.take() {
             // Release: pairs with the worker's Acquire load after its wait.
             self.shared.stop.store(true, Ordering::Release);
@@ -615,10 +661,21 @@ impl<G: GracePeriod> Drop for KvfreeRcu<G> {
             if nested {
                 return; // detached: see above
             }
-            // The worker never panics (a panicking destructor aborts), so an
-            // error here means it was already aborting the process.
+            // A round's panic is caught in the worker, so an error here means
+            // its exit barrier panicked (a panicking `GracePeriod`); the
+            // barrier below then reports it on this thread.
             let _ = worker.join();
         } else if nested {
+            let shared = self.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("kvfree-rcu-drop".to_owned())
+                .spawn(move || shared.barrier());
+            if spawned.is_err() {
+                context::write_stderr(
+                    "kvfree-rcu: a manual service dropped from its own destructor could not spawn a thread to free what remains; it is leaked",
+                );
+                core::mem::forget(self.shared.clone());
+            }
             return;
         }
         self.shared.barrier();

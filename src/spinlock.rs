@@ -9,11 +9,14 @@
 //!
 //! `SpinLock<T>` models the kernel's `spinlock_t`: it spins by default, and
 //! with the `rt` feature it is a sleeping lock (a `std` mutex). Either way the
-//! checker reports taking it while a raw spinlock is held, as lockdep's
+//! checker reports taking it while a *raw* spinlock is held, as lockdep's
 //! raw-lock-nesting check does ("Invalid wait context"), because on an RT
-//! kernel that nesting sleeps inside atomic context.
+//! kernel that nesting sleeps inside atomic context. A `SpinLock` inside a
+//! `SpinLock` is fine in both settings (lockdep allows `spinlock_t` in
+//! `spinlock_t`): the spinning `SpinLock` is tracked as its own lock class
+//! ([`LockClass::Spin`]), atomic context but not a raw lock.
 
-use crate::context::{self, Sleepable, Violation};
+use crate::context::{self, LockClass, Sleepable, Violation};
 use crate::sync::{AtomicBool, Ordering, UnsafeCell, spin_loop};
 use core::fmt;
 use core::marker::PhantomData;
@@ -93,13 +96,20 @@ impl<T> RawSpinLock<T> {
     /// ```
     #[inline]
     pub fn lock(&self) -> RawSpinLockGuard<'_, T> {
-        context::raw_lock_acquired();
+        self.lock_as(LockClass::Raw)
+    }
+
+    /// `lock`, telling the checker which kernel lock this one stands for.
+    #[inline]
+    fn lock_as(&self, class: LockClass) -> RawSpinLockGuard<'_, T> {
+        context::lock_acquired(class);
         loop {
             // Acquire: pairs with the Release store in `RawSpinLockGuard::drop`,
             // so the previous holder's writes to `data` are visible.
             if !self.locked.swap(true, Ordering::Acquire) {
                 return RawSpinLockGuard {
                     lock: self,
+                    class,
                     _not_send: PhantomData,
                 };
             }
@@ -142,9 +152,10 @@ impl<T> RawSpinLock<T> {
         if self.locked.swap(true, Ordering::Acquire) {
             return None;
         }
-        context::raw_lock_acquired();
+        context::lock_acquired(LockClass::Raw);
         Some(RawSpinLockGuard {
             lock: self,
+            class: LockClass::Raw,
             _not_send: PhantomData,
         })
     }
@@ -204,6 +215,7 @@ impl<T> fmt::Debug for RawSpinLock<T> {
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct RawSpinLockGuard<'a, T> {
     lock: &'a RawSpinLock<T>,
+    class: LockClass,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -231,7 +243,7 @@ impl<T> Drop for RawSpinLockGuard<'_, T> {
     fn drop(&mut self) {
         // Release: pairs with the Acquire swap in `lock`/`try_lock`.
         self.lock.locked.store(false, Ordering::Release);
-        context::raw_lock_released();
+        context::lock_released(self.class);
     }
 }
 
@@ -304,11 +316,13 @@ impl<T> SpinLock<T> {
     /// assert_eq!(*lock.lock(), 1);
     /// ```
     pub fn lock(&self) -> SpinLockGuard<'_, T> {
+        // Only a raw lock makes this an invalid wait context: a spinning
+        // `SpinLock` held outside counts as `LockClass::Spin`, not as raw.
         if context::raw_locks_held() > 0 {
             context::report(Violation::InvalidWaitContext);
         }
         #[cfg(not(feature = "rt"))]
-        return self.inner.lock();
+        return self.inner.lock_as(LockClass::Spin);
         #[cfg(feature = "rt")]
         return self
             .inner
@@ -354,6 +368,35 @@ mod tests {
         assert_eq!(r.is_err(), CHECKS);
         assert_eq!(thread_violations() - before, u64::from(CHECKS));
         assert!(!raw.is_locked(), "the raw guard unwound");
+    }
+
+    #[test]
+    fn spin_lock_inside_spin_lock_is_not_reported() {
+        let outer = SpinLock::new(());
+        let inner = SpinLock::new(());
+        let before = thread_violations();
+        {
+            let _o = outer.lock();
+            // Without `rt` a spinning lock is atomic context, but not raw.
+            assert_eq!(in_atomic(), CHECKS && cfg!(not(feature = "rt")));
+            let _i = inner.lock();
+        }
+        assert_eq!(thread_violations(), before);
+        assert!(!in_atomic());
+    }
+
+    #[test]
+    fn raw_lock_inside_spin_lock_is_not_reported() {
+        let outer = SpinLock::new(());
+        let raw = RawSpinLock::new(());
+        let before = thread_violations();
+        {
+            let _o = outer.lock();
+            let _r = raw.lock();
+            assert_eq!(crate::context::raw_locks_held(), u32::from(CHECKS));
+        }
+        assert_eq!(thread_violations(), before);
+        assert!(!in_atomic());
     }
 
     #[test]

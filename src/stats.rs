@@ -46,4 +46,8 @@ pub struct Stats {
     pub batches: u64,
     /// Times the worker was woken by the retire path.
     pub worker_wakeups: u64,
+    /// Worker rounds that panicked (a panicking `GracePeriod`): each is
+    /// caught, counted here and the worker goes on; the first is also
+    /// reported on stderr.
+    pub worker_panics: u64,
 }

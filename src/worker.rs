@@ -14,13 +14,31 @@
 //! The thread sleeps on the wake word between rounds: `poll_interval` while
 //! batches wait, `drain_interval` otherwise. With `Builder::manual()` there
 //! is no thread and the owner calls `KvfreeRcu::run_once`.
+//!
+//! A worker must not die unnoticed. A round cannot panic on its own (the
+//! settings are validated by the builder, the backoff arithmetic saturates,
+//! and a panicking user destructor aborts the process, see `drain.rs`), but
+//! the grace-period source is user code. So the worker runs each round
+//! under `catch_unwind`: a panicking round is counted
+//! (`Stats::worker_panics`), the first one is reported on stderr with
+//! `write(2)`, and the worker goes on with its next round. What the
+//! panicking round had taken out of the queues may be leaked, never freed
+//! early: a batch is freed only after its stamp polled complete. `barrier()`
+//! never depends on the worker: it collects, advances and frees on the
+//! caller's thread, so it cannot hang because the worker is stuck or gone
+//! (a panicking grace-period source panics it instead, on the caller).
 
 use crate::drain::OpenPages;
 use crate::gp::GracePeriod;
 use crate::service::Shared;
 use crate::sync::{Ordering, lock};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The first wait after a failed refill; it doubles up to
+/// `max_refill_backoff`.
+const MIN_REFILL_BACKOFF: Duration = Duration::from_millis(1);
 
 /// The worker's own state: refill backoff and drain timing.
 #[derive(Debug)]
@@ -75,6 +93,7 @@ impl<G: GracePeriod> Shared<G> {
     /// once. Open pages are collected when the drain interval has passed, or
     /// always with `force` (`run_once`).
     pub(crate) fn round(&self, woken: bool, force: bool) -> RoundReport {
+        self.take_injected_round_panic();
         let mut report = RoundReport::default();
         let now = Instant::now();
         let collect_now = {
@@ -95,9 +114,10 @@ impl<G: GracePeriod> Shared<G> {
                     }
                     Err(_) => {
                         report.refill_failed = true;
-                        st.refill_backoff = (st.refill_backoff * 2)
-                            .clamp(Duration::from_millis(1), self.config.max_refill_backoff);
-                        st.refill_retry_at = Some(now + st.refill_backoff);
+                        st.refill_backoff =
+                            next_backoff(st.refill_backoff, self.config.max_refill_backoff);
+                        // An unrepresentable instant: retry at once.
+                        st.refill_retry_at = now.checked_add(st.refill_backoff);
                     }
                 }
             }
@@ -121,6 +141,36 @@ impl<G: GracePeriod> Shared<G> {
         report.freed = self.drain.reap(&*self.gp, &self.pool);
         report
     }
+
+    /// The test hook of `KvfreeRcu::inject_round_panics`.
+    fn take_injected_round_panic(&self) {
+        let injected =
+            self.injected_round_panics
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if injected.is_ok() {
+            panic!("kvfree-rcu: injected round panic (test hook)");
+        }
+    }
+
+    /// A round on the worker thread: a panic is caught, counted and (the
+    /// first time) reported, and the worker goes on (see the module docs).
+    fn worker_round(&self, woken: bool) {
+        if catch_unwind(AssertUnwindSafe(|| self.round(woken, false))).is_err() {
+            let before = self.worker_panics.fetch_add(1, Ordering::Relaxed);
+            if before == 0 {
+                crate::context::write_stderr(
+                    "kvfree-rcu: a worker round panicked; the worker goes on (counted in Stats::worker_panics)",
+                );
+            }
+        }
+    }
+}
+
+/// The refill backoff after one more failure: doubled, at least
+/// `MIN_REFILL_BACKOFF`, at most `max`. Never panics, whatever `max` is
+/// (`Duration::clamp` panics when `max` is below the minimum).
+fn next_backoff(current: Duration, max: Duration) -> Duration {
+    current.saturating_mul(2).max(MIN_REFILL_BACKOFF).min(max)
 }
 
 /// The worker thread's body.
@@ -149,6 +199,26 @@ pub(crate) fn run<G: GracePeriod>(shared: Arc<Shared<G>>) {
         if woken {
             shared.worker_wakeups.fetch_add(1, Ordering::Relaxed);
         }
-        shared.round(woken, false);
+        shared.worker_round(woken);
+    }
+}
+
+#[cfg(all(test, not(kvfree_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_never_panics_and_stays_within_its_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_backoff(Duration::ZERO, ms(10)), ms(1));
+        assert_eq!(next_backoff(ms(4), ms(10)), ms(8));
+        assert_eq!(next_backoff(ms(8), ms(10)), ms(10));
+        // A cap below the 1 ms start (`clamp` used to panic here).
+        assert_eq!(next_backoff(Duration::ZERO, Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            next_backoff(ms(1), Duration::from_micros(10)),
+            Duration::from_micros(10)
+        );
+        assert_eq!(next_backoff(Duration::MAX, Duration::MAX), Duration::MAX);
     }
 }

@@ -277,6 +277,83 @@ fn invalid_configuration_is_a_clear_error() {
 }
 
 #[test]
+fn out_of_range_service_settings_are_clear_errors() {
+    use kvfree_rcu::BuildError;
+    use std::time::Duration;
+    let rcu = Arc::new(Rcu::new());
+    let cases: [(&str, kvfree_rcu::Builder<Rcu>); 8] = [
+        (
+            "drain_interval",
+            KvfreeRcu::builder(rcu.clone()).drain_interval(Duration::ZERO),
+        ),
+        (
+            "drain_interval",
+            KvfreeRcu::builder(rcu.clone()).drain_interval(Duration::MAX),
+        ),
+        (
+            "poll_interval",
+            KvfreeRcu::builder(rcu.clone()).poll_interval(Duration::ZERO),
+        ),
+        (
+            "poll_interval",
+            KvfreeRcu::builder(rcu.clone()).poll_interval(Duration::from_secs(2)),
+        ),
+        (
+            "max_refill_backoff",
+            KvfreeRcu::builder(rcu.clone()).max_refill_backoff(Duration::ZERO),
+        ),
+        (
+            "max_refill_backoff",
+            KvfreeRcu::builder(rcu.clone()).max_refill_backoff(Duration::from_micros(999)),
+        ),
+        (
+            "max_refill_backoff",
+            KvfreeRcu::builder(rcu.clone()).max_refill_backoff(Duration::MAX),
+        ),
+        (
+            "thread_name",
+            KvfreeRcu::builder(rcu.clone()).thread_name("a\0b"),
+        ),
+    ];
+    for (field, builder) in cases {
+        let err = builder.try_build().expect_err(field);
+        let BuildError::Setting(setting) = &err else {
+            panic!("{field}: {err}")
+        };
+        assert_eq!(setting.setting(), field);
+        let msg = err.to_string();
+        assert!(msg.contains(field) && msg.contains("allowed"), "{msg}");
+    }
+    // The limits themselves are accepted.
+    let service = KvfreeRcu::builder(rcu.clone())
+        .manual()
+        .drain_interval(Duration::from_micros(100))
+        .poll_interval(Duration::from_micros(10))
+        .max_refill_backoff(Duration::from_millis(1))
+        .try_build()
+        .expect("the limits are allowed");
+    drop(service);
+}
+
+#[test]
+fn the_smallest_refill_backoff_survives_allocation_failures() {
+    // `max_refill_backoff` at its 1 ms minimum: the backoff after a failed
+    // refill is computed without panicking (below 1 ms `clamp` used to
+    // panic and kill the worker; such values are now rejected by the builder).
+    let counter = DropCounter::leak();
+    let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+        .manual()
+        .max_refill_backoff(std::time::Duration::from_millis(1))
+        .build();
+    service.shrink();
+    service.inject_alloc_failures(2);
+    let n = exhaust(&service, counter);
+    assert!(service.run_once().refill_failed);
+    service.barrier();
+    assert_eq!(counter.dropped(), n + 1);
+}
+
+#[test]
 fn dropping_the_service_from_its_own_destructor_is_reported_and_frees_everything() {
     use kvfree_rcu::context::{self, CHECKS, ReportMode};
     use std::sync::Mutex;
