@@ -40,7 +40,12 @@ impl Drop for CallsDuringUnwind<'_> {
         match self.call {
             "barrier" => self.service.barrier(),
             "shrink" => {
-                self.service.shrink();
+                for _ in 0..1_000 {
+                    if self.service.stats().pending == 0 {
+                        break;
+                    }
+                    self.service.shrink();
+                }
             }
             "run_once" => {
                 for _ in 0..1_000 {
