@@ -16,8 +16,7 @@
 //! innermost last. Nesting is bounded by the stack: freeing for more than
 //! [`MAX_NESTED`] services at once on one thread (a destructor of service A
 //! freeing through B freeing through C ...) aborts the process with a
-//! message, as a kernel would on a runaway nesting, rather than forget one
-//! and deadlock later.
+//! message, rather than forget one and deadlock later.
 //!
 //! [`Violation::WaitInsideFree`]: crate::context::Violation::WaitInsideFree
 
