@@ -663,7 +663,8 @@ impl<G: GracePeriod> Drop for KvfreeRcu<G> {
             }
             // A round's panic is caught in the worker, so an error here means
             // its exit barrier panicked (a panicking `GracePeriod`); the
-            // barrier below then reports it on this thread.
+            // barrier below drains on this thread instead (and panics here
+            // if the source panics again).
             let _ = worker.join();
         } else if nested {
             let shared = self.shared.clone();
