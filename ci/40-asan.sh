@@ -15,7 +15,7 @@ target=x86_64-unknown-linux-gnu
 run() { echo "-- asan: $*"; cargo +nightly test -Zbuild-std --target "$target" "$@"; }
 
 # The root crate: torture, signals, the stall, faults, readers.
-run -p kvfree-rcu --test torture --test signals --test realtime --test faults --test readers --test service
+run -p kvfree-rcu --test torture --test signals --test realtime --test faults --test readers --test service --test reentry --test unwinding
 # The engines' stress tests (written alongside; included when present).
 for pkg_dir in rcu:kvfree-rcu-gp pool:kvfree-rcu-pool; do
     dir=${pkg_dir%%:*}; pkg=${pkg_dir#*:}

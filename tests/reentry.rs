@@ -40,12 +40,22 @@ fn manual_service() -> KvfreeRcu {
     KvfreeRcu::builder(Arc::new(Rcu::new())).manual().build()
 }
 
-/// What a destructor saw, read by the test after the destructor ran.
-#[derive(Default)]
+/// What a destructor saw, read by the test after the destructor ran (in
+/// statics: a leak would trip LeakSanitizer).
 struct Seen {
     ran: AtomicBool,
     reports: AtomicU64,
     other_freed: AtomicUsize,
+}
+
+impl Seen {
+    const fn new() -> Seen {
+        Seen {
+            ran: AtomicBool::new(false),
+            reports: AtomicU64::new(0),
+            other_freed: AtomicUsize::new(0),
+        }
+    }
 }
 
 /// Freed by service A; uses service B in its destructor.
@@ -83,12 +93,11 @@ impl Drop for UsesOtherService {
     }
 }
 
-fn another_service_from_a_destructor(drop_other: bool, b_has_worker: bool) {
+fn another_service_from_a_destructor(drop_other: bool, b_has_worker: bool, seen: &'static Seen) {
     let done = watchdog("another_service_from_a_destructor");
     // Count, not Panic: a wrong report must fail the assertions below, not
     // abort the process from inside a destructor.
     context::set_report_mode(ReportMode::Count);
-    let seen: &'static Seen = Box::leak(Box::default());
     let counter = DropCounter::leak();
     let a = manual_service();
     let b = if b_has_worker {
@@ -123,14 +132,16 @@ fn another_service_from_a_destructor(drop_other: bool, b_has_worker: bool) {
 
 #[test]
 fn barrier_of_another_service_from_a_destructor_waits_normally() {
-    another_service_from_a_destructor(false, false);
-    another_service_from_a_destructor(false, true);
+    static SEEN: [Seen; 2] = [Seen::new(), Seen::new()];
+    another_service_from_a_destructor(false, false, &SEEN[0]);
+    another_service_from_a_destructor(false, true, &SEEN[1]);
 }
 
 #[test]
 fn dropping_another_service_from_a_destructor_drains_it_normally() {
-    another_service_from_a_destructor(true, false);
-    another_service_from_a_destructor(true, true);
+    static SEEN: [Seen; 2] = [Seen::new(), Seen::new()];
+    another_service_from_a_destructor(true, false, &SEEN[0]);
+    another_service_from_a_destructor(true, true, &SEEN[1]);
 }
 
 /// Freed by a service; calls back into that same service.
@@ -161,8 +172,8 @@ fn barrier_shrink_and_run_once_from_their_own_services_destructor_return_at_once
     context::set_report_mode(ReportMode::Count);
     let counter = DropCounter::leak();
     let service = Arc::new(manual_service());
-    for driver in 0..3 {
-        let seen: &'static Seen = Box::leak(Box::default());
+    static SEEN: [Seen; 3] = [Seen::new(), Seen::new(), Seen::new()];
+    for (driver, seen) in SEEN.iter().enumerate() {
         let x = NonNull::from(Box::leak(Box::new(UsesOwnService {
             head: RcuHead::new(),
             service: service.clone(),
@@ -227,7 +238,8 @@ impl Drop for OwnsItsService {
 fn a_service_dropped_from_its_own_destructor_frees_everything() {
     let done = watchdog("own service drop");
     context::set_report_mode(ReportMode::Count);
-    let seen: &'static Seen = Box::leak(Box::default());
+    static SEEN: Seen = Seen::new();
+    let seen = &SEEN;
     let counter = DropCounter::leak();
     let service = KvfreeRcu::new(Arc::new(Rcu::new()));
     let n = 300;
