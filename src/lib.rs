@@ -83,6 +83,7 @@ mod builder;
 mod checked_alloc;
 pub mod context;
 mod drain;
+mod fork;
 mod head;
 mod kind;
 mod service;
