@@ -2,7 +2,9 @@
 //! the parent sit in a read-side critical section, retire in a loop, and run
 //! the service's worker, can use the library: retire (headed and head-less),
 //! `barrier`, `Rcu::synchronize` on the domain the parent's reader sits in
-//! and on the global domain, drop the service, and exit 0.
+//! and on the global domain, drop the service, and exit 0. Every other fork
+//! is made inside a read section of the forking thread, which the child
+//! keeps and then leaves.
 //!
 //! Without the fork handlers the child hangs: the parent reader's slot stays
 //! nested forever (so `synchronize` never returns), a pool slot left `BUSY`
@@ -163,7 +165,12 @@ fn a_child_forked_mid_use_retires_waits_and_drops() {
         while !inside.load(Ordering::SeqCst) {
             std::thread::yield_now();
         }
+        // Every other fork happens inside a read section of the forking
+        // thread itself: the child keeps that section (and its slot), and
+        // leaves it before it waits for grace periods.
+        let own_section = (round % 2 == 0).then(|| rcu.read_lock());
         let status = fork_and_wait(|| {
+            drop(own_section);
             let counter = DropCounter::leak();
             child_work(child_service.take().unwrap(), &rcu, counter);
             // The parent's service, shared with the parent's threads (gone

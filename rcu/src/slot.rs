@@ -45,7 +45,7 @@ pub(crate) fn truncate_epoch(epoch: u64) -> u64 {
     epoch & (u64::MAX >> NESTING_BITS)
 }
 
-/// One reader's announcement word and its ownership flag.
+/// One reader's announcement word and its owner word.
 #[derive(Debug)]
 pub(crate) struct Slot {
     state: AtomicU64,
