@@ -28,8 +28,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-/// Forks per test run: each meets the parent's threads at a different point.
-const FORKS: usize = 20;
+/// Forks per test run (scaled by `KVFREE_STRESS_SCALE`, at least 2): each
+/// meets the parent's threads at a different point.
+fn forks() -> usize {
+    let scale = std::env::var("KVFREE_STRESS_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(1.0);
+    ((20.0 * scale) as usize).max(2)
+}
 /// How long a child may take before the test declares it hung.
 const WATCHDOG: Duration = Duration::from_secs(60);
 
@@ -158,7 +165,7 @@ fn a_child_forked_mid_use_retires_waits_and_drops() {
     };
     ready.wait();
 
-    for round in 0..FORKS {
+    for round in 0..forks() {
         // Built in the parent, with its worker; used and dropped in the child.
         let mut child_service = Some(KvfreeRcu::new(rcu.clone()));
         hold.store(true, Ordering::SeqCst);
