@@ -189,6 +189,28 @@ impl<S: Copy> Drain<S> {
     }
 }
 
+/// The drain's two locks, held together: while they are held no batch is
+/// being collected or freed (`fork.rs` holds them across a `fork()`).
+#[cfg(all(unix, not(kvfree_loom), not(miri)))]
+pub(crate) struct DrainLocks<'a, S> {
+    _queue: crate::sync::MutexGuard<'a, Queue<S>>,
+    _free: crate::sync::MutexGuard<'a, ()>,
+}
+
+#[cfg(all(unix, not(kvfree_loom), not(miri)))]
+impl<S> Drain<S> {
+    /// Both locks, or `None` at once if either is held (the caller backs
+    /// off and retries, so no lock order is needed).
+    pub(crate) fn try_lock_all(&self) -> Option<DrainLocks<'_, S>> {
+        let free = crate::fork::try_lock(&self.free_lock)?;
+        let queue = crate::fork::try_lock(&self.queue)?;
+        Some(DrainLocks {
+            _queue: queue,
+            _free: free,
+        })
+    }
+}
+
 /// Aborts the process when dropped. `free_batch` forgets it once every
 /// destructor has returned, so it is dropped only by an unwind out of a
 /// destructor of the batch, which would leave the rest of the batch unfreed.

@@ -95,6 +95,12 @@ impl Drop for FreeingFor {
     }
 }
 
+/// Whether this thread is inside a destructor run by any service (it holds
+/// that service's free lock).
+pub(crate) fn is_freeing() -> bool {
+    FREEING.try_with(|s| s.depth.get() > 0).unwrap_or(false)
+}
+
 /// Whether this thread is inside a destructor run by the service `service`
 /// (the address of its drain): waiting for that service's frees here would
 /// wait for itself.

@@ -84,6 +84,7 @@ mod checked_alloc;
 pub mod context;
 mod drain;
 mod freeing;
+mod fork;
 mod head;
 mod kind;
 mod service;

@@ -18,6 +18,7 @@
 use crate::builder::{BuildError, Builder};
 use crate::context::{self, Sleepable, Violation, might_sleep};
 use crate::drain::{Drain, OpenPages};
+use crate::fork::{self, WorkerHandle};
 use crate::gp::{GracePeriod, Rcu};
 use crate::head::{self, HeadLists, RcuHead, RcuHeaded};
 use crate::kind::{FreeFn, free_box, kind_of};
@@ -30,7 +31,6 @@ use crossbeam_utils::CachePadded;
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Timing configuration the worker reads.
@@ -85,7 +85,7 @@ pub(crate) struct Shared<G: GracePeriod> {
 /// ```
 pub struct KvfreeRcu<G: GracePeriod = Rcu> {
     shared: Arc<Shared<G>>,
-    worker: Option<JoinHandle<()>>,
+    worker: Option<WorkerHandle>,
 }
 
 impl KvfreeRcu<Rcu> {
@@ -163,13 +163,15 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         // Fill the caches before the first retire, so a fresh service does
         // not start in its fallbacks.
         shared.round(false, false);
+        // A forked child repairs the service (fork.rs).
+        fork::track(&shared);
         let worker = if b.spawn_worker {
             let s = shared.clone();
             let handle = std::thread::Builder::new()
                 .name(b.thread_name)
                 .spawn(move || worker::run(s))
                 .map_err(BuildError::Spawn)?;
-            Some(handle)
+            Some(WorkerHandle::new(handle))
         } else {
             None
         };

@@ -52,6 +52,7 @@
 
 mod config;
 mod cpu;
+mod fork;
 mod hand_off;
 mod kind;
 mod outcome;

@@ -59,7 +59,7 @@ impl Drop for ClearDry<'_> {
 /// assert!(pool.push(NonNull::<u64>::dangling().cast(), kind).is_ok());
 /// ```
 pub struct Pool {
-    slots: Box<[CachePadded<Slot>]>,
+    pub(crate) slots: Box<[CachePadded<Slot>]>,
     sealed: CachePadded<HandOff>,
     counters: CachePadded<Counters>,
     /// Page allocations still to fail (fault injection).

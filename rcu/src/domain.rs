@@ -28,6 +28,7 @@
 //! from the value its own scan validated. A preempted reader only makes
 //! `advance()` return false until it leaves.
 
+use crate::fork;
 use crate::guard::RcuReadGuard;
 use crate::membarrier::Flavour;
 use crate::registry::{self, Registration};
@@ -119,14 +120,15 @@ impl Rcu {
             max_threads > 0,
             "Rcu::with_capacity(0): a domain needs at least one reader slot"
         );
-        Rcu {
-            domain: Arc::new(Domain {
-                epoch: CachePadded::new(AtomicU64::new(0)),
-                requested: CachePadded::new(AtomicU64::new(0)),
-                flavour: Flavour::get(),
-                slots: SlotTable::new(max_threads),
-            }),
-        }
+        let domain = Arc::new(Domain {
+            epoch: CachePadded::new(AtomicU64::new(0)),
+            requested: CachePadded::new(AtomicU64::new(0)),
+            flavour: Flavour::get(),
+            slots: SlotTable::new(max_threads),
+        });
+        // A forked child frees the slots of the threads it lost (fork.rs).
+        fork::track(&domain);
+        Rcu { domain }
     }
 
     /// The process-wide default domain, created on first use.

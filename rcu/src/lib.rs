@@ -60,6 +60,7 @@
 mod domain;
 #[cfg(all(feature = "crossbeam-epoch", not(kvfree_loom)))]
 mod epoch_adapter;
+mod fork;
 mod grace_period;
 mod guard;
 mod membarrier;

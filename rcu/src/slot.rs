@@ -7,15 +7,19 @@
 //! that keeps it wait-free, and makes it reentrant with respect to signal
 //! handlers, whose own lock/unlock pair leaves the word as they found it.
 //!
-//! Ownership is an `owner` flag claimed by CAS and released with a Release
-//! store, so the single-writer rule holds across owners too: the previous
-//! owner's last store happens before the next owner's first.
+//! Ownership is an `owner` word, 0 when free or the owner's thread token
+//! ([`thread_token`]), claimed by CAS and released with a Release store, so
+//! the single-writer rule holds across owners too: the previous owner's last
+//! store happens before the next owner's first. The token says *which*
+//! thread owns the slot, so that a forked child can give back the slots of
+//! the threads that did not survive the fork (`fork.rs`).
 //!
 //! A [`SlotTable`] is the fixed array of slots of one domain, allocated once.
 //! Its `high_water` mark (one past the highest slot ever claimed) bounds the
 //! advancer's scan.
 
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::fork::thread_token;
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crossbeam_utils::CachePadded;
 
 /// Bits of `state` holding the nesting depth.
@@ -41,18 +45,19 @@ pub(crate) fn truncate_epoch(epoch: u64) -> u64 {
     epoch & (u64::MAX >> NESTING_BITS)
 }
 
-/// One reader's announcement word and its ownership flag.
+/// One reader's announcement word and its owner word.
 #[derive(Debug)]
 pub(crate) struct Slot {
     state: AtomicU64,
-    owner: AtomicBool,
+    /// 0 (free) or the owner's [`thread_token`].
+    owner: AtomicUsize,
 }
 
 impl Slot {
     fn new() -> Slot {
         Slot {
             state: AtomicU64::new(0),
-            owner: AtomicBool::new(false),
+            owner: AtomicUsize::new(0),
         }
     }
 
@@ -107,7 +112,24 @@ impl Slot {
         debug_assert_eq!(nesting(self.state.load(Ordering::Relaxed)), 0);
         // Release: pairs with the Acquire CAS in `SlotTable::claim`, so our
         // last store to `state` happens before the next owner's first.
-        self.owner.store(false, Ordering::Release);
+        self.owner.store(0, Ordering::Release);
+    }
+
+    /// In a forked child, where only the thread with token `survivor` is
+    /// left: if another thread owned this slot, forget its section (it will
+    /// never exit it) and free the slot. The survivor's own slots, and its
+    /// nesting if it forked inside a section, are kept.
+    ///
+    /// Only for the child's fork handler: no other thread may use the slot.
+    pub(crate) fn reset_unless_owned_by(&self, survivor: usize) {
+        // Relaxed: a single thread is left, and it wrote nothing here.
+        let owner = self.owner.load(Ordering::Relaxed);
+        if owner != 0 && owner != survivor {
+            // Relaxed: no other thread exists to read it before the Release.
+            self.state.store(0, Ordering::Relaxed);
+            // Release: as in `release`.
+            self.owner.store(0, Ordering::Release);
+        }
     }
 
     /// True while a reader owns the slot and is inside a critical section.
@@ -144,13 +166,13 @@ impl SlotTable {
         for (i, slot) in self.slots.iter().enumerate() {
             // Relaxed peek: a stale answer only costs a failed CAS or a skip
             // of a slot that is being released right now.
-            if slot.owner.load(Ordering::Relaxed) {
+            if slot.owner.load(Ordering::Relaxed) != 0 {
                 continue;
             }
             // Acquire: pairs with the Release in `Slot::release`.
             if slot
                 .owner
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(0, thread_token(), Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 // Release: pairs with the Acquire load in `in_use`. The
