@@ -1,8 +1,10 @@
 //! The objects the table holds, and the counters that prove each was freed
 //! exactly once.
 //!
-//! Four types, 16 B, 64 B and 1 KiB payloads, headed and head-less, one per
-//! retire call of the service. Each object starts with a [`Header`]:
+//! Four types: `Small` (16 B payload, headed), `Medium` (64 B, head-less),
+//! `Large` (1 KiB, headed) and `Custom` (32 B, freed by [`free_custom`]);
+//! `updaters.rs` says which retire call each goes through. Each object
+//! starts with a [`Header`]:
 //! - `magic`, [`ALIVE`] until its `Drop` swaps in [`POISON`] (a second drop
 //!   sees `POISON` and fails the run: "freed exactly once");
 //! - `removed_epoch`, the origin of its pipeline age ([`LINKED`] while it is
