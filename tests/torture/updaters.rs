@@ -1,0 +1,111 @@
+//! Updaters: each replacement unlinks a random element of a random type,
+//! stamps it with the epoch its pipeline age counts from, and retires it
+//! through the call that type stands for:
+//! - `Small`: headed `kvfree_rcu`;
+//! - `Medium`: `try_kvfree_rcu`, falling back to `kvfree_rcu_mightsleep`;
+//! - `Large`: headed `kvfree_rcu` under the `RawSpinLock`;
+//! - `Custom`: `kvfree_rcu_with` under the `RawSpinLock`; when it is
+//!   rejected (no page), a grace period and an inline free after the lock.
+
+use super::objects::{Custom, Header, Large, Medium, Object, Small, free_custom};
+use super::rng::Rng;
+use super::shared::Shared;
+use std::ptr::NonNull;
+use std::sync::atomic::{Ordering, fence};
+
+impl Shared {
+    /// One updater thread: `limit` replacements, or fewer if `stop_updaters`.
+    pub fn updater(&self, seed: u64, limit: u64) {
+        let mut rng = Rng::new(seed);
+        let mut n = 0;
+        while n < limit && !self.stop_updaters.load(Ordering::Relaxed) {
+            self.update_once(&mut rng);
+            n += 1;
+        }
+        self.updates.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One replacement of a random element of a random type; sometimes a
+    /// yield, so updaters get preempted between replacements too.
+    pub fn update_once(&self, rng: &mut Rng) {
+        let i = rng.below(self.table.slots() as u64) as usize;
+        let id = self.id();
+        match rng.below(4) {
+            0 => self.replace_small(i, id),
+            1 => self.replace_medium(i, id),
+            2 => self.replace_large(i, id),
+            _ => self.replace_custom(i, id),
+        }
+        if rng.below(64) == 0 {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Stamps a just-unlinked object with the epoch its pipeline age counts from.
+    fn mark_removed(&self, h: &Header) {
+        // SeqCst fence: orders the unlink before the epoch load, as
+        // `Rcu::get_state` does (pairs with the readers' light barrier and the
+        // advancers' heavy one).
+        fence(Ordering::SeqCst);
+        h.removed_epoch
+            .store(self.rcu.grace_periods(), Ordering::Relaxed);
+        h.counts.retired.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn replace_small(&self, i: usize, id: u64) {
+        let old = self.table.small[i].swap(Small::boxed(id, self.counts.small), Ordering::AcqRel);
+        // SAFETY: `old` is a live table element we just unlinked.
+        self.mark_removed(unsafe { (*old).header() });
+        // SAFETY: from Box::into_raw, unlinked above, retired once.
+        unsafe { self.service.kvfree_rcu(NonNull::new(old).unwrap()) };
+    }
+
+    fn replace_medium(&self, i: usize, id: u64) {
+        let old =
+            self.table.medium[i].swap(Medium::boxed(id, self.counts.medium), Ordering::AcqRel);
+        // SAFETY: `old` is a live table element we just unlinked.
+        self.mark_removed(unsafe { (*old).header() });
+        // SAFETY: from Box::into_raw, unlinked above, retired once; on Err
+        // the object is ours again and this is ordinary context, so the
+        // sleeping variant retires it.
+        if let Err(old) = unsafe { self.service.try_kvfree_rcu(NonNull::new(old).unwrap()) } {
+            // SAFETY: Err handed ownership back; retired once.
+            unsafe { self.service.kvfree_rcu_mightsleep(old) };
+        }
+    }
+
+    fn replace_large(&self, i: usize, id: u64) {
+        let new = Large::boxed(id, self.counts.large); // allocate outside the lock
+        let _locked = self.writer_lock.lock();
+        let old = self.table.large[i].swap(new, Ordering::AcqRel);
+        // SAFETY: `old` is a live table element we just unlinked.
+        self.mark_removed(unsafe { (*old).header() });
+        // SAFETY: from Box::into_raw, unlinked above, retired once; the
+        // headed call never fails, so it is the one to use under a raw
+        // spinlock.
+        unsafe { self.service.kvfree_rcu(NonNull::new(old).unwrap()) };
+    }
+
+    fn replace_custom(&self, i: usize, id: u64) {
+        let new = Custom::boxed(id, self.counts.custom);
+        let rejected = {
+            let _locked = self.writer_lock.lock();
+            let old = self.table.custom[i].swap(new, Ordering::AcqRel);
+            // SAFETY: `old` is a live table element we just unlinked.
+            self.mark_removed(unsafe { (*old).header() });
+            // SAFETY: `free_custom` frees a `Custom` box, once; unlinked above.
+            unsafe {
+                self.service
+                    .kvfree_rcu_with(NonNull::new(old).unwrap().cast(), free_custom)
+            }
+            .err()
+        };
+        if let Some(old) = rejected {
+            // No page: after the lock, wait a grace period and free inline.
+            self.rcu.synchronize();
+            // SAFETY: a `Custom` box, unlinked a grace period ago, freed once.
+            unsafe { free_custom(old) };
+            self.inline_frees.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
