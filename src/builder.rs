@@ -46,7 +46,8 @@ pub struct Builder<G> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The page-pool configuration is invalid (watermarks, CPU count).
+    /// The page-pool configuration is invalid (a watermark or the slot
+    /// count out of range); the pool's error names the field and the range.
     Pool(ConfigError),
     /// The worker thread could not be spawned.
     Spawn(std::io::Error),
@@ -131,7 +132,7 @@ fn check_duration(
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BuildError::Pool(e) => write!(f, "kvfree-rcu: invalid pool configuration: {e:?}"),
+            BuildError::Pool(e) => write!(f, "kvfree-rcu: invalid pool configuration: {e}"),
             BuildError::Spawn(e) => write!(f, "kvfree-rcu: cannot spawn the worker thread: {e}"),
             BuildError::Setting(e) => write!(f, "kvfree-rcu: invalid service setting: {e}"),
         }
@@ -141,7 +142,7 @@ impl fmt::Display for BuildError {
 impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            BuildError::Pool(_) => None,
+            BuildError::Pool(e) => Some(e),
             BuildError::Spawn(e) => Some(e),
             BuildError::Setting(e) => Some(e),
         }

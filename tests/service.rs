@@ -199,6 +199,93 @@ fn low_level_variant_calls_the_given_free_function() {
     assert!(queued > 0);
 }
 
+/// Issue 10 item 8: `usize::MAX` is a valid address (a dangling pointer to a
+/// zero-sized value with alignment 1), so it must come back to its free
+/// function like any other; it used to be read as the page's kind marker.
+#[test]
+fn a_pointer_at_address_usize_max_is_freed_once_like_any_other() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static FREED: AtomicUsize = AtomicUsize::new(0);
+    static WRONG_ADDRESS: AtomicUsize = AtomicUsize::new(0);
+    unsafe fn free_zst(p: NonNull<()>) {
+        // A zero-sized value: nothing to free, only count the call.
+        if p.as_ptr().addr() != usize::MAX {
+            WRONG_ADDRESS.fetch_add(1, Ordering::SeqCst);
+        }
+        FREED.fetch_add(1, Ordering::SeqCst);
+    }
+    let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    let max = NonNull::new(std::ptr::without_provenance_mut::<()>(usize::MAX)).unwrap();
+    // SAFETY: `free_zst` frees nothing (a dangling ZST pointer), once is fine.
+    let queued = unsafe { service.kvfree_rcu_with(max, free_zst) };
+    assert!(queued.is_ok(), "a fresh service has pages");
+    service.barrier();
+    assert_eq!(FREED.load(Ordering::SeqCst), 1);
+    assert_eq!(WRONG_ADDRESS.load(Ordering::SeqCst), 0);
+    drop(service);
+    assert_eq!(FREED.load(Ordering::SeqCst), 1);
+}
+
+/// Issue 10 item 3 (pool half): every pool value is checked, and the error
+/// reads as a sentence naming the field and its range, with the pool's error
+/// as its source.
+#[test]
+fn an_invalid_pool_value_is_an_error_naming_the_field_and_its_range() {
+    use kvfree_rcu::BuildError;
+    use kvfree_rcu::pool::{CACHE_CAPACITY, ConfigError, MAX_SLOTS};
+    use std::error::Error;
+    let cap = CACHE_CAPACITY;
+    let builder = || KvfreeRcu::builder(Arc::new(Rcu::new()));
+    let cases = [
+        (
+            builder().low_watermark(0),
+            "low_watermark",
+            format!("1..={cap}, got 0"),
+        ),
+        (
+            builder().low_watermark(cap + 1).high_watermark(cap + 1),
+            "low_watermark",
+            format!("1..={cap}, got {}", cap + 1),
+        ),
+        (
+            builder().low_watermark(3).high_watermark(2),
+            "high_watermark",
+            format!("3..={cap}, got 2"),
+        ),
+        (
+            builder().low_watermark(1).high_watermark(cap + 1),
+            "high_watermark",
+            format!("1..={cap}, got {}", cap + 1),
+        ),
+        (
+            builder().slots(0),
+            "slots",
+            format!("1..={MAX_SLOTS}, got 0"),
+        ),
+        (
+            builder().slots(MAX_SLOTS + 1),
+            "slots",
+            format!("1..={MAX_SLOTS}, got {}", MAX_SLOTS + 1),
+        ),
+    ];
+    for (builder, field, range) in cases {
+        let err = builder.try_build().expect_err(field);
+        let msg = err.to_string();
+        assert!(msg.contains("invalid pool configuration"), "{msg}");
+        assert!(
+            msg.contains(&format!("{field} must be in {range}")),
+            "{msg}"
+        );
+        assert!(!msg.contains('{'), "Display, not Debug: {msg}");
+        let source = err.source().expect("the pool error is the source");
+        let pool_err = source
+            .downcast_ref::<ConfigError>()
+            .expect("the source is the pool's ConfigError");
+        assert_eq!(pool_err.field(), field);
+        assert!(matches!(err, BuildError::Pool(_)));
+    }
+}
+
 #[test]
 fn paused_worker_then_resume_frees_everything() {
     let counter = DropCounter::leak();

@@ -24,7 +24,8 @@
 //! - Full pages are handed off on a Treiber list (`hand_off.rs`) that the
 //!   consumer takes whole.
 //! - A page (`page.rs`) stores records as a run-length stream: `MARKER, kind` when the
-//!   kind changes, then the pointer.
+//!   kind changes, then the pointer. `MARKER` is null, which no (`NonNull`) pointer
+//!   or kind can be, so every other address, `usize::MAX` included, is a pointer.
 //!
 //! # Example
 //! ```
@@ -63,7 +64,7 @@ mod slot;
 mod stats;
 mod sync;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, MAX_SLOTS};
 #[cfg(any(miri, kvfree_loom))]
 pub use cpu::set_simulated_cpu;
 pub use kind::Kind;

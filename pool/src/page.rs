@@ -5,17 +5,23 @@
 //! +------+------+-------+-----------+----------------------------------------+
 //! | next | used | items | last_kind | records[RECORDS_PER_PAGE]              |
 //! +------+------+-------+-----------+----------------------------------------+
-//!                                     MARKER, k1, p, p, p, MARKER, k2, p, ...
+//!                                     NULL, k1, p, p, p, NULL, k2, p, ...
 //! ```
 //!
 //! `next` links the page into the hand-off list or a [`PageList`]; `used` is
 //! the number of record slots written, `items` the number of pointers among
 //! them, `last_kind` the kind of the last pointer written (null on an empty
 //! page). When a pointer's kind differs from `last_kind`, the writer first
-//! writes `MARKER` (address `usize::MAX`: never an object, not even a dangling
-//! ZST pointer, which is aligned) and the kind. A page is *full* for a pointer
-//! when the records it needs (1, or 3 on a kind change) do not fit in
+//! writes `MARKER` and the kind. A page is *full* for a pointer when the
+//! records it needs (1, or 3 on a kind change) do not fit in
 //! [`USABLE_RECORDS`].
+//!
+//! `MARKER` is the null pointer: the one value no record can be, since
+//! pointers and kinds are `NonNull`. Every other address can be a pointer,
+//! even `usize::MAX` (a dangling pointer to a zero-sized value with
+//! alignment 1 is valid anywhere but 0), so any other marker would be
+//! ambiguous. Null costs nothing on the push path: no pointer needs escaping,
+//! and the decoder tests each record against it.
 //!
 //! # Ownership
 //! Every field is read and written only by the page's current owner (see the
@@ -43,8 +49,9 @@ const RECORD_SLOTS: usize = if cfg!(kvfree_loom) {
     RECORDS_PER_PAGE
 };
 
-/// Announces that the next record is a kind (see the module doc).
-const MARKER: *mut () = ptr::without_provenance_mut(usize::MAX);
+/// Announces that the next record is a kind: null, which no pointer or kind
+/// can be (see the module doc).
+const MARKER: *mut () = ptr::null_mut();
 
 /// One page of records (see the module doc for the layout and the rules).
 #[repr(C, align(4096))]
@@ -230,14 +237,15 @@ impl Page {
         while i < used {
             // SAFETY: as above.
             let record = unsafe { get(&page.records[i]) };
-            if record.addr() == MARKER.addr() {
+            if record == MARKER {
                 // SAFETY: as above.
                 kind = NonNull::new(unsafe { get(&page.records[i + 1]) }).map(Kind::new);
                 i += 2;
                 continue;
             }
             // A stream always starts with `MARKER, kind`, and only non-null
-            // pointers and kinds are written.
+            // pointers and kinds are written, so a record that is not the
+            // marker is a pointer (non-null) and a kind is known.
             if let (Some(ptr), Some(kind)) = (NonNull::new(record), kind) {
                 f(ptr, kind);
             } else {

@@ -78,8 +78,9 @@ pub struct Pool {
 
 impl Pool {
     /// Creates a pool with empty caches (call [`Pool::refill`] before the
-    /// first push). Fails if `low <= high <= CACHE_CAPACITY` does not hold or
-    /// `slots` is `Some(0)`.
+    /// first push). Fails, naming the field and its range, unless
+    /// `1 <= low_watermark <= high_watermark <= CACHE_CAPACITY` and `slots`
+    /// is `None` or in `1..=MAX_SLOTS` (see [`Config`]).
     ///
     /// ```
     /// use kvfree_rcu_pool::{Config, Pool};
@@ -130,8 +131,10 @@ impl Pool {
     /// [`NoPage`] when no page is available: the record was not stored.
     /// `Pushed::refill_wanted` asks the caller to wake the refiller.
     ///
-    /// `ptr` must not have the address `usize::MAX` (the stream's marker; no
-    /// object can live there). The pool never dereferences `ptr` or `kind`.
+    /// Any non-null `ptr` is stored as given, `usize::MAX` included (a
+    /// dangling pointer to a zero-sized value may have any non-zero
+    /// address): the page format reserves only null, which `NonNull` rules
+    /// out. The pool never dereferences `ptr` or `kind`.
     ///
     /// ```
     /// use core::ptr::NonNull;
@@ -146,11 +149,6 @@ impl Pool {
     /// ```
     #[inline]
     pub fn push(&self, ptr: NonNull<()>, kind: Kind) -> Result<Pushed, NoPage> {
-        debug_assert_ne!(
-            ptr.as_ptr().addr(),
-            usize::MAX,
-            "usize::MAX is the record marker"
-        );
         // Relaxed: a hint (see `dry`); the slots' own swaps order everything.
         if self.dry.load(Relaxed) {
             self.no_page();
@@ -183,6 +181,7 @@ impl Pool {
         // Every slot is dry, or owned by someone else (or by the push we
         // interrupted).
         if all_dry {
+            // Relaxed: a hint (see `dry`); nothing is published through it.
             self.dry.store(true, Relaxed);
         }
         self.no_page();
@@ -563,37 +562,95 @@ mod tests {
 
     #[test]
     fn config_is_validated() {
-        let bad = Config {
-            low_watermark: 2,
-            high_watermark: 1,
-            slots: None,
+        use crate::MAX_SLOTS;
+        let config = |low, high, slots| Config {
+            low_watermark: low,
+            high_watermark: high,
+            slots,
         };
-        assert!(matches!(
-            Pool::new(bad),
-            Err(ConfigError::Watermarks {
-                low: 2,
-                high: 1,
-                ..
-            })
-        ));
-        let bad = Config {
-            low_watermark: 0,
-            high_watermark: CACHE_CAPACITY + 1,
-            slots: None,
-        };
-        assert!(matches!(
-            Pool::new(bad),
-            Err(ConfigError::Watermarks { .. })
-        ));
-        let bad = Config {
-            slots: Some(0),
-            ..Config::default()
-        };
-        assert_eq!(Pool::new(bad).unwrap_err(), ConfigError::ZeroSlots);
+        let cap = CACHE_CAPACITY;
+        let cases = [
+            // Issue 10 item 3: a low watermark of 0 never asks for a page.
+            (
+                config(0, 1, None),
+                ConfigError::LowWatermark {
+                    value: 0,
+                    min: 1,
+                    max: cap,
+                },
+                format!("pool low_watermark must be in 1..={cap}, got 0"),
+            ),
+            (
+                config(cap + 1, cap + 1, None),
+                ConfigError::LowWatermark {
+                    value: cap + 1,
+                    min: 1,
+                    max: cap,
+                },
+                format!("pool low_watermark must be in 1..={cap}, got {}", cap + 1),
+            ),
+            (
+                config(2, 1, None),
+                ConfigError::HighWatermark {
+                    value: 1,
+                    min: 2,
+                    max: cap,
+                },
+                format!("pool high_watermark must be in 2..={cap}, got 1"),
+            ),
+            (
+                config(1, cap + 1, None),
+                ConfigError::HighWatermark {
+                    value: cap + 1,
+                    min: 1,
+                    max: cap,
+                },
+                format!("pool high_watermark must be in 1..={cap}, got {}", cap + 1),
+            ),
+            (
+                config(1, 1, Some(0)),
+                ConfigError::Slots {
+                    value: 0,
+                    min: 1,
+                    max: MAX_SLOTS,
+                },
+                format!("pool slots must be in 1..={MAX_SLOTS}, got 0"),
+            ),
+            (
+                config(1, 1, Some(MAX_SLOTS + 1)),
+                ConfigError::Slots {
+                    value: MAX_SLOTS + 1,
+                    min: 1,
+                    max: MAX_SLOTS,
+                },
+                format!(
+                    "pool slots must be in 1..={MAX_SLOTS}, got {}",
+                    MAX_SLOTS + 1
+                ),
+            ),
+        ];
+        for (config, error, message) in cases {
+            let err = Pool::new(config.clone()).unwrap_err();
+            assert_eq!(err, error, "{config:?}");
+            // The message names the field and its range (plus maybe a why).
+            assert!(err.to_string().starts_with(&message), "{err}");
+            assert!(err.to_string().contains(err.field()), "{err}");
+        }
+        // The edges of every range are accepted.
+        for config in [
+            config(1, 1, Some(1)),
+            config(cap, cap, Some(MAX_SLOTS)),
+            config(1, cap, None),
+        ] {
+            // Checked without building: MAX_SLOTS slots take megabytes.
+            config
+                .clone()
+                .validate()
+                .unwrap_or_else(|e| panic!("{config:?}: {e}"));
+        }
         let pool = Pool::default();
-        assert!(pool.slots() >= 1);
+        assert!((1..=MAX_SLOTS).contains(&pool.slots()));
         assert_eq!(pool.config().slots, Some(pool.slots()));
-        assert!(!ConfigError::ZeroSlots.to_string().is_empty());
     }
 
     #[test]
@@ -668,6 +725,43 @@ mod tests {
         let expected: Vec<_> = (0..USABLE_RECORDS / 3)
             .map(|i| (record(i).as_ptr().addr(), kind(i % 2)))
             .collect();
+        assert_eq!(got, expected);
+    }
+
+    /// Issue 10 item 8: every non-null address is a record, `usize::MAX`
+    /// included (it used to be decoded as the stream's kind marker), at the
+    /// start of a page, inside a run and after a kind change; and a kind may
+    /// have that address too.
+    #[test]
+    fn the_address_usize_max_is_a_record_like_any_other() {
+        let pool = pool(1, CACHE_CAPACITY, CACHE_CAPACITY);
+        pool.refill().unwrap();
+        let max = NonNull::new(ptr::without_provenance_mut(usize::MAX)).unwrap();
+        let max_kind = Kind::new(max);
+        let pushes = [
+            (max, kind(0)),
+            (record(1), kind(0)),
+            (max, kind(0)),
+            (max, max_kind),
+            (record(2), max_kind),
+            (max, kind(1)),
+        ];
+        for (p, k) in pushes {
+            // Under loom and Miri pages are small and caches hold two.
+            if pool.push(p, k).is_err() {
+                pool.refill().unwrap();
+                pool.push(p, k).unwrap();
+            }
+        }
+        // Pages may come back in any order: compare sorted by (address, kind).
+        let key = |&(addr, k): &(usize, Kind)| (addr, k.as_ptr().as_ptr().addr());
+        let mut got = drain(&pool);
+        got.sort_by_key(key);
+        let mut expected: Vec<_> = pushes
+            .iter()
+            .map(|&(p, k)| (p.as_ptr().addr(), k))
+            .collect();
+        expected.sort_by_key(key);
         assert_eq!(got, expected);
     }
 
@@ -763,7 +857,7 @@ mod tests {
 
     #[test]
     fn recycle_keeps_up_to_high_and_shrink_frees_all() {
-        let pool = pool(2, 0, 1);
+        let pool = pool(2, 1, 1);
         let mut pages = PageList::new();
         for _ in 0..3 {
             // SAFETY: a fresh page is ours.

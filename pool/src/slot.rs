@@ -90,6 +90,7 @@ impl Slot {
 
     /// Records pushed through this slot.
     pub(crate) fn pushed(&self) -> u64 {
+        // Relaxed: a statistic for `stats`, ordered with nothing.
         self.pushed.load(Relaxed)
     }
 
@@ -122,8 +123,9 @@ impl Slot {
     /// Returns the page back if every entry is taken.
     pub(crate) fn put_cached(&self, page: NonNull<Page>) -> Result<(), NonNull<Page>> {
         for entry in &self.cache {
-            // Release: publishes the page's initialisation or reset to the
-            // producer that takes it (the Acquire swap in `pop_cached`).
+            // Release: publishes the page's initialisation or reset to
+            // whoever takes it: the Acquire swap in `pop_cached` (a producer)
+            // or in `take_cached` (`shrink` or `Drop`, which free it).
             if entry
                 .compare_exchange(ptr::null_mut(), page.as_ptr(), Release, Relaxed)
                 .is_ok()

@@ -9,7 +9,7 @@
 //! is accessed by two parties without a happens-before edge between them
 //! (the page cells are loom `UnsafeCell`s).
 //!
-//! Run: `RUSTFLAGS="--cfg kvfree_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p kvfree-rcu-pool --test loom`
+//! Run: `RUSTFLAGS="--cfg kvfree_loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release -p kvfree-rcu-pool --test loom`
 #![cfg(kvfree_loom)]
 
 use core::ptr::{self, NonNull};
