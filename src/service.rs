@@ -302,7 +302,9 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// available it waits for a grace period and drops the object inline.
     /// Reports [`Violation::SleepInAtomic`] in checked builds when called in
     /// atomic context (it always checks, even when a page is available, as
-    /// the kernel's `might_sleep()` does).
+    /// the kernel's `might_sleep()` does), and
+    /// [`Violation::WaitForGpInReadSection`] when called inside a read-side
+    /// critical section of the service's grace-period source (always too).
     ///
     /// # Safety
     /// As [`kvfree_rcu`](Self::kvfree_rcu) 1-3.
@@ -321,6 +323,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// ```
     pub unsafe fn kvfree_rcu_mightsleep<T: Send + 'static>(&self, ptr: NonNull<T>) {
         might_sleep();
+        context::might_wait_for_grace_period(&*self.shared.gp);
         if self.shared.push_record(ptr.cast(), free_box::<T>).is_err() {
             self.shared.request_refill();
             self.shared.gp.synchronize();
@@ -371,7 +374,10 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     }
 
     /// Returns once every object retired before the call has been freed.
-    /// Ordinary context: it waits for grace periods.
+    /// Ordinary context: it waits for grace periods, so never inside a
+    /// read-side critical section of the service's grace-period source
+    /// (reported as [`Violation::WaitForGpInReadSection`] in checked builds;
+    /// it would never return).
     ///
     /// ```
     /// use std::{ptr::NonNull, sync::Arc};
@@ -385,6 +391,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// ```
     pub fn barrier(&self) {
         might_sleep();
+        context::might_wait_for_grace_period(&*self.shared.gp);
         if context::in_free() {
             context::report(Violation::WaitInsideFree);
             return;
@@ -595,7 +602,9 @@ impl<G: GracePeriod> fmt::Debug for KvfreeRcu<G> {
 
 impl<G: GracePeriod> Drop for KvfreeRcu<G> {
     /// Stops the worker, waits for a grace period and frees every object
-    /// still queued; the pool then frees its pages.
+    /// still queued; the pool then frees its pages. Inside a read-side
+    /// critical section of the grace-period source that wait never ends:
+    /// reported as [`Violation::WaitForGpInReadSection`] in checked builds.
     ///
     /// Dropping the service from inside a destructor that the service itself
     /// is running (an object owning the last handle) is reported
@@ -604,6 +613,7 @@ impl<G: GracePeriod> Drop for KvfreeRcu<G> {
     /// (its final barrier); a manual service has no worker, and what remains
     /// is leaked.
     fn drop(&mut self) {
+        context::might_wait_for_grace_period(&*self.shared.gp);
         let nested = context::in_free();
         if nested {
             context::report(Violation::WaitInsideFree);
