@@ -98,6 +98,11 @@ pub enum Violation {
     /// service is running. The call does not wait (it would wait for
     /// itself): see `docs/CONTEXTS.md`.
     WaitInsideFree,
+    /// A call that waits for a grace period (`barrier`,
+    /// `kvfree_rcu_mightsleep`, dropping the service) was made inside a
+    /// read-side critical section of the service's grace-period source: it
+    /// would wait for itself forever.
+    WaitForGpInReadSection,
 }
 
 impl Violation {
@@ -117,6 +122,9 @@ impl Violation {
             }
             Violation::WaitInsideFree => {
                 "kvfree-rcu: BUG: barrier()/shrink()/run_once()/drop of a KvfreeRcu called from a destructor that same service is running"
+            }
+            Violation::WaitForGpInReadSection => {
+                "kvfree-rcu: BUG: Illegal wait for a grace period (barrier(), kvfree_rcu_mightsleep() or drop of a KvfreeRcu) in a read-side critical section of its grace-period source: it would wait for itself forever"
             }
         }
     }
@@ -352,6 +360,18 @@ pub(crate) fn report_fatal(message: &str) -> ! {
 pub fn might_sleep() {
     if in_atomic() {
         report(Violation::SleepInAtomic);
+    }
+}
+
+/// Reports [`Violation::WaitForGpInReadSection`] (in checked builds) when the
+/// calling thread is inside a read-side critical section of `gp`, on every
+/// call that may wait for one of its grace periods, whether or not it ends
+/// up waiting (as `might_sleep()` does). lockdep's "Illegal
+/// synchronize_rcu() in RCU read-side critical section".
+#[inline]
+pub(crate) fn might_wait_for_grace_period<G: crate::gp::GracePeriod>(gp: &G) {
+    if CHECKS && gp.current_thread_in_read_section() {
+        report(Violation::WaitForGpInReadSection);
     }
 }
 

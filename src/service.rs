@@ -311,7 +311,9 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// available it waits for a grace period and drops the object inline.
     /// Reports [`Violation::SleepInAtomic`] in checked builds when called in
     /// atomic context (it always checks, even when a page is available, as
-    /// the kernel's `might_sleep()` does).
+    /// the kernel's `might_sleep()` does), and
+    /// [`Violation::WaitForGpInReadSection`] when called inside a read-side
+    /// critical section of the service's grace-period source (always too).
     ///
     /// # Safety
     /// As [`kvfree_rcu`](Self::kvfree_rcu) 1-3.
@@ -330,6 +332,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// ```
     pub unsafe fn kvfree_rcu_mightsleep<T: Send + 'static>(&self, ptr: NonNull<T>) {
         might_sleep();
+        context::might_wait_for_grace_period(&*self.shared.gp);
         if self.shared.push_record(ptr.cast(), free_box::<T>).is_err() {
             self.shared.request_refill();
             self.shared.gp.synchronize();
@@ -380,7 +383,10 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     }
 
     /// Returns once every object retired before the call has been freed.
-    /// Ordinary context: it waits for grace periods.
+    /// Ordinary context: it waits for grace periods, so never inside a
+    /// read-side critical section of the service's grace-period source
+    /// (reported as [`Violation::WaitForGpInReadSection`] in checked builds;
+    /// it would never return).
     ///
     /// ```
     /// use std::{ptr::NonNull, sync::Arc};
@@ -399,6 +405,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// another service runs, it works normally.
     pub fn barrier(&self) {
         might_sleep();
+        context::might_wait_for_grace_period(&*self.shared.gp);
         if self.shared.reentered_from_own_free() {
             return;
         }
@@ -641,7 +648,9 @@ impl<G: GracePeriod> fmt::Debug for KvfreeRcu<G> {
 
 impl<G: GracePeriod> Drop for KvfreeRcu<G> {
     /// Stops the worker, waits for a grace period and frees every object
-    /// still queued; the pool then frees its pages.
+    /// still queued; the pool then frees its pages. Inside a read-side
+    /// critical section of the grace-period source that wait never ends:
+    /// reported as [`Violation::WaitForGpInReadSection`] in checked builds.
     ///
     /// Dropping the service from inside a destructor that the service itself
     /// is running (an object owning the last handle) cannot wait there (the
@@ -663,6 +672,9 @@ impl<G: GracePeriod> Drop for KvfreeRcu<G> {
             if nested {
                 return; // detached: see above
             }
+            // Reported after the stop: if the report panics, the detached
+            // worker still runs its exit barrier once this section ends.
+            context::might_wait_for_grace_period(&*self.shared.gp);
             // A round's panic is caught in the worker, so an error here means
             // its exit barrier panicked (a panicking `GracePeriod`); the
             // barrier below drains on this thread instead (and panics here
@@ -680,6 +692,8 @@ impl<G: GracePeriod> Drop for KvfreeRcu<G> {
                 core::mem::forget(self.shared.clone());
             }
             return;
+        } else {
+            context::might_wait_for_grace_period(&*self.shared.gp);
         }
         self.shared.barrier();
     }

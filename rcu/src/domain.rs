@@ -349,12 +349,23 @@ impl Rcu {
     /// yields, then sleeps up to 1 ms at a time). Must not be called inside
     /// a critical section of the same domain (it would never return).
     ///
+    /// # Panics
+    /// In checked builds (debug assertions, or feature `context-check`),
+    /// when called inside a read-side critical section of this domain on
+    /// the calling thread ([`current_thread_in_read_section`](Rcu::current_thread_in_read_section)),
+    /// with "Illegal synchronize() in RCU read-side critical section of the
+    /// same domain: it would wait for itself forever". Release builds
+    /// without the feature hang there instead, as the kernel would.
+    ///
     /// ```
     /// let rcu = kvfree_rcu_gp::Rcu::new();
     /// rcu.synchronize();
     /// assert!(rcu.grace_periods() >= 2);
     /// ```
     pub fn synchronize(&self) {
+        if CONTEXT_CHECKS && self.current_thread_in_read_section() {
+            illegal_synchronize_panic();
+        }
         let target = self.get_state();
         let backoff = Backoff::new();
         let mut sleep = std::time::Duration::from_micros(10);
@@ -371,6 +382,27 @@ impl Rcu {
                 sleep = (sleep * 2).min(std::time::Duration::from_millis(1));
             }
         }
+    }
+
+    /// True if the calling thread is inside a read-side critical section of
+    /// this domain (a live guard from [`read_lock`](Rcu::read_lock) on this
+    /// thread). Looks the thread's slot up without registering it or
+    /// allocating; a section read through an ephemeral slot (see
+    /// [`RcuReadGuard::is_ephemeral`]) is not seen. For checks and reports
+    /// (a grace-period wait from inside a section never returns): never
+    /// branch behaviour on it.
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::new();
+    /// assert!(!rcu.current_thread_in_read_section());
+    /// let guard = rcu.read_lock();
+    /// assert!(rcu.current_thread_in_read_section());
+    /// assert!(!kvfree_rcu_gp::Rcu::new().current_thread_in_read_section());
+    /// drop(guard);
+    /// assert!(!rcu.current_thread_in_read_section());
+    /// ```
+    pub fn current_thread_in_read_section(&self) -> bool {
+        registry::in_read_section(&self.domain)
     }
 
     /// Epochs advanced so far in this domain (two per grace period waited
@@ -398,6 +430,23 @@ impl Rcu {
     pub fn uses_membarrier(&self) -> bool {
         self.domain.flavour == Flavour::Membarrier
     }
+}
+
+/// Whether misuse checks that cost a lookup are compiled in (debug
+/// assertions, or feature `context-check`, which the kvfree-rcu crate's own
+/// `context-check` feature turns on).
+pub(crate) const CONTEXT_CHECKS: bool = cfg!(any(debug_assertions, feature = "context-check"));
+
+/// The kernel's "Illegal synchronize_rcu() in RCU read-side critical
+/// section", for a wait that could never end.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn illegal_synchronize_panic() -> ! {
+    panic!(
+        "Illegal synchronize() in RCU read-side critical section of the same domain: \
+         it would wait for itself forever"
+    )
 }
 
 #[cold]

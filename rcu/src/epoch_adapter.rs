@@ -15,6 +15,7 @@
 //! (with crossbeam's `SeqCst` pin fence) before that, so it has unpinned by
 //! the time the deferral runs.
 
+use crate::domain::{CONTEXT_CHECKS, illegal_synchronize_panic};
 use crate::sync::{Arc, AtomicU64, Ordering, fence};
 use crossbeam_utils::Backoff;
 
@@ -57,7 +58,27 @@ impl EpochGracePeriod {
     }
 }
 
-impl crate::GracePeriod for EpochGracePeriod {
+// SAFETY: the argument is in the module docs; point by point:
+// 1. `get_state` (and `start_poll`, which is `get_state`) runs a `SeqCst`
+//    fence before it loads `requested`. A reader pins with crossbeam's
+//    `SeqCst` pin fence before it loads pointers; of the two fences one
+//    comes first: if the reader's, it was pinned before the call; if ours,
+//    its loads see the caller's writes.
+// 2. `poll_state(s)` is `completed >= s` (Acquire), and `completed` reaches
+//    `s` only through the `fetch_max(n)` of a closure deferred by the
+//    `advance` that drew `n >= s` from `requested.fetch_add`. That
+//    `fetch_add` follows, in `requested`'s modification order, the value
+//    `s - 1` our load read, so the pin and `defer` after it come after the
+//    call that took `s`. crossbeam runs a deferred closure only after every
+//    thread pinned when it was deferred has unpinned, and with its unpin
+//    (Release) and epoch scan (Acquire) ordering those threads' accesses
+//    before the closure, as its own `defer_destroy` relies on; the closure's
+//    AcqRel `fetch_max` then pairs with `poll_state`'s Acquire load.
+// 3. `synchronize` is `get_state` then `poll_state` until true.
+// 4. Only the deferred closures write `completed` (each with its own `n`,
+//    only after its grace period); `requested` only grows; the other calls
+//    only read.
+unsafe impl crate::GracePeriod for EpochGracePeriod {
     type State = u64;
 
     fn get_state(&self) -> u64 {
@@ -92,7 +113,13 @@ impl crate::GracePeriod for EpochGracePeriod {
         self.counters.completed.load(Ordering::Acquire) > before
     }
 
+    /// Panics in checked builds when this thread is pinned (see
+    /// [`Rcu::synchronize`](crate::Rcu::synchronize)): crossbeam's epoch
+    /// cannot advance far enough while it is.
     fn synchronize(&self) {
+        if CONTEXT_CHECKS && crossbeam_epoch::is_pinned() {
+            illegal_synchronize_panic();
+        }
         let target = self.get_state();
         let backoff = Backoff::new();
         while !self.poll_state(target) {
@@ -105,6 +132,12 @@ impl crate::GracePeriod for EpochGracePeriod {
     fn grace_periods(&self) -> u64 {
         // Relaxed: a statistic.
         self.counters.completed.load(Ordering::Relaxed)
+    }
+
+    /// crossbeam-epoch's `is_pinned()`: true while this thread holds a
+    /// guard of the default collector.
+    fn current_thread_in_read_section(&self) -> bool {
+        crossbeam_epoch::is_pinned()
     }
 }
 
@@ -134,5 +167,33 @@ mod tests {
         gp.synchronize();
         assert!(gp.poll_state(s));
         assert!(gp.grace_periods() >= 1);
+    }
+
+    #[test]
+    fn in_read_section_is_crossbeams_is_pinned() {
+        let gp = EpochGracePeriod::new();
+        assert!(!gp.current_thread_in_read_section());
+        let guard = crossbeam_epoch::pin();
+        assert!(gp.current_thread_in_read_section());
+        drop(guard);
+        assert!(!gp.current_thread_in_read_section());
+    }
+
+    /// Hangs forever without the check: crossbeam cannot complete the grace
+    /// period while this thread stays pinned.
+    #[cfg(any(debug_assertions, feature = "context-check"))]
+    #[test]
+    fn synchronize_while_pinned_panics() {
+        let _watchdog = crate::tests::Watchdog::arm("synchronize_while_pinned_panics");
+        let gp = EpochGracePeriod::new();
+        let guard = crossbeam_epoch::pin();
+        let err = std::panic::catch_unwind(|| gp.synchronize())
+            .expect_err("synchronize while pinned must panic");
+        assert!(
+            err.downcast_ref::<&str>()
+                .is_some_and(|m| m.contains("Illegal synchronize()")),
+        );
+        drop(guard);
+        gp.synchronize();
     }
 }

@@ -23,7 +23,44 @@ use crate::{GpState, Rcu};
 /// }
 /// wait_one(&Rcu::new());
 /// ```
-pub trait GracePeriod: Send + Sync + 'static {
+///
+/// # Safety
+/// Deferred frees are memory-safe only if this trait tells the truth: a
+/// caller unlinks an object, takes a state, and frees the object once
+/// `poll_state` accepts the state (or once `synchronize` returns), without
+/// any other check. So an implementation must guarantee, for every state `s`
+/// returned by `get_state` or `start_poll` of this source (or of a handle
+/// that shares its grace periods, such as a clone):
+///
+/// 1. **Taking a state orders the caller's past.** `get_state` and
+///    `start_poll` act as a `SeqCst` fence before they take the state: every
+///    read-side critical section of this source either began before that
+///    call, or observes every write the calling thread made before the call
+///    (so it cannot find the unlinked object).
+/// 2. **`poll_state(s)` returns true only after every critical section that
+///    began before `s` was taken has ended**, and every memory access made
+///    inside those sections *happens before* `poll_state` returns true (in
+///    the sense of the C++/Rust memory model), so that a free made after it
+///    does not race with them.
+/// 3. **`synchronize()` returns only after a full grace period**: point 1
+///    holds for its call as for `get_state`, and every critical section that
+///    began before the call has ended, with the happens-before of point 2,
+///    when it returns.
+/// 4. **Nothing else breaks 1 to 3.** `advance`, `get_state`, `start_poll`,
+///    `poll_state`, `synchronize`, `grace_periods` and
+///    `current_thread_in_read_section`, called any number of times, from any
+///    threads, at once, never make `poll_state` or `synchronize` pass early.
+///    In particular `advance` completes a grace period only when point 2
+///    holds for every state the completion lets pass, no matter how many
+///    callers race.
+///
+/// Not part of this contract (a wrong implementation costs deadlocks,
+/// latency or wrong reports, not memory safety): the context promises of
+/// each method (which calls are lock-free or allocation-free), progress
+/// (`advance` may return false forever while a reader stays inside), and
+/// the answer of [`current_thread_in_read_section`](GracePeriod::current_thread_in_read_section),
+/// which only feeds the context checker.
+pub unsafe trait GracePeriod: Send + Sync + 'static {
     /// A cookie naming a grace period.
     type State: Copy + Send + Sync + core::fmt::Debug + 'static;
     /// The state a caller must wait for. Any context: lock-free, no
@@ -89,9 +126,48 @@ pub trait GracePeriod: Send + Sync + 'static {
     /// assert!(GracePeriod::grace_periods(&rcu) > before);
     /// ```
     fn grace_periods(&self) -> u64;
+    /// True if the calling thread is inside a read-side critical section of
+    /// this source right now. No lock, no waiting (`Rcu`: no allocation and
+    /// no registration either; `EpochGracePeriod`: crossbeam registers a
+    /// thread with its collector on its first call, as `pin()` does). For
+    /// the context checker only (a call that waits for a grace period from
+    /// inside a read section would wait for itself forever): never branch
+    /// behaviour on it. A source that cannot tell answers false.
+    ///
+    /// ```
+    /// use kvfree_rcu_gp::{GracePeriod, Rcu};
+    /// let rcu = Rcu::new();
+    /// assert!(!rcu.current_thread_in_read_section());
+    /// let guard = rcu.read_lock();
+    /// assert!(GracePeriod::current_thread_in_read_section(&rcu));
+    /// drop(guard);
+    /// assert!(!GracePeriod::current_thread_in_read_section(&rcu));
+    /// ```
+    fn current_thread_in_read_section(&self) -> bool;
 }
 
-impl GracePeriod for Rcu {
+// SAFETY: the protocol and its argument are in the `domain` module docs
+// (docs/DESIGN.md section 1); point by point:
+// 1. `Rcu::get_state` (and `start_poll`, which calls it) runs a `SeqCst`
+//    fence before it loads the epoch. A reader announces itself, runs the
+//    light barrier (a `SeqCst` fence, or a compiler fence that the
+//    advancer's `membarrier()` turns into a full barrier), then loads
+//    pointers. Of the two fences one comes first: if the reader's, its
+//    section began before the call (and every later advancer's scan sees
+//    its announcement); if ours, its loads see the caller's writes.
+// 2. A state is `epoch + 2`. The epoch reaches it only through the AcqRel
+//    CAS from `E + 1`, whose advancer ran its heavy barrier after our fence
+//    and saw, in every slot word, no reader still inside a section that
+//    began before the state (the `+ 2` argument). `poll_state`'s Acquire
+//    load reads that CAS or a later one (the CASes form one release
+//    sequence), and each advancer's scan read every slot word with Acquire,
+//    where every store is Release (`slot` module docs): so every access of
+//    those sections happens before `poll_state` returns true.
+// 3. `Rcu::synchronize` is `get_state` then `poll_state` until true.
+// 4. `advance` CASes the epoch only from the value its own scan validated,
+//    by exactly one; the other calls only read the epoch, or write the
+//    `requested` hint, which `poll_state` does not read.
+unsafe impl GracePeriod for Rcu {
     type State = GpState;
     fn get_state(&self) -> GpState {
         Rcu::get_state(self)
@@ -110,6 +186,9 @@ impl GracePeriod for Rcu {
     }
     fn grace_periods(&self) -> u64 {
         Rcu::grace_periods(self)
+    }
+    fn current_thread_in_read_section(&self) -> bool {
+        Rcu::current_thread_in_read_section(self)
     }
 }
 

@@ -34,6 +34,7 @@ use crate::CapacityError;
 use crate::domain::Domain;
 use crate::slot::SlotTable;
 use crate::sync::{Arc, AtomicPtr, AtomicUsize, Ordering, SMALL, thread_local};
+use core::cell::Cell;
 use core::ptr;
 
 /// Domains a thread can be registered in at once (8; 2 under Miri and
@@ -68,6 +69,19 @@ struct Registry {
 
 thread_local! {
     static REGISTRY: Registry = Registry::new();
+}
+
+// Set once this thread has initialised `REGISTRY` (by registering), so that
+// `in_read_section` can look entries up without initialising it, which
+// would register a thread-local destructor (an allocation). `const`, no
+// destructor: touching it never allocates. Loom's macro has no `const` form.
+#[cfg(not(kvfree_loom))]
+thread_local! {
+    static REGISTRY_IN_USE: Cell<bool> = const { Cell::new(false) };
+}
+#[cfg(kvfree_loom)]
+thread_local! {
+    static REGISTRY_IN_USE: Cell<bool> = Cell::new(false);
 }
 
 /// Where the current thread reads a domain from.
@@ -105,6 +119,9 @@ impl Registry {
 
     fn register(&self, domain: &Arc<Domain>) -> Result<Registration, CapacityError> {
         let key = Arc::as_ptr(domain).cast_mut();
+        // Only `in_read_section` reads it; on this thread's slow path only,
+        // so `read_lock`'s lookup pays nothing for it.
+        let _ = REGISTRY_IN_USE.try_with(|in_use| in_use.set(true));
         for entry in &self.entries {
             // Relaxed: a thread-local word; only this thread (or a handler
             // interrupting it) touches it.
@@ -182,6 +199,24 @@ pub(crate) fn is_registered(domain: &Arc<Domain>) -> bool {
     REGISTRY
         .try_with(|registry| registry.lookup(key).is_some())
         .unwrap_or(false)
+}
+
+/// True if the current thread is inside a critical section of `domain`
+/// through its registered slot. No registration, allocation or lock: a
+/// thread that never registered anywhere is not even looked up. Sections
+/// read through an ephemeral slot are not seen (a thread registered in more
+/// than [`MAX_DOMAINS`] domains, or tearing down its thread-locals). For the
+/// context checker only.
+pub(crate) fn in_read_section(domain: &Arc<Domain>) -> bool {
+    if !REGISTRY_IN_USE.try_with(Cell::get).unwrap_or(false) {
+        return false;
+    }
+    let key = Arc::as_ptr(domain).cast_mut();
+    REGISTRY
+        .try_with(|registry| registry.lookup(key))
+        .ok()
+        .flatten()
+        .is_some_and(|index| domain.slots().get(index).is_reading())
 }
 
 /// Claim a slot of `domain` for one guard's lifetime. Lock-free.

@@ -7,6 +7,16 @@
 //! that keeps it wait-free, and makes it reentrant with respect to signal
 //! handlers, whose own lock/unlock pair leaves the word as they found it.
 //!
+//! Every store to `state` is a Release store, and advancers read it with
+//! Acquire. That is what orders a finished section's reads before a free:
+//! an advancer may read any later value of the word (a re-entry, a deeper
+//! nesting), and since C++20 a later plain store by the same thread does not
+//! continue the release sequence of the exit store, so a Relaxed store there
+//! would let the advancer accept the slot without synchronizing with the
+//! section that just ended. A Release store is a plain `mov` on x86; on Arm
+//! it is `stlr` instead of `str`, which waits for the thread's earlier
+//! accesses to be performed before the store is (a few cycles, no fence).
+//!
 //! Ownership is an `owner` word, 0 when free or the owner's thread token
 //! ([`thread_token`]), claimed by CAS and released with a Release store, so
 //! the single-writer rule holds across owners too: the previous owner's last
@@ -74,17 +84,31 @@ impl Slot {
             // compiler fence would not (see `Rcu::advance` for why a reader
             // must not announce an epoch newer than the pointers it read).
             let e = truncate_epoch(epoch.load(Ordering::Acquire));
-            // Relaxed: made visible to advancers by the light barrier (a
-            // SeqCst fence, or their membarrier()).
-            self.state.store(e << NESTING_BITS | 1, Ordering::Relaxed);
+            // Release: pairs with the Acquire load in `state` (the
+            // advancer's scan). The store is made visible to advancers by
+            // the light barrier (a SeqCst fence, or their membarrier()); an
+            // advancer that reads it must also synchronize with this
+            // thread's previous critical sections (and, for a slot taken
+            // over by CAS, with the previous owner's), whose exit store is
+            // no longer the value it reads: no later plain store extends a
+            // release sequence (C++20), so only Release here orders those
+            // sections' reads before the advancer's CAS, and so before the
+            // free (loom model `reentry_announcement_orders_the_previous_section`).
+            // Free on x86 (a plain `mov`); `stlr` instead of `str` on Arm.
+            self.state.store(e << NESTING_BITS | 1, Ordering::Release);
             true
         } else {
             assert!(
                 nesting(s) < NESTING_MASK,
                 "RCU read-side critical sections nested more than {NESTING_MASK} deep"
             );
-            // Relaxed: the epoch is unchanged, only the depth grows.
-            self.state.store(s + 1, Ordering::Relaxed);
+            // Release: the epoch is unchanged, only the depth grows, but an
+            // advancer's Acquire scan (`state`) may read this value instead
+            // of the outermost announcement, and must synchronize with the
+            // previous sections just the same (see the outermost case). The
+            // Fence flavour's light barrier would cover this store too; the
+            // membarrier flavour's compiler fence does not, in the model.
+            self.state.store(s + 1, Ordering::Release);
             false
         }
     }
@@ -103,7 +127,9 @@ impl Slot {
     /// The announcement word, for advancers.
     #[inline]
     pub(crate) fn state(&self) -> u64 {
-        // Acquire: pairs with the Release in `exit`.
+        // Acquire: pairs with every store to this word (all Release: `enter`
+        // and `exit`), so whatever value the scan reads, the owner's
+        // finished critical sections happen before it.
         self.state.load(Ordering::Acquire)
     }
 

@@ -263,3 +263,104 @@ fn shared_through_an_arc() {
         .unwrap();
     rcu.synchronize();
 }
+
+/// Aborts the process if it is still armed after 60 s, so that a test whose
+/// subject hangs (a wait for a grace period that can never end) fails
+/// instead of hanging CI. Disarmed on drop.
+pub(crate) struct Watchdog {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    pub(crate) fn arm(what: &'static str) -> Watchdog {
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                while !done.load(Ordering::Relaxed) {
+                    if start.elapsed() > std::time::Duration::from_secs(60) {
+                        eprintln!("WATCHDOG: {what} still running after 60 s: hung; aborting");
+                        std::process::abort();
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+        };
+        Watchdog {
+            done,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn in_read_section_follows_this_threads_guards_in_this_domain_only() {
+    let rcu = Rcu::with_capacity(2);
+    let other = Rcu::with_capacity(2);
+    assert!(!rcu.current_thread_in_read_section());
+    let outer = rcu.read_lock();
+    let inner = rcu.read_lock();
+    assert!(rcu.current_thread_in_read_section());
+    assert!(!other.current_thread_in_read_section());
+    drop(inner);
+    assert!(rcu.current_thread_in_read_section());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Another thread: not inside, and the query does not register it.
+            assert!(!rcu.current_thread_in_read_section());
+            assert!(!rcu.is_current_thread_registered());
+        });
+    });
+    drop(outer);
+    assert!(!rcu.current_thread_in_read_section());
+}
+
+#[test]
+fn in_read_section_does_not_register_a_fresh_thread() {
+    let rcu = Rcu::with_capacity(1);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(!rcu.current_thread_in_read_section());
+            assert!(!rcu.is_current_thread_registered());
+        });
+    });
+    // The only slot is still free.
+    rcu.register_current_thread().unwrap();
+}
+
+/// The kernel's "Illegal synchronize_rcu() in RCU read-side critical
+/// section": a wait for itself. Hangs forever without the check.
+#[cfg(any(debug_assertions, feature = "context-check"))]
+#[test]
+fn synchronize_inside_a_section_of_the_same_domain_panics() {
+    let _watchdog = Watchdog::arm("synchronize_inside_a_section_of_the_same_domain_panics");
+    let rcu = Rcu::with_capacity(2);
+    let guard = rcu.read_lock();
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rcu.synchronize()))
+        .expect_err("synchronize inside a read section must panic");
+    let message = err.downcast_ref::<&str>().copied().map(String::from);
+    let message = message.or_else(|| err.downcast_ref::<String>().cloned());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("Illegal synchronize() in RCU read-side critical section")),
+        "{message:?}"
+    );
+    drop(guard);
+    // Outside the section, and inside a section of another domain: fine.
+    rcu.synchronize();
+    let other = Rcu::with_capacity(2);
+    let _other_guard = other.read_lock();
+    rcu.synchronize();
+}

@@ -136,3 +136,57 @@ fn concurrent_advancers() {
         assert!(freed.load(Ordering::Relaxed));
     });
 }
+
+/// A cell the reader reads without atomics, so that loom checks that the
+/// updater's write after the grace period happens after the read.
+struct Cell(loom::cell::UnsafeCell<u64>);
+
+/// (4) A reader that leaves its section and enters a new one: an advancer
+/// whose scan reads the re-entry announcement must still synchronize with
+/// the first section's reads (a later plain store does not extend the
+/// release sequence of the exit store, so the announcement itself must be a
+/// Release store).
+#[test]
+fn reentry_announcement_orders_the_previous_section() {
+    loom::model(|| {
+        let rcu = Arc::new(Rcu::with_capacity(2));
+        let old = Box::into_raw(Box::new(Cell(loom::cell::UnsafeCell::new(ALIVE))));
+        let current = Arc::new(AtomicPtr::new(old));
+        let reader = {
+            let (rcu, current) = (rcu.clone(), current.clone());
+            loom::thread::spawn(move || {
+                {
+                    let _section_1 = rcu.read_lock();
+                    // SAFETY: cells are freed only after every thread is
+                    // joined.
+                    let cell = unsafe { &*current.load(Ordering::Acquire) };
+                    let value = cell.0.with(|v| {
+                        // SAFETY: the updater writes an unlinked cell only
+                        // after a grace period that began after the unlink,
+                        // so not while this section reads it (loom checks).
+                        unsafe { *v }
+                    });
+                    assert_eq!(value, ALIVE);
+                }
+                drop(rcu.read_lock());
+            })
+        };
+        let new = Box::into_raw(Box::new(Cell(loom::cell::UnsafeCell::new(ALIVE))));
+        let unlinked = current.swap(new, Ordering::AcqRel);
+        let state = rcu.get_state();
+        wait_polled(&rcu, state);
+        // SAFETY: `unlinked` is freed only at the end of the model.
+        let cell = unsafe { &*unlinked };
+        cell.0.with_mut(|v| {
+            // SAFETY: the grace period has elapsed, so no reader still reads
+            // the unlinked cell (the property under test).
+            unsafe { *v = POISON }
+        });
+        reader.join().unwrap();
+        // SAFETY: both cells came from Box::into_raw; every thread is joined.
+        unsafe {
+            drop(Box::from_raw(unlinked));
+            drop(Box::from_raw(current.load(Ordering::Relaxed)));
+        }
+    });
+}
