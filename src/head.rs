@@ -250,6 +250,8 @@ impl HeadLists {
         let h = unsafe { head.as_ref() };
         h.free.store(free as *mut (), Ordering::Relaxed);
         let list = &self.lists[cpu % self.lists.len()];
+        // Relaxed: only the CAS's expected value; `push` never reads
+        // through `top`, it only links to it.
         let mut top = list.load(Ordering::Relaxed);
         loop {
             h.next.store(top, Ordering::Relaxed);
@@ -309,6 +311,9 @@ impl HeadChain {
         let mut last = first;
         let mut n = 1;
         loop {
+            // Relaxed: the Acquire swap in `take_all` already made every
+            // pusher's `next` and `free` visible; only this thread touches
+            // the chain now.
             // SAFETY: the chain's heads are owned by us (taken by swap) and live.
             let next = unsafe { last.as_ref() }.next.load(Ordering::Relaxed);
             match NonNull::new(next) {
@@ -336,6 +341,8 @@ impl HeadChain {
         while let Some(head) = cursor {
             // SAFETY: we own the live head; read both words before freeing.
             let h = unsafe { head.as_ref() };
+            // Relaxed: the chain reached this thread through `take_all`'s
+            // Acquire swap and then the batch queue's lock.
             cursor = NonNull::new(h.next.load(Ordering::Relaxed));
             let free = h.free.load(Ordering::Relaxed);
             // SAFETY: `free` was stored by `push` from a `HeadFreeFn`.

@@ -428,6 +428,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// service.resume_worker();
     /// ```
     pub fn pause_worker(&self) {
+        // Relaxed: a test switch with no data behind it; the worker reads
+        // it before each round.
         self.shared.paused.store(true, Ordering::Relaxed);
     }
 
@@ -441,6 +443,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// service.resume_worker();
     /// ```
     pub fn resume_worker(&self) {
+        // Relaxed: as in `pause_worker`.
         self.shared.paused.store(false, Ordering::Relaxed);
         self.shared.wake.notify();
     }

@@ -325,7 +325,8 @@ impl<G: GracePeriod> Shared<G> {
         let (refilled, collect) = {
             let mut st = lock(&self.round_state);
             // Swap: a request that lands during this round's refill sets the
-            // flag again and is served next round.
+            // flag again and is served next round. Relaxed: as in
+            // `request_refill`, the flag carries no data.
             if self.refill_requested.swap(false, Ordering::Relaxed) {
                 st.refill_pending = true;
             }

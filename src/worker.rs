@@ -31,6 +31,8 @@ pub(crate) fn spawn<G: GracePeriod>(
 /// The worker thread's body.
 fn run<G: GracePeriod>(shared: Arc<Shared<G>>) {
     loop {
+        // Relaxed `paused`: a test switch with no data behind it. Acquire
+        // `stop`: as below.
         if shared.paused.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Acquire) {
             // Leave the wake word rung while paused: producers then see it
             // set and make no futex syscall per fallback.
