@@ -27,10 +27,10 @@
 //! unrelated panic (a service dropped during unwinding, or a `Drop` impl
 //! calling `barrier` then) is an ordinary free.
 
+use crate::free_fn::free_fn_of;
 use crate::freeing::{self, FreeingFor};
 use crate::gp::GracePeriod;
 use crate::head::{HeadChain, HeadLists};
-use crate::free_fn::free_fn_of;
 use crate::pool::{PageList, Pool};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use std::collections::VecDeque;

@@ -87,9 +87,7 @@ pub(crate) use handlers::{track, try_lock};
 
 /// Nothing to track where there is no fork (or under loom and Miri).
 #[cfg(not(all(unix, not(kvfree_loom), not(miri))))]
-pub(crate) fn track<G: crate::gp::GracePeriod>(
-    _shared: &std::sync::Arc<crate::shared::Shared<G>>,
-) {
+pub(crate) fn track<G: crate::gp::GracePeriod>(_shared: &std::sync::Arc<crate::shared::Shared<G>>) {
 }
 
 #[cfg(all(unix, not(kvfree_loom), not(miri)))]
@@ -143,9 +141,10 @@ mod handlers {
             // `repair_in_child` drops them before it forgets the `Arc`.
             let (batches, round_state) = unsafe {
                 (
-                    core::mem::transmute::<BatchQueueLocks<'_, G::State>, BatchQueueLocks<'static, G::State>>(
-                        batches,
-                    ),
+                    core::mem::transmute::<
+                        BatchQueueLocks<'_, G::State>,
+                        BatchQueueLocks<'static, G::State>,
+                    >(batches),
                     core::mem::transmute::<
                         MutexGuard<'_, RoundState>,
                         MutexGuard<'static, RoundState>,

@@ -75,7 +75,11 @@ fn check_duration(
     if allowed.contains(&value) {
         Ok(())
     } else {
-        Err(SettingError::new(setting, format!("{value:?}"), allowed_text))
+        Err(SettingError::new(
+            setting,
+            format!("{value:?}"),
+            allowed_text,
+        ))
     }
 }
 
@@ -146,7 +150,10 @@ mod tests {
             drain_interval: Duration::from_secs(11),
             ..Timing::default()
         };
-        assert_eq!(slow_drain.validate().unwrap_err().setting(), "drain_interval");
+        assert_eq!(
+            slow_drain.validate().unwrap_err().setting(),
+            "drain_interval"
+        );
         let busy_poll = Timing {
             poll_interval: Duration::ZERO,
             ..Timing::default()

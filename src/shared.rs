@@ -306,7 +306,9 @@ impl<G: GracePeriod> Shared<G> {
     fn collect_advance_reap(&self, collect: Option<OpenPages>) -> Pass {
         let mut pass = Pass::default();
         if let Some(open) = collect {
-            let c = self.batches.collect(&*self.gp, &self.pool, &self.heads, open);
+            let c = self
+                .batches
+                .collect(&*self.gp, &self.pool, &self.heads, open);
             pass.collected_pages = c.pages;
             pass.collected_heads = c.heads;
         }
@@ -331,7 +333,10 @@ impl<G: GracePeriod> Shared<G> {
                 st.refill_pending = true;
             }
             let refilled = st.refill(&self.pool, now, self.timing.max_refill_backoff);
-            (refilled, st.what_to_collect(trigger, now, self.timing.drain_interval))
+            (
+                refilled,
+                st.what_to_collect(trigger, now, self.timing.drain_interval),
+            )
         };
         let pass = self.collect_advance_reap(collect);
         RoundReport {

@@ -51,8 +51,8 @@ impl Drop for AtomicSection {
 
 #[cfg(all(test, not(kvfree_loom)))]
 mod tests {
-    use super::*;
     use super::super::{CHECKS, in_atomic};
+    use super::*;
 
     #[test]
     fn atomic_section_nests() {

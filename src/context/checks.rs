@@ -3,13 +3,13 @@
 //! wait for a grace period is not made inside a read-side critical section.
 //! Both only report.
 
+use super::CHECKS;
 use super::reporting::{Violation, report};
 use super::tracking::in_atomic;
-use super::CHECKS;
 
 /// Asserts (in checked builds) that the caller may sleep: reports
 /// [`Violation::SleepInAtomic`] when a raw spinlock is held or an
-/// [`AtomicSection`] is active. The kernel's `might_sleep()`.
+/// [`AtomicSection`](super::AtomicSection) is active. The kernel's `might_sleep()`.
 ///
 /// ```
 /// kvfree_rcu::context::might_sleep(); // fine: ordinary context
@@ -36,8 +36,8 @@ pub(crate) fn might_wait_for_grace_period<G: crate::gp::GracePeriod>(gp: &G) {
 
 #[cfg(all(test, not(kvfree_loom)))]
 mod tests {
-    use super::*;
     use super::super::{AtomicSection, thread_violations};
+    use super::*;
 
     #[test]
     fn might_sleep_in_atomic_panics_in_checked_builds() {

@@ -27,7 +27,7 @@ pub enum ReportMode {
     /// Write one line to stderr (with `write(2)`: no lock, no allocation).
     Warn = 1,
     /// Only count; read the counts with [`violations`] and
-    /// [`thread_violations`].
+    /// [`thread_violations`](super::thread_violations).
     Count = 2,
 }
 

@@ -8,8 +8,8 @@
 //! call in). Everything here compiles to nothing without
 //! [`CHECKS`](super::CHECKS).
 
-use super::reporting::{Violation, report};
 use super::CHECKS;
+use super::reporting::{Violation, report};
 use crate::sync::thread_local;
 use core::cell::Cell;
 
@@ -133,7 +133,7 @@ pub fn thread_allocations() -> u64 {
 }
 
 /// True while this thread holds a raw spinlock or is inside an
-/// [`AtomicSection`]. Always false without [`CHECKS`]. For assertions and
+/// [`AtomicSection`](super::AtomicSection). Always false without [`CHECKS`]. For assertions and
 /// reports only: never branch behaviour on it.
 ///
 /// ```
