@@ -6,7 +6,8 @@
 //! one batch and stamps it with `start_poll()`. The stamp is taken *after*
 //! the take: the take's Acquire (a `swap` pairing with the producers'
 //! Release) makes every record's write, and so each caller's unlink before
-//! its retire call, happen before the stamp's full fence. A reader that
+//! its retire call, happen before the stamp's `SeqCst` fence (point 1 of the
+//! `GracePeriod` contract: taking a state acts as one). A reader that
 //! could still see one of the objects therefore began before the stamp, and
 //! `poll_state(stamp)` waits for it.
 //!

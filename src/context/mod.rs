@@ -34,7 +34,7 @@
 //! assert_eq!(context::in_atomic(), context::CHECKS); // atomic context now
 //! drop(guard);
 //! ```
-
+//!
 //! The toolkit, one concept per file:
 //! - tracking: the per-thread counters (`tracking.rs`);
 //! - reporting: [`ReportMode`], [`Violation`], [`report`] (`reporting.rs`);
