@@ -5,7 +5,7 @@
 //! Without these handlers a child that uses a service inherited from the
 //! parent hangs or worse:
 //! - a lock the worker (or another thread) held at that instant (the batch
-//!   queue, the free lock, the worker's state) stays locked forever;
+//!   queue, the free lock, the rounds' state) stays locked forever;
 //! - a pool slot that another thread owned mid-push stays `BUSY`, so sealing
 //!   (`barrier`, drop) spins;
 //! - there is no worker, and `Drop` would join a thread that does not exist.

@@ -5,8 +5,9 @@
 //! The counters live in a thread-local that has no destructor (so touching
 //! it never allocates, not even from inside the allocator) and is reached
 //! with `try_with` (a thread tearing down its other thread-locals may still
-//! call in). Everything here compiles to nothing without
-//! [`CHECKS`](super::CHECKS).
+//! call in). The lock, section and allocation counters compile to nothing
+//! without [`CHECKS`](super::CHECKS); the violation count works in every
+//! build, since [`report`](super::report) can be called directly.
 
 use super::CHECKS;
 use super::reporting::{Violation, report};
