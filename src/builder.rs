@@ -1,8 +1,10 @@
-//! `Builder`: configuration of a [`KvfreeRcu`](crate::KvfreeRcu).
+//! `Builder`: configuration of a [`KvfreeRcu`](crate::KvfreeRcu). The
+//! timing settings and their ranges are defined once, in `settings.rs`.
 
 use crate::gp::GracePeriod;
 use crate::pool::{self, ConfigError};
 use crate::service::KvfreeRcu;
+use crate::settings::{SettingError, Timing};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,11 +25,18 @@ use std::time::Duration;
 pub struct Builder<G> {
     pub(crate) gp: Arc<G>,
     pub(crate) pool: pool::Config,
-    pub(crate) drain_interval: Duration,
-    pub(crate) poll_interval: Duration,
-    pub(crate) max_refill_backoff: Duration,
-    pub(crate) spawn_worker: bool,
+    pub(crate) timing: Timing,
+    pub(crate) worker: WorkerMode,
     pub(crate) thread_name: String,
+}
+
+/// Who drives the service's rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WorkerMode {
+    /// A worker thread of its own (the default).
+    Thread,
+    /// The owner, with `run_once` ([`Builder::manual`]).
+    Manual,
 }
 
 /// Why [`Builder::try_build`] failed.
@@ -56,79 +65,6 @@ pub enum BuildError {
     Setting(SettingError),
 }
 
-/// A [`Builder`] setting of the service outside its allowed range.
-///
-/// ```
-/// use std::{sync::Arc, time::Duration};
-/// use kvfree_rcu::{BuildError, KvfreeRcu, Rcu};
-/// let err = KvfreeRcu::builder(Arc::new(Rcu::new()))
-///     .max_refill_backoff(Duration::ZERO)
-///     .try_build()
-///     .unwrap_err();
-/// let BuildError::Setting(setting) = &err else { panic!("{err}") };
-/// assert_eq!(setting.setting(), "max_refill_backoff");
-/// assert!(err.to_string().contains("1ms..=10s"), "{err}");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingError {
-    setting: &'static str,
-    value: String,
-    allowed: &'static str,
-}
-
-impl SettingError {
-    /// The name of the `Builder` method that set the value.
-    pub fn setting(&self) -> &'static str {
-        self.setting
-    }
-
-    /// What is allowed, in words.
-    pub fn allowed(&self) -> &'static str {
-        self.allowed
-    }
-}
-
-impl fmt::Display for SettingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} = {} is not allowed: {}",
-            self.setting, self.value, self.allowed
-        )
-    }
-}
-
-impl std::error::Error for SettingError {}
-
-/// Allowed `drain_interval`: below 100 µs the idle worker would be a busy
-/// loop; above 10 s records on an idle CPU would wait too long for a free.
-const DRAIN_INTERVAL: core::ops::RangeInclusive<Duration> =
-    Duration::from_micros(100)..=Duration::from_secs(10);
-/// Allowed `poll_interval`: at least 10 µs (no busy polling), at most 1 s.
-const POLL_INTERVAL: core::ops::RangeInclusive<Duration> =
-    Duration::from_micros(10)..=Duration::from_secs(1);
-/// Allowed `max_refill_backoff`: at least the first wait of the backoff
-/// (1 ms), at most 10 s.
-const MAX_REFILL_BACKOFF: core::ops::RangeInclusive<Duration> =
-    Duration::from_millis(1)..=Duration::from_secs(10);
-
-fn check_duration(
-    setting: &'static str,
-    value: Duration,
-    allowed: core::ops::RangeInclusive<Duration>,
-    allowed_text: &'static str,
-) -> Result<(), BuildError> {
-    if allowed.contains(&value) {
-        Ok(())
-    } else {
-        Err(BuildError::Setting(SettingError {
-            setting,
-            value: format!("{value:?}"),
-            allowed: allowed_text,
-        }))
-    }
-}
-
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -154,10 +90,8 @@ impl<G: GracePeriod> Builder<G> {
         Builder {
             gp,
             pool: pool::Config::default(),
-            drain_interval: Duration::from_millis(5),
-            poll_interval: Duration::from_micros(250),
-            max_refill_backoff: Duration::from_millis(10),
-            spawn_worker: true,
+            timing: Timing::default(),
+            worker: WorkerMode::Thread,
             thread_name: "kvfree-rcu".to_owned(),
         }
     }
@@ -221,7 +155,7 @@ impl<G: GracePeriod> Builder<G> {
     /// # drop(service);
     /// ```
     pub fn drain_interval(mut self, interval: Duration) -> Self {
-        self.drain_interval = interval;
+        self.timing.drain_interval = interval;
         self
     }
 
@@ -238,7 +172,7 @@ impl<G: GracePeriod> Builder<G> {
     /// # drop(service);
     /// ```
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval;
+        self.timing.poll_interval = interval;
         self
     }
 
@@ -259,7 +193,7 @@ impl<G: GracePeriod> Builder<G> {
     /// # drop(service);
     /// ```
     pub fn max_refill_backoff(mut self, max: Duration) -> Self {
-        self.max_refill_backoff = max;
+        self.timing.max_refill_backoff = max;
         self
     }
 
@@ -273,7 +207,7 @@ impl<G: GracePeriod> Builder<G> {
     /// service.run_once(); // the owner does the worker's rounds
     /// ```
     pub fn manual(mut self) -> Self {
-        self.spawn_worker = false;
+        self.worker = WorkerMode::Manual;
         self
     }
 
@@ -311,30 +245,13 @@ impl<G: GracePeriod> Builder<G> {
 
     /// Checks the service's own settings (the pool checks its `Config`).
     pub(crate) fn validate(&self) -> Result<(), BuildError> {
-        check_duration(
-            "drain_interval",
-            self.drain_interval,
-            DRAIN_INTERVAL,
-            "allowed range 100µs..=10s",
-        )?;
-        check_duration(
-            "poll_interval",
-            self.poll_interval,
-            POLL_INTERVAL,
-            "allowed range 10µs..=1s",
-        )?;
-        check_duration(
-            "max_refill_backoff",
-            self.max_refill_backoff,
-            MAX_REFILL_BACKOFF,
-            "allowed range 1ms..=10s",
-        )?;
+        self.timing.validate().map_err(BuildError::Setting)?;
         if self.thread_name.contains('\0') {
-            return Err(BuildError::Setting(SettingError {
-                setting: "thread_name",
-                value: format!("{:?}", self.thread_name),
-                allowed: "a name without NUL bytes",
-            }));
+            return Err(BuildError::Setting(SettingError::new(
+                "thread_name",
+                format!("{:?}", self.thread_name),
+                "a name without NUL bytes",
+            )));
         }
         Ok(())
     }

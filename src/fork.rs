@@ -5,7 +5,7 @@
 //! Without these handlers a child that uses a service inherited from the
 //! parent hangs or worse:
 //! - a lock the worker (or another thread) held at that instant (the batch
-//!   queue, the free lock, the worker's state) stays locked forever;
+//!   queue, the free lock, the rounds' state) stays locked forever;
 //! - a pool slot that another thread owned mid-push stays `BUSY`, so sealing
 //!   (`barrier`, drop) spins;
 //! - there is no worker, and `Drop` would join a thread that does not exist.
@@ -14,7 +14,7 @@
 //! (`kvfree_rcu_gp`'s `fork.rs`).
 //!
 //! **Prepare** (parent, forking thread): for every live service, take its
-//! worker-state, free and queue locks. Each is tried without waiting; if
+//! round-state, free and queue locks. Each is tried without waiting; if
 //! one is held, everything taken so far is released and the whole attempt
 //! starts again after a yield, so no lock order is needed and a worker
 //! waiting for one of these locks (or running destructors under the free
@@ -87,19 +87,16 @@ pub(crate) use handlers::{track, try_lock};
 
 /// Nothing to track where there is no fork (or under loom and Miri).
 #[cfg(not(all(unix, not(kvfree_loom), not(miri))))]
-pub(crate) fn track<G: crate::gp::GracePeriod>(
-    _shared: &std::sync::Arc<crate::service::Shared<G>>,
-) {
+pub(crate) fn track<G: crate::gp::GracePeriod>(_shared: &std::sync::Arc<crate::shared::Shared<G>>) {
 }
 
 #[cfg(all(unix, not(kvfree_loom), not(miri)))]
 mod handlers {
     use super::GENERATION;
-    use crate::drain::DrainLocks;
+    use crate::batch_queue::BatchQueueLocks;
     use crate::gp::GracePeriod;
-    use crate::service::Shared;
+    use crate::shared::{RoundState, Shared};
     use crate::sync::{Mutex, MutexGuard};
-    use crate::worker::WorkerState;
     use core::cell::UnsafeCell;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Once, TryLockError, Weak};
@@ -129,33 +126,34 @@ mod handlers {
     /// The locks of one service and the reference that keeps them alive.
     struct QuiescedService<G: GracePeriod> {
         // Declared before `shared`, so dropped (unlocked) before it.
-        drain: DrainLocks<'static, G::State>,
-        worker_state: MutexGuard<'static, WorkerState>,
+        batches: BatchQueueLocks<'static, G::State>,
+        round_state: MutexGuard<'static, RoundState>,
         shared: Arc<Shared<G>>,
     }
 
     impl<G: GracePeriod> Quiesce for Shared<G> {
         fn try_quiesce(self: Arc<Self>) -> Option<Box<dyn Quiesced>> {
-            let worker_state = try_lock(&self.worker_state)?;
-            let drain = self.drain.try_lock_all()?;
+            let round_state = try_lock(&self.round_state)?;
+            let batches = self.batches.try_lock_all()?;
             // SAFETY: the guards borrow from `*self`, which the `Arc` moved
             // into the same struct keeps alive (and in place) until after
             // they drop: fields drop in declaration order, guards first, and
             // `repair_in_child` drops them before it forgets the `Arc`.
-            let (drain, worker_state) = unsafe {
+            let (batches, round_state) = unsafe {
                 (
-                    core::mem::transmute::<DrainLocks<'_, G::State>, DrainLocks<'static, G::State>>(
-                        drain,
-                    ),
                     core::mem::transmute::<
-                        MutexGuard<'_, WorkerState>,
-                        MutexGuard<'static, WorkerState>,
-                    >(worker_state),
+                        BatchQueueLocks<'_, G::State>,
+                        BatchQueueLocks<'static, G::State>,
+                    >(batches),
+                    core::mem::transmute::<
+                        MutexGuard<'_, RoundState>,
+                        MutexGuard<'static, RoundState>,
+                    >(round_state),
                 )
             };
             Some(Box::new(QuiescedService {
-                drain,
-                worker_state,
+                batches,
+                round_state,
                 shared: self,
             }))
         }
@@ -164,8 +162,8 @@ mod handlers {
     impl<G: GracePeriod> Quiesced for QuiescedService<G> {
         fn repair_in_child(self: Box<Self>) {
             let QuiescedService {
-                drain,
-                worker_state,
+                batches,
+                round_state,
                 shared,
             } = *self;
             // SAFETY: (1) we are the only thread of a forked child: every
@@ -174,8 +172,8 @@ mod handlers {
             // signal handler or from a destructor the service runs is not
             // supported; the latter is skipped by `prepare`).
             unsafe { shared.pool.reset_after_fork() };
-            drop(drain);
-            drop(worker_state);
+            drop(batches);
+            drop(round_state);
             // Never the last reference (the handle or worker that the upgrade
             // found holds another), but the child handler must not risk
             // dropping a service: forget it.

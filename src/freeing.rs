@@ -12,7 +12,7 @@
 //! checker only *reports* the re-entry ([`Violation::WaitInsideFree`]) when
 //! it is on. The state is a const-initialised thread-local without a
 //! destructor (touching it never allocates) holding a small fixed stack of
-//! the addresses of the services' drains this thread is freeing for,
+//! the addresses of the services' batch queues this thread is freeing for,
 //! innermost last. Nesting is bounded by the stack: freeing for more than
 //! [`MAX_NESTED`] services at once on one thread (a destructor of service A
 //! freeing through B freeing through C ...) aborts the process with a
@@ -53,7 +53,7 @@ thread_local! {
 }
 
 /// Marks this thread as running destructors for the service identified by
-/// `service` (the address of its drain) until dropped.
+/// `service` (the address of its batch queue) until dropped.
 pub(crate) struct FreeingFor {
     _not_send: core::marker::PhantomData<*const ()>,
 }
@@ -96,13 +96,15 @@ impl Drop for FreeingFor {
 }
 
 /// Whether this thread is inside a destructor run by any service (it holds
-/// that service's free lock).
+/// that service's free lock). Only the fork handlers ask (none under loom,
+/// Miri or off Unix).
+#[cfg_attr(not(all(unix, not(kvfree_loom), not(miri))), allow(dead_code))]
 pub(crate) fn is_freeing() -> bool {
     FREEING.try_with(|s| s.depth.get() > 0).unwrap_or(false)
 }
 
 /// Whether this thread is inside a destructor run by the service `service`
-/// (the address of its drain): waiting for that service's frees here would
+/// (the address of its batch queue): waiting for that service's frees here would
 /// wait for itself.
 pub(crate) fn is_freeing_for(service: usize) -> bool {
     FREEING

@@ -12,7 +12,8 @@
 //! type rather than something each head stores, as the kernel's
 //! `kvfree_rcu()` stores it in `rcu_head.func`.
 //!
-//! Lists are Treiber stacks, one per CPU slot: producers push with a CAS loop
+//! Lists are Treiber stacks, one per possible CPU (indexed by the CPU the
+//! pusher runs on, a locality hint only): producers push with a CAS loop
 //! (lock-free, reentrant: a signal handler's push between our load and our
 //! CAS just makes our CAS fail and retry), and the single consumer takes a
 //! whole list with one `swap(null)`, so there is no ABA. Pushers never read
@@ -204,21 +205,40 @@ pub(crate) unsafe fn free_headed<T: RcuHeaded>(head: NonNull<RcuHead>) {
     drop(unsafe { Box::from_raw(object.as_ptr()) });
 }
 
-/// One lock-free list of heads per CPU slot.
+/// One lock-free list of heads per possible CPU.
 pub(crate) struct HeadLists {
     lists: Box<[CachePadded<AtomicPtr<RcuHead>>]>,
 }
 
+/// The possible CPUs (as the pool counts them; 2 under loom and Miri): the
+/// CPU numbers `current_cpu()` returns are below it.
+fn possible_cpus() -> usize {
+    #[cfg(not(any(miri, kvfree_loom)))]
+    {
+        // SAFETY: sysconf has no preconditions; it only reads system configuration.
+        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+        usize::try_from(n).unwrap_or(1).max(1)
+    }
+    #[cfg(any(miri, kvfree_loom))]
+    2
+}
+
 impl HeadLists {
-    pub(crate) fn new(slots: usize) -> HeadLists {
+    /// One list per possible CPU. (Not per pool slot: the pool has two
+    /// lanes per CPU, and lists indexed by CPU would leave half unused.)
+    pub(crate) fn per_cpu() -> HeadLists {
+        HeadLists::new(possible_cpus())
+    }
+
+    fn new(lists: usize) -> HeadLists {
         HeadLists {
-            lists: (0..slots)
+            lists: (0..lists)
                 .map(|_| CachePadded::new(AtomicPtr::new(ptr::null_mut())))
                 .collect(),
         }
     }
 
-    /// Queues `head` with its `free` function on list `cpu % slots`.
+    /// Queues `head` with its `free` function on list `cpu % lists`.
     /// Lock-free, allocation-free, reentrant.
     ///
     /// # Safety
@@ -230,11 +250,15 @@ impl HeadLists {
         let h = unsafe { head.as_ref() };
         h.free.store(free as *mut (), Ordering::Relaxed);
         let list = &self.lists[cpu % self.lists.len()];
+        // Relaxed: only the CAS's expected value; `push` never reads
+        // through `top`, it only links to it.
         let mut top = list.load(Ordering::Relaxed);
         loop {
             h.next.store(top, Ordering::Relaxed);
-            // Release: publishes `next`, `free` (and the caller's earlier
-            // writes) to the consumer's Acquire swap in `take_all`.
+            // Release: pairs with the consumer's Acquire swap in `take_all`,
+            // publishing `next`, `free` and everything the caller did before
+            // (its unlink) to the collector. This CAS, not the wake word,
+            // is what orders a queued head before the worker's collect.
             match list.compare_exchange_weak(
                 top,
                 head.as_ptr(),
@@ -287,6 +311,9 @@ impl HeadChain {
         let mut last = first;
         let mut n = 1;
         loop {
+            // Relaxed: the Acquire swap in `take_all` already made every
+            // pusher's `next` and `free` visible; only this thread touches
+            // the chain now.
             // SAFETY: the chain's heads are owned by us (taken by swap) and live.
             let next = unsafe { last.as_ref() }.next.load(Ordering::Relaxed);
             match NonNull::new(next) {
@@ -314,6 +341,8 @@ impl HeadChain {
         while let Some(head) = cursor {
             // SAFETY: we own the live head; read both words before freeing.
             let h = unsafe { head.as_ref() };
+            // Relaxed: the chain reached this thread through `take_all`'s
+            // Acquire swap and then the batch queue's lock.
             cursor = NonNull::new(h.next.load(Ordering::Relaxed));
             let free = h.free.load(Ordering::Relaxed);
             // SAFETY: `free` was stored by `push` from a `HeadFreeFn`.
@@ -323,5 +352,32 @@ impl HeadChain {
             freed += 1;
         }
         freed
+    }
+}
+
+#[cfg(all(test, not(kvfree_loom)))]
+mod tests {
+    use super::*;
+
+    unsafe fn never_called(_: NonNull<RcuHead>) {
+        unreachable!("the test takes its heads back without freeing them");
+    }
+
+    /// Every list is reached by some CPU: the lists used to be sized by the
+    /// pool's slot count (two lanes per CPU) but indexed by CPU, so half of
+    /// them never took a head.
+    #[test]
+    fn every_head_list_is_used_by_some_cpu() {
+        let lists = HeadLists::per_cpu();
+        let heads: Vec<RcuHead> = (0..possible_cpus()).map(|_| RcuHead::new()).collect();
+        for (cpu, head) in heads.iter().enumerate() {
+            // SAFETY: the heads are live for the whole test and written only
+            // through the lists; `never_called` is never called.
+            unsafe { lists.push(cpu, NonNull::from(head), never_called) };
+        }
+        for (i, list) in lists.lists.iter().enumerate() {
+            assert!(!list.load(Ordering::Relaxed).is_null(), "list {i} unused");
+        }
+        assert_eq!(lists.take_all().len(), heads.len() as u64);
     }
 }

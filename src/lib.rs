@@ -79,20 +79,18 @@
 
 #![warn(missing_docs)]
 
+mod batch_queue;
 mod builder;
-mod checked_alloc;
 pub mod context;
-mod drain;
 mod fork;
+mod free_fn;
 mod freeing;
 mod head;
-mod kind;
 mod service;
-mod spinlock;
+mod settings;
+mod shared;
 mod stats;
 mod sync;
-#[cfg(all(test, not(kvfree_loom)))]
-mod tests;
 mod wake;
 mod worker;
 
@@ -101,16 +99,17 @@ pub use kvfree_rcu_gp as gp;
 /// The page pool (`kvfree-rcu-pool`).
 pub use kvfree_rcu_pool as pool;
 
-pub use builder::{BuildError, Builder, SettingError};
-pub use checked_alloc::CheckedAlloc;
+pub use builder::{BuildError, Builder};
+pub use context::checked_alloc::CheckedAlloc;
+pub use context::locks::{RawSpinLock, RawSpinLockGuard, SpinLock, SpinLockGuard};
 pub use context::{AtomicSection, ReportMode, Violation, might_sleep};
+pub use free_fn::FreeFn;
 pub use gp::{CapacityError, GpState, GracePeriod, Rcu, RcuReadGuard};
 pub use head::{RcuHead, RcuHeaded};
-pub use kind::FreeFn;
 pub use service::KvfreeRcu;
-pub use spinlock::{RawSpinLock, RawSpinLockGuard, SpinLock, SpinLockGuard};
+pub use settings::SettingError;
+pub use shared::RoundReport;
 pub use stats::Stats;
-pub use worker::RoundReport;
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]

@@ -14,55 +14,26 @@
 //! watermark, rings the worker's wake word (allocation-free, lock-free). See
 //! `docs/DESIGN.md` for the protocols and `docs/CONTEXTS.md` for which call is
 //! allowed where.
+//!
+//! This file keeps the handle, the retire calls' unsafe contracts and
+//! `Drop`; the shared state and every step the service takes on it (push,
+//! round, barrier, shrink, stats) live in `shared.rs`, the worker thread's
+//! loop in `worker.rs`.
 
-use crate::builder::{BuildError, Builder};
+use crate::builder::{BuildError, Builder, WorkerMode};
 use crate::context::{self, Sleepable, Violation, might_sleep};
-use crate::drain::{Drain, OpenPages};
 use crate::fork::{self, WorkerHandle};
+use crate::free_fn::{FreeFn, free_box};
 use crate::gp::{GracePeriod, Rcu};
-use crate::head::{self, HeadLists, RcuHead, RcuHeaded};
-use crate::kind::{FreeFn, free_box, kind_of};
-use crate::pool::{self, Pool};
+use crate::head::{self, RcuHead, RcuHeaded};
+use crate::pool::Pool;
+use crate::shared::{RoundReport, Shared, Trigger};
 use crate::stats::Stats;
-use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, Patience};
-use crate::wake::WakeWord;
-use crate::worker::{self, RoundReport, WorkerState};
-use crossbeam_utils::CachePadded;
+use crate::sync::Ordering;
+use crate::worker;
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Timing configuration the worker reads.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ServiceConfig {
-    pub(crate) drain_interval: Duration,
-    pub(crate) poll_interval: Duration,
-    pub(crate) max_refill_backoff: Duration,
-}
-
-/// State shared by the service handle and its worker thread.
-pub(crate) struct Shared<G: GracePeriod> {
-    pub(crate) gp: Arc<G>,
-    pub(crate) pool: Pool,
-    pub(crate) heads: HeadLists,
-    pub(crate) wake: WakeWord,
-    pub(crate) refill_requested: CachePadded<AtomicBool>,
-    pub(crate) stop: AtomicBool,
-    pub(crate) paused: AtomicBool,
-    pub(crate) config: ServiceConfig,
-    pub(crate) drain: Drain<G::State>,
-    pub(crate) worker_state: Mutex<WorkerState>,
-    pub(crate) worker_wakeups: AtomicU64,
-    /// Worker rounds that panicked (caught; the worker goes on).
-    pub(crate) worker_panics: AtomicU64,
-    /// Test hook: the next this many rounds panic at their start.
-    pub(crate) injected_round_panics: AtomicU64,
-    /// Fallback-path counters (cold: only touched when the pool had no page).
-    queued_heads: CachePadded<AtomicU64>,
-    try_failed: CachePadded<AtomicU64>,
-    freed_inline: CachePadded<AtomicU64>,
-}
 
 /// The deferred-free service: retires objects from any context and frees
 /// each after an RCU grace period of its domain `G` (by default [`Rcu`]).
@@ -137,43 +108,16 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     pub(crate) fn from_builder(b: Builder<G>) -> Result<Self, BuildError> {
         b.validate()?;
         let pool = Pool::new(b.pool).map_err(BuildError::Pool)?;
-        let slots = pool.slots();
-        let shared = Arc::new(Shared {
-            gp: b.gp,
-            pool,
-            heads: HeadLists::new(slots),
-            wake: WakeWord::default(),
-            refill_requested: CachePadded::new(AtomicBool::new(false)),
-            stop: AtomicBool::new(false),
-            paused: AtomicBool::new(false),
-            config: ServiceConfig {
-                drain_interval: b.drain_interval,
-                poll_interval: b.poll_interval,
-                max_refill_backoff: b.max_refill_backoff,
-            },
-            drain: Drain::new(),
-            worker_state: Mutex::new(WorkerState::new()),
-            worker_wakeups: AtomicU64::new(0),
-            worker_panics: AtomicU64::new(0),
-            injected_round_panics: AtomicU64::new(0),
-            queued_heads: CachePadded::new(AtomicU64::new(0)),
-            try_failed: CachePadded::new(AtomicU64::new(0)),
-            freed_inline: CachePadded::new(AtomicU64::new(0)),
-        });
-        // Fill the caches before the first retire, so a fresh service does
-        // not start in its fallbacks.
-        shared.round(false, false);
+        let shared = Shared::start(b.gp, pool, b.timing);
         // A forked child repairs the service (fork.rs).
         fork::track(&shared);
-        let worker = if b.spawn_worker {
-            let s = shared.clone();
-            let handle = std::thread::Builder::new()
-                .name(b.thread_name)
-                .spawn(move || worker::run(s))
-                .map_err(BuildError::Spawn)?;
-            Some(WorkerHandle::new(handle))
-        } else {
-            None
+        let worker = match b.worker {
+            WorkerMode::Thread => {
+                let handle =
+                    worker::spawn(shared.clone(), b.thread_name).map_err(BuildError::Spawn)?;
+                Some(WorkerHandle::new(handle))
+            }
+            WorkerMode::Manual => None,
         };
         Ok(KvfreeRcu { shared, worker })
     }
@@ -228,7 +172,12 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         // the object, so the offset stays inside its allocation; deriving from
         // `ptr` keeps the whole object's provenance.
         let head = unsafe { ptr.byte_add(T::RCU_HEAD_OFFSET) }.cast::<RcuHead>();
-        // SAFETY: the object is live (contract 1 and 3: not yet freed).
+        // The check catches callers that break contract 3 (a second retire).
+        // SAFETY: reading the head needs a live object: contract 1 gives a
+        // live `Box<T>`, and contract 3 (retired once) means no free has run.
+        // A caller that breaks contract 3 is caught only while its first
+        // retire is still pending (the object still live); once that free
+        // has run, the read is a use-after-free no check here can prevent.
         if context::CHECKS && unsafe { head.as_ref() }.mark_retired() {
             context::report(Violation::DoubleRetire);
             return;
@@ -238,12 +187,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
             // 2, only the service writes it from now on; (2) `free_headed`
             // drops the `Box<T>` the head lives in (contract 1), once.
             // SAFETY: (1) and (2) above; freed after the batch's grace period.
-            unsafe {
-                let cpu = crate::pool::current_cpu();
-                self.shared.heads.push(cpu, head, head::free_headed::<T>);
-            }
-            self.shared.queued_heads.fetch_add(1, Ordering::Relaxed);
-            self.shared.request_refill();
+            unsafe { self.shared.queue_head(head, head::free_headed::<T>) };
         }
     }
 
@@ -339,13 +283,13 @@ impl<G: GracePeriod> KvfreeRcu<G> {
             // SAFETY: contract 1 (a Box<T>), 2 and 3 (unreachable, retired
             // once), and a full grace period has just elapsed.
             unsafe { free_box::<T>(ptr.cast()) };
-            self.shared.freed_inline.fetch_add(1, Ordering::Relaxed);
+            self.shared.count_inline_free();
         }
     }
 
     /// [`kvfree_rcu_mightsleep`](Self::kvfree_rcu_mightsleep) for callers
     /// that carry a [`Sleepable`] token: the compiler rejects the call while a
-    /// [`RawSpinLock::lock_in`](crate::RawSpinLock::lock_in) guard borrows it.
+    /// [`RawSpinLock::lock_with_token`](crate::RawSpinLock::lock_with_token) guard borrows it.
     ///
     /// # Safety
     /// As [`kvfree_rcu`](Self::kvfree_rcu) 1-3.
@@ -358,9 +302,9 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// let ctx = Sleepable::new();
     /// let p = NonNull::from(Box::leak(Box::new(7u64)));
     /// // SAFETY: from Box::leak, never published, retired once.
-    /// unsafe { service.kvfree_rcu_mightsleep_in(&ctx, p) };
+    /// unsafe { service.kvfree_rcu_mightsleep_with_token(&ctx, p) };
     /// ```
-    pub unsafe fn kvfree_rcu_mightsleep_in<T: Send + 'static>(
+    pub unsafe fn kvfree_rcu_mightsleep_with_token<T: Send + 'static>(
         &self,
         _ctx: &Sleepable,
         ptr: NonNull<T>,
@@ -376,9 +320,9 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// use kvfree_rcu::{KvfreeRcu, Rcu, context::Sleepable};
     /// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
     /// let ctx = Sleepable::new();
-    /// service.barrier_in(&ctx);
+    /// service.barrier_with_token(&ctx);
     /// ```
-    pub fn barrier_in(&self, _ctx: &Sleepable) {
+    pub fn barrier_with_token(&self, _ctx: &Sleepable) {
         self.barrier();
     }
 
@@ -432,12 +376,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         if self.shared.reentered_from_own_free() {
             return 0;
         }
-        let s = &self.shared;
-        s.drain
-            .collect(&*s.gp, &s.pool, &s.heads, OpenPages::TakeIdle);
-        s.gp.advance();
-        s.drain.reap(&*s.gp, &s.pool);
-        s.pool.shrink()
+        self.shared.shrink()
     }
 
     /// Runs one round of the worker's duty on the calling thread (refill,
@@ -470,7 +409,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         if self.shared.reentered_from_own_free() {
             return RoundReport::default();
         }
-        self.shared.round(true, true)
+        self.shared.round(Trigger::Forced)
     }
 
     /// Stops the worker from doing rounds until [`resume_worker`](Self::resume_worker)
@@ -489,6 +428,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// service.resume_worker();
     /// ```
     pub fn pause_worker(&self) {
+        // Relaxed: a test switch with no data behind it; the worker reads
+        // it before each round.
         self.shared.paused.store(true, Ordering::Relaxed);
     }
 
@@ -502,6 +443,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// service.resume_worker();
     /// ```
     pub fn resume_worker(&self) {
+        // Relaxed: as in `pause_worker`.
         self.shared.paused.store(false, Ordering::Relaxed);
         self.shared.wake.notify();
     }
@@ -531,10 +473,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// panic at their start, to test the worker's panic policy.
     #[doc(hidden)]
     pub fn inject_round_panics(&self, n: u64) {
-        self.shared
-            .injected_round_panics
-            .store(n, Ordering::Relaxed);
-        self.shared.wake.notify();
+        self.shared.inject_round_panics(n);
     }
 
     /// A snapshot of the counters.
@@ -548,92 +487,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// assert!(stats.pages_cached > 0); // filled at build time
     /// ```
     pub fn stats(&self) -> Stats {
-        let s = &self.shared;
-        let p = s.pool.stats();
-        let queued_heads = s.queued_heads.load(Ordering::Relaxed);
-        let freed = s.drain.freed.load(Ordering::Relaxed);
-        Stats {
-            queued_pages: p.records_pushed,
-            queued_heads,
-            freed,
-            pending: (p.records_pushed + queued_heads).saturating_sub(freed),
-            freed_inline: s.freed_inline.load(Ordering::Relaxed),
-            try_failed: s.try_failed.load(Ordering::Relaxed),
-            pages_allocated: p.pages_allocated,
-            pages_live: p.pages_live,
-            pages_cached: p.pages_cached,
-            refill_requests: p.refill_requests,
-            alloc_failures: p.alloc_failures,
-            grace_periods: s.gp.grace_periods(),
-            batches: s.drain.batches.load(Ordering::Relaxed),
-            worker_wakeups: s.worker_wakeups.load(Ordering::Relaxed),
-            worker_panics: s.worker_panics.load(Ordering::Relaxed),
-        }
-    }
-}
-
-impl<G: GracePeriod> Shared<G> {
-    /// The fast path of every retire call: records `ptr` in a page, and
-    /// asks for a refill when the push left a cache low. On `NoPage` the
-    /// caller runs its own fallback, then asks for the refill itself (after
-    /// queueing, so a worker woken by the request finds what was queued).
-    #[inline]
-    fn push_record(&self, ptr: NonNull<()>, free: FreeFn) -> Result<(), pool::NoPage> {
-        let pushed = self.pool.push(ptr, kind_of(free))?;
-        if pushed.refill_wanted {
-            self.request_refill();
-        }
-        Ok(())
-    }
-
-    /// The head-less calls that hand the object back on `NoPage`.
-    #[inline]
-    fn try_push(&self, ptr: NonNull<()>, free: FreeFn) -> Result<(), NonNull<()>> {
-        self.push_record(ptr, free).map_err(|pool::NoPage| {
-            self.try_failed.fetch_add(1, Ordering::Relaxed);
-            self.request_refill();
-            ptr
-        })
-    }
-
-    /// Asks the worker to refill: any context.
-    #[inline]
-    pub(crate) fn request_refill(&self) {
-        // Relaxed: the wake word's Release/Acquire orders it for the worker.
-        if !self.refill_requested.load(Ordering::Relaxed) {
-            self.refill_requested.store(true, Ordering::Relaxed);
-        }
-        self.wake.notify();
-    }
-
-    /// Whether this thread is running a destructor for this service (its
-    /// free loop is further up the stack), where waiting for the service's
-    /// frees would wait for itself. Always checked: it protects against a
-    /// self-deadlock; the checker only reports it.
-    pub(crate) fn reentered_from_own_free(&self) -> bool {
-        let reentered = self.drain.is_freeing_on_this_thread();
-        if reentered && context::CHECKS {
-            context::report(Violation::WaitInsideFree);
-        }
-        reentered
-    }
-
-    /// `barrier()` without the context checks (also used by `drop` and the
-    /// worker's exit).
-    pub(crate) fn barrier(&self) {
-        self.drain
-            .collect(&*self.gp, &self.pool, &self.heads, OpenPages::TakeAll);
-        let target = self.drain.newest_seq();
-        let mut patience = Patience::default();
-        loop {
-            self.drain.reap(&*self.gp, &self.pool);
-            if self.drain.completed(target) {
-                return;
-            }
-            if !self.gp.advance() {
-                patience.wait();
-            }
-        }
+        self.shared.stats()
     }
 }
 
@@ -666,7 +520,9 @@ impl<G: GracePeriod> Drop for KvfreeRcu<G> {
     fn drop(&mut self) {
         let nested = self.shared.reentered_from_own_free();
         if let Some(worker) = self.worker.take() {
-            // Release: pairs with the worker's Acquire load after its wait.
+            // Release: pairs with the worker's Acquire load of `stop` after
+            // its wait, so this thread's last retires happen before the
+            // worker's exit barrier.
             self.shared.stop.store(true, Ordering::Release);
             self.shared.wake.notify_always();
             if nested {

@@ -12,6 +12,15 @@
 //! kernel's compare in `FUTEX_WAIT` fails and the worker does not sleep.
 //! Under loom there is no futex; the word alone is modelled and `wait`
 //! yields.
+//!
+//! **The bell carries no data.** `notify` returns early, without any store,
+//! when the word already reads 1, so its Release cannot order what the
+//! caller queued before it. Each queue publishes its own entries: the head
+//! lists with their Release CAS (`head.rs`), the pool with its Release
+//! slot and hand-off stores; the worker's collect takes them with Acquire
+//! swaps. The bell only says "a round is wanted soon"; a ring that is
+//! missed (the word read a stale 1) costs latency, bounded by the worker's
+//! timed wait, never a lost object.
 
 use crate::sync::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -27,12 +36,15 @@ impl WakeWord {
     #[inline]
     pub(crate) fn notify(&self) -> bool {
         // Relaxed load first: when the bell is already rung (a flood), the
-        // caller neither dirties the shared line nor makes a syscall.
+        // caller neither dirties the shared line nor makes a syscall. It may
+        // read a stale 1 (the worker just consumed the ring): the worker's
+        // timed wait bounds that delay (see the module docs).
         if self.word.load(Ordering::Relaxed) != 0 {
             return false;
         }
-        // Release: orders the caller's earlier writes (e.g. a queued head)
-        // before the worker's Acquire swap in `wait`.
+        // Release: pairs with the Acquire swap in `wait` when that swap
+        // reads this 1. Nothing relies on it for data: the early return
+        // above makes no store (see the module docs).
         if self.word.swap(1, Ordering::Release) == 0 {
             futex_wake(&self.word);
             return true;
@@ -42,7 +54,8 @@ impl WakeWord {
 
     /// Rings even when the bell looks rung (shutdown: the worker must see it).
     pub(crate) fn notify_always(&self) {
-        // Release: as in `notify`.
+        // Release: as in `notify` (the stop flag has its own Release store
+        // in `KvfreeRcu::drop`, read with Acquire by the worker).
         self.word.swap(1, Ordering::Release);
         futex_wake(&self.word);
     }
@@ -50,7 +63,8 @@ impl WakeWord {
     /// Waits up to `timeout` for a notification; true when one was pending
     /// or arrived. Ordinary context (the worker).
     pub(crate) fn wait(&self, timeout: Duration) -> bool {
-        // Acquire: pairs with the Release swap in `notify`.
+        // Acquire: pairs with the Release swap in `notify`/`notify_always`
+        // that wrote the 1 it reads (not relied on for data, see above).
         if self.word.swap(0, Ordering::Acquire) != 0 {
             return true;
         }

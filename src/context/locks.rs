@@ -16,7 +16,8 @@
 //! `spinlock_t`): the spinning `SpinLock` is tracked as its own lock class
 //! ([`LockClass::Spin`]), atomic context but not a raw lock.
 
-use crate::context::{self, LockClass, Sleepable, Violation};
+use super::{LockClass, Sleepable, Violation};
+use crate::context;
 use crate::sync::{AtomicBool, Ordering, UnsafeCell, spin_loop};
 use core::fmt;
 use core::marker::PhantomData;
@@ -128,11 +129,11 @@ impl<T> RawSpinLock<T> {
     /// use kvfree_rcu::{RawSpinLock, context::Sleepable};
     /// let lock = RawSpinLock::new(0u32);
     /// let mut ctx = Sleepable::new();
-    /// *lock.lock_in(&mut ctx) += 1; // `ctx` is unusable while the guard lives
+    /// *lock.lock_with_token(&mut ctx) += 1; // `ctx` is unusable while the guard lives
     /// assert_eq!(*lock.lock(), 1);
     /// ```
     #[inline]
-    pub fn lock_in<'a>(&'a self, _ctx: &'a mut Sleepable) -> RawSpinLockGuard<'a, T> {
+    pub fn lock_with_token<'a>(&'a self, _ctx: &'a mut Sleepable) -> RawSpinLockGuard<'a, T> {
         self.lock()
     }
 

@@ -1,9 +1,11 @@
-//! Unit tests of the service small enough for Miri: they exercise every
-//! unsafe path of this crate (records of several kinds through pages, heads
-//! through the fallback list, inline frees, batch frees, drop) with a few
-//! objects each. Integration tests in `tests/` do the same at scale.
+//! Public-API tests of the service small enough for Miri (`ci/30-miri.sh`
+//! runs this file): they exercise every unsafe path of this crate (records
+//! of several kinds through pages, heads through the fallback list, inline
+//! frees, batch frees, drop) with a few objects each. The other files of
+//! `tests/` do the same at scale.
+#![cfg(not(kvfree_loom))]
 
-use crate::{KvfreeRcu, Rcu, RcuHead, RcuHeaded, impl_rcu_headed};
+use kvfree_rcu::{KvfreeRcu, Rcu, RcuHead, RcuHeaded, impl_rcu_headed};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

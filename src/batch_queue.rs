@@ -1,11 +1,13 @@
-//! Batches: how retired objects wait for their grace period and get freed.
+//! `BatchQueue`: the FIFO queue of batches, how retired objects wait for
+//! their grace period and get freed.
 //!
 //! `collect` takes everything queued so far (the open pages, sealed first in
 //! each slot, then the hand-off list of full pages, then the head lists) into
 //! one batch and stamps it with `start_poll()`. The stamp is taken *after*
 //! the take: the take's Acquire (a `swap` pairing with the producers'
 //! Release) makes every record's write, and so each caller's unlink before
-//! its retire call, happen before the stamp's full fence. A reader that
+//! its retire call, happen before the stamp's `SeqCst` fence (point 1 of the
+//! `GracePeriod` contract: taking a state acts as one). A reader that
 //! could still see one of the objects therefore began before the stamp, and
 //! `poll_state(stamp)` waits for it.
 //!
@@ -15,7 +17,7 @@
 //! lock (`free_lock`), not the queue lock: destructors run there, so a
 //! destructor that retires more objects never contends with collection, and
 //! batches finish in order, which lets `barrier()` wait for a sequence
-//! number. While it frees, the thread is marked as freeing for this drain
+//! number. While it frees, the thread is marked as freeing for this queue
 //! ([`crate::freeing`]), so that a destructor calling back into the same
 //! service is caught instead of deadlocking on `free_lock`.
 //!
@@ -26,10 +28,10 @@
 //! unrelated panic (a service dropped during unwinding, or a `Drop` impl
 //! calling `barrier` then) is an ordinary free.
 
+use crate::free_fn::free_fn_of;
 use crate::freeing::{self, FreeingFor};
 use crate::gp::GracePeriod;
 use crate::head::{HeadChain, HeadLists};
-use crate::kind::free_fn_of;
 use crate::pool::{PageList, Pool};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use std::collections::VecDeque;
@@ -49,7 +51,7 @@ struct Queue<S> {
 }
 
 /// The batches waiting for their grace period.
-pub(crate) struct Drain<S> {
+pub(crate) struct BatchQueue<S> {
     queue: Mutex<Queue<S>>,
     free_lock: Mutex<()>,
     /// Sequence number of the last batch completely freed.
@@ -57,7 +59,7 @@ pub(crate) struct Drain<S> {
     /// Objects freed from batches.
     pub(crate) freed: AtomicU64,
     /// Batches collected.
-    pub(crate) batches: AtomicU64,
+    pub(crate) batches_collected: AtomicU64,
 }
 
 /// What `collect` does with the slots' open (partly filled) pages.
@@ -80,9 +82,9 @@ pub(crate) struct Collected {
     pub(crate) heads: u64,
 }
 
-impl<S: Copy> Drain<S> {
+impl<S: Copy> BatchQueue<S> {
     pub(crate) fn new() -> Self {
-        Drain {
+        BatchQueue {
             queue: Mutex::new(Queue {
                 batches: VecDeque::new(),
                 next_seq: 1,
@@ -90,7 +92,7 @@ impl<S: Copy> Drain<S> {
             free_lock: Mutex::new(()),
             completed_seq: AtomicU64::new(0),
             freed: AtomicU64::new(0),
-            batches: AtomicU64::new(0),
+            batches_collected: AtomicU64::new(0),
         }
     }
 
@@ -131,18 +133,18 @@ impl<S: Copy> Drain<S> {
             pages,
             heads,
         });
-        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batches_collected.fetch_add(1, Ordering::Relaxed);
         found
     }
 
-    /// Identifies this drain (and so its service) to [`crate::freeing`].
+    /// Identifies this queue (and so its service) to [`crate::freeing`].
     fn id(&self) -> usize {
         core::ptr::from_ref(self).addr()
     }
 
-    /// Whether this thread is running a destructor for this drain, i.e.
+    /// Whether this thread is running a destructor for this queue, i.e.
     /// holds its `free_lock` further up the stack: a call that waits for
-    /// this drain's frees would wait for itself.
+    /// this queue's frees would wait for itself.
     pub(crate) fn is_freeing_on_this_thread(&self) -> bool {
         freeing::is_freeing_for(self.id())
     }
@@ -189,22 +191,22 @@ impl<S: Copy> Drain<S> {
     }
 }
 
-/// The drain's two locks, held together: while they are held no batch is
+/// The queue's two locks, held together: while they are held no batch is
 /// being collected or freed (`fork.rs` holds them across a `fork()`).
 #[cfg(all(unix, not(kvfree_loom), not(miri)))]
-pub(crate) struct DrainLocks<'a, S> {
+pub(crate) struct BatchQueueLocks<'a, S> {
     _queue: crate::sync::MutexGuard<'a, Queue<S>>,
     _free: crate::sync::MutexGuard<'a, ()>,
 }
 
 #[cfg(all(unix, not(kvfree_loom), not(miri)))]
-impl<S> Drain<S> {
+impl<S> BatchQueue<S> {
     /// Both locks, or `None` at once if either is held (the caller backs
     /// off and retries, so no lock order is needed).
-    pub(crate) fn try_lock_all(&self) -> Option<DrainLocks<'_, S>> {
+    pub(crate) fn try_lock_all(&self) -> Option<BatchQueueLocks<'_, S>> {
         let free = crate::fork::try_lock(&self.free_lock)?;
         let queue = crate::fork::try_lock(&self.queue)?;
-        Some(DrainLocks {
+        Some(BatchQueueLocks {
             _queue: queue,
             _free: free,
         })

@@ -1,0 +1,460 @@
+//! `Shared`: the state the service handle and its worker share, and every
+//! step the service takes on it, in one place:
+//! - **push** (any context): [`Shared::push_record`], [`Shared::try_push`],
+//!   [`Shared::queue_head`], and the refill request they make;
+//! - **round** (ordinary context): the worker's duty, also `run_once`'s;
+//! - **barrier** and **shrink** (ordinary context);
+//! - the **stats** snapshot.
+//!
+//! Round, barrier and shrink all run the same pipeline,
+//! [`collect → advance → reap`](Shared::collect_advance_reap), written once:
+//! collect a batch (what [`OpenPages`] says), advance the grace period while
+//! batches wait (non-blocking), free the batches whose grace period ended.
+//!
+//! One round ([`Shared::round`]) does, in order:
+//! 1. refill the page caches, if the retire path asked (or at start-up),
+//!    backing off exponentially (1 ms doubling to `max_refill_backoff`) after
+//!    an allocation failure, so memory pressure slows refills instead of
+//!    failing anything: the retire path has its fallbacks;
+//! 2. the pipeline, collecting full pages and heads when the retire path
+//!    rang (a flood, or a fallback), and the open pages too when the drain
+//!    interval has passed (so no record stays on an idle CPU) or the round
+//!    is forced ([`Trigger`]).
+//!
+//! A round cannot panic on its own (the settings are validated by the
+//! builder, the backoff arithmetic saturates, and a panicking user
+//! destructor aborts the process, see `batch_queue.rs`), but the
+//! grace-period source is user code: what a panicking round had taken out
+//! of the queues may be leaked, never freed early (a batch is freed only
+//! after its stamp polled complete). `barrier()` never depends on the
+//! worker: it runs the pipeline on the caller's thread, so it cannot hang
+//! because the worker is stuck or gone.
+
+use crate::batch_queue::{BatchQueue, OpenPages};
+use crate::context::{self, Violation};
+use crate::free_fn::{FreeFn, kind_of};
+use crate::gp::GracePeriod;
+use crate::head::{HeadFreeFn, HeadLists, RcuHead};
+use crate::pool::{self, Pool};
+use crate::settings::Timing;
+use crate::stats::Stats;
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, Patience, lock};
+use crate::wake::WakeWord;
+use crossbeam_utils::CachePadded;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// State shared by the service handle and its worker thread.
+pub(crate) struct Shared<G: GracePeriod> {
+    pub(crate) gp: Arc<G>,
+    pub(crate) pool: Pool,
+    heads: HeadLists,
+    pub(crate) wake: WakeWord,
+    refill_requested: CachePadded<AtomicBool>,
+    /// Set once by `KvfreeRcu::drop`: the worker runs its exit barrier.
+    pub(crate) stop: AtomicBool,
+    /// `pause_worker`: the worker skips its rounds.
+    pub(crate) paused: AtomicBool,
+    pub(crate) timing: Timing,
+    pub(crate) batches: BatchQueue<G::State>,
+    pub(crate) round_state: Mutex<RoundState>,
+    pub(crate) worker_wakeups: AtomicU64,
+    /// Worker rounds that panicked (caught; the worker goes on).
+    pub(crate) worker_panics: AtomicU64,
+    /// Test hook: the next this many rounds panic at their start.
+    injected_round_panics: AtomicU64,
+    /// Fallback-path counters (cold: only touched when the pool had no page).
+    queued_heads: CachePadded<AtomicU64>,
+    try_failed: CachePadded<AtomicU64>,
+    freed_inline: CachePadded<AtomicU64>,
+}
+
+/// Why a round runs: it decides what the round collects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    /// The worker's timer (or the build's first round): open pages are
+    /// collected once the drain interval has passed, nothing else.
+    Timer,
+    /// The retire path rang (a refill request or a flood): full pages and
+    /// heads are collected at once; open pages as for `Timer`.
+    Rung,
+    /// `run_once`: everything queued, open pages included.
+    Forced,
+}
+
+/// The first wait after a failed refill; it doubles up to
+/// `max_refill_backoff`.
+const MIN_REFILL_BACKOFF: Duration = Duration::from_millis(1);
+
+/// The rounds' own state: refill backoff and drain timing (one round at a
+/// time holds it).
+#[derive(Debug)]
+pub(crate) struct RoundState {
+    last_collect: Instant,
+    refill_retry_at: Option<Instant>,
+    refill_backoff: Duration,
+    refill_pending: bool,
+}
+
+/// What one refill attempt did.
+#[derive(Clone, Copy, Debug, Default)]
+struct Refilled {
+    pages: usize,
+    failed: bool,
+}
+
+impl RoundState {
+    fn new() -> Self {
+        RoundState {
+            last_collect: Instant::now(),
+            refill_retry_at: None,
+            refill_backoff: Duration::ZERO,
+            refill_pending: true,
+        }
+    }
+
+    /// Refills `pool` if a refill is pending and the backoff has run out.
+    fn refill(&mut self, pool: &Pool, now: Instant, max_backoff: Duration) -> Refilled {
+        let backing_off = self.refill_retry_at.is_some_and(|t| now < t);
+        if !self.refill_pending || backing_off {
+            return Refilled::default();
+        }
+        match pool.refill() {
+            Ok(pages) => {
+                self.refill_pending = false;
+                self.refill_retry_at = None;
+                self.refill_backoff = Duration::ZERO;
+                Refilled {
+                    pages,
+                    failed: false,
+                }
+            }
+            Err(_) => {
+                self.refill_backoff = next_backoff(self.refill_backoff, max_backoff);
+                // An unrepresentable instant: retry at once.
+                self.refill_retry_at = now.checked_add(self.refill_backoff);
+                Refilled {
+                    pages: 0,
+                    failed: true,
+                }
+            }
+        }
+    }
+
+    /// What a round with `trigger` collects now (`None`: nothing).
+    fn what_to_collect(
+        &mut self,
+        trigger: Trigger,
+        now: Instant,
+        drain_interval: Duration,
+    ) -> Option<OpenPages> {
+        let interval_passed = now.duration_since(self.last_collect) >= drain_interval;
+        if trigger == Trigger::Forced || interval_passed {
+            self.last_collect = now;
+            Some(OpenPages::TakeIdle)
+        } else if trigger == Trigger::Rung {
+            Some(OpenPages::Leave)
+        } else {
+            None
+        }
+    }
+}
+
+/// The refill backoff after one more failure: doubled, at least
+/// `MIN_REFILL_BACKOFF`, at most `max`. Never panics, whatever `max` is
+/// (`Duration::clamp` panics when `max` is below the minimum).
+fn next_backoff(current: Duration, max: Duration) -> Duration {
+    current.saturating_mul(2).max(MIN_REFILL_BACKOFF).min(max)
+}
+
+/// What one round did (returned by `KvfreeRcu::run_once`).
+///
+/// ```
+/// use std::sync::Arc;
+/// use kvfree_rcu::{KvfreeRcu, Rcu, RoundReport};
+/// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).manual().build();
+/// let report: RoundReport = service.run_once();
+/// assert!(!report.refill_failed);
+/// assert_eq!(report.freed, 0); // nothing was retired
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoundReport {
+    /// Pages allocated into the caches.
+    pub pages_refilled: usize,
+    /// Whether a page allocation failed (the next refill backs off).
+    pub refill_failed: bool,
+    /// Pages and heads collected into a new batch.
+    pub collected_pages: usize,
+    /// Objects with embedded heads collected into a new batch.
+    pub collected_heads: u64,
+    /// Whether the grace period advanced.
+    pub advanced: bool,
+    /// Objects freed.
+    pub freed: u64,
+}
+
+/// What one pass of collect → advance → reap did.
+#[derive(Clone, Copy, Debug, Default)]
+struct Pass {
+    collected_pages: usize,
+    collected_heads: u64,
+    advanced: bool,
+    freed: u64,
+}
+
+impl<G: GracePeriod> Shared<G> {
+    /// The state of a new service, its caches filled by a first round (so a
+    /// fresh service does not start in its fallbacks).
+    pub(crate) fn start(gp: Arc<G>, pool: Pool, timing: Timing) -> Arc<Shared<G>> {
+        let heads = HeadLists::per_cpu();
+        let shared = Arc::new(Shared {
+            gp,
+            pool,
+            heads,
+            wake: WakeWord::default(),
+            refill_requested: CachePadded::new(AtomicBool::new(false)),
+            stop: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            timing,
+            batches: BatchQueue::new(),
+            round_state: Mutex::new(RoundState::new()),
+            worker_wakeups: AtomicU64::new(0),
+            worker_panics: AtomicU64::new(0),
+            injected_round_panics: AtomicU64::new(0),
+            queued_heads: CachePadded::new(AtomicU64::new(0)),
+            try_failed: CachePadded::new(AtomicU64::new(0)),
+            freed_inline: CachePadded::new(AtomicU64::new(0)),
+        });
+        shared.round(Trigger::Timer);
+        shared
+    }
+
+    /// The fast path of every retire call: records `ptr` in a page, and
+    /// asks for a refill when the push left a cache low. On `NoPage` the
+    /// caller runs its own fallback, then asks for the refill itself (after
+    /// queueing, so a worker woken by the request finds what was queued).
+    #[inline]
+    pub(crate) fn push_record(&self, ptr: NonNull<()>, free: FreeFn) -> Result<(), pool::NoPage> {
+        let pushed = self.pool.push(ptr, kind_of(free))?;
+        if pushed.refill_wanted {
+            self.request_refill();
+        }
+        Ok(())
+    }
+
+    /// The head-less calls that hand the object back on `NoPage`.
+    #[inline]
+    pub(crate) fn try_push(&self, ptr: NonNull<()>, free: FreeFn) -> Result<(), NonNull<()>> {
+        self.push_record(ptr, free).map_err(|pool::NoPage| {
+            self.try_failed.fetch_add(1, Ordering::Relaxed);
+            self.request_refill();
+            ptr
+        })
+    }
+
+    /// The headed retire's fallback: queues `head` on this CPU's head list,
+    /// then asks for a refill. Any context.
+    ///
+    /// # Safety
+    /// As [`HeadLists::push`]: 1. `head` is a live head no one else writes
+    /// until it is freed; 2. `free(head)` is sound once, after a grace period.
+    #[inline]
+    pub(crate) unsafe fn queue_head(&self, head: NonNull<RcuHead>, free: HeadFreeFn) {
+        let cpu = crate::pool::current_cpu();
+        // SAFETY: contracts 1 and 2, forwarded.
+        unsafe { self.heads.push(cpu, head, free) };
+        self.queued_heads.fetch_add(1, Ordering::Relaxed);
+        self.request_refill();
+    }
+
+    /// Counts an object `kvfree_rcu_mightsleep` freed inline.
+    pub(crate) fn count_inline_free(&self) {
+        self.freed_inline.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Asks the worker to refill: any context.
+    #[inline]
+    pub(crate) fn request_refill(&self) {
+        // Relaxed: the flag carries no data (the pages a refill makes are
+        // published by the pool itself), and nothing orders it for the
+        // worker: `notify` may return without a store. Every round reads
+        // it, so a round that misses this store finds it in a later one
+        // (the worker's timed wait bounds how much later).
+        if !self.refill_requested.load(Ordering::Relaxed) {
+            self.refill_requested.store(true, Ordering::Relaxed);
+        }
+        self.wake.notify();
+    }
+
+    /// Whether this thread is running a destructor for this service (its
+    /// free loop is further up the stack), where waiting for the service's
+    /// frees would wait for itself. Always checked: it protects against a
+    /// self-deadlock; the checker only reports it.
+    pub(crate) fn reentered_from_own_free(&self) -> bool {
+        let reentered = self.batches.is_freeing_on_this_thread();
+        if reentered && context::CHECKS {
+            context::report(Violation::WaitInsideFree);
+        }
+        reentered
+    }
+
+    /// The pipeline every step below runs: collect a batch (`None`: collect
+    /// nothing), advance the grace period while batches wait, free the
+    /// batches whose grace period has ended.
+    fn collect_advance_reap(&self, collect: Option<OpenPages>) -> Pass {
+        let mut pass = Pass::default();
+        if let Some(open) = collect {
+            let c = self
+                .batches
+                .collect(&*self.gp, &self.pool, &self.heads, open);
+            pass.collected_pages = c.pages;
+            pass.collected_heads = c.heads;
+        }
+        if self.batches.has_pending() {
+            pass.advanced = self.gp.advance();
+        }
+        pass.freed = self.batches.reap(&*self.gp, &self.pool);
+        pass
+    }
+
+    /// One round of the worker's duty (see the module docs); `trigger`
+    /// says what it collects.
+    pub(crate) fn round(&self, trigger: Trigger) -> RoundReport {
+        self.take_injected_round_panic();
+        let now = Instant::now();
+        let (refilled, collect) = {
+            let mut st = lock(&self.round_state);
+            // Swap: a request that lands during this round's refill sets the
+            // flag again and is served next round. Relaxed: as in
+            // `request_refill`, the flag carries no data.
+            if self.refill_requested.swap(false, Ordering::Relaxed) {
+                st.refill_pending = true;
+            }
+            let refilled = st.refill(&self.pool, now, self.timing.max_refill_backoff);
+            (
+                refilled,
+                st.what_to_collect(trigger, now, self.timing.drain_interval),
+            )
+        };
+        let pass = self.collect_advance_reap(collect);
+        RoundReport {
+            pages_refilled: refilled.pages,
+            refill_failed: refilled.failed,
+            collected_pages: pass.collected_pages,
+            collected_heads: pass.collected_heads,
+            advanced: pass.advanced,
+            freed: pass.freed,
+        }
+    }
+
+    /// The test hook of `KvfreeRcu::inject_round_panics`.
+    fn take_injected_round_panic(&self) {
+        let injected =
+            self.injected_round_panics
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        if injected.is_ok() {
+            panic!("kvfree-rcu: injected round panic (test hook)");
+        }
+    }
+
+    /// Makes the next `n` rounds panic at their start (test hook).
+    pub(crate) fn inject_round_panics(&self, n: u64) {
+        self.injected_round_panics.store(n, Ordering::Relaxed);
+        self.wake.notify();
+    }
+
+    /// Frees every object retired before the call, on this thread: collects
+    /// everything, then advances and reaps until that batch is freed.
+    /// `barrier()` without the context checks (also used by `drop` and the
+    /// worker's exit).
+    pub(crate) fn barrier(&self) {
+        self.collect_advance_reap(Some(OpenPages::TakeAll));
+        let target = self.batches.newest_seq();
+        let mut patience = Patience::default();
+        while !self.batches.completed(target) {
+            if !self.collect_advance_reap(None).advanced {
+                patience.wait();
+            }
+        }
+    }
+
+    /// For memory pressure: collects and frees what it can now, then frees
+    /// every cached empty page; returns the pages freed.
+    pub(crate) fn shrink(&self) -> usize {
+        self.collect_advance_reap(Some(OpenPages::TakeIdle));
+        self.pool.shrink()
+    }
+
+    /// Whether batches wait for their grace period.
+    pub(crate) fn has_pending_batches(&self) -> bool {
+        self.batches.has_pending()
+    }
+
+    /// A snapshot of the counters (each read separately: approximate while
+    /// other threads retire).
+    pub(crate) fn stats(&self) -> Stats {
+        let p = self.pool.stats();
+        let queued_heads = self.queued_heads.load(Ordering::Relaxed);
+        let freed = self.batches.freed.load(Ordering::Relaxed);
+        Stats {
+            queued_pages: p.records_pushed,
+            queued_heads,
+            freed,
+            pending: (p.records_pushed + queued_heads).saturating_sub(freed),
+            freed_inline: self.freed_inline.load(Ordering::Relaxed),
+            try_failed: self.try_failed.load(Ordering::Relaxed),
+            pages_allocated: p.pages_allocated,
+            pages_live: p.pages_live,
+            pages_cached: p.pages_cached,
+            refill_requests: p.refill_requests,
+            alloc_failures: p.alloc_failures,
+            grace_periods: self.gp.grace_periods(),
+            batches: self.batches.batches_collected.load(Ordering::Relaxed),
+            worker_wakeups: self.worker_wakeups.load(Ordering::Relaxed),
+            worker_panics: self.worker_panics.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(all(test, not(kvfree_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_never_panics_and_stays_within_its_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_backoff(Duration::ZERO, ms(10)), ms(1));
+        assert_eq!(next_backoff(ms(4), ms(10)), ms(8));
+        assert_eq!(next_backoff(ms(8), ms(10)), ms(10));
+        // A cap below the 1 ms start (`clamp` used to panic here).
+        assert_eq!(next_backoff(Duration::ZERO, Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            next_backoff(ms(1), Duration::from_micros(10)),
+            Duration::from_micros(10)
+        );
+        assert_eq!(next_backoff(Duration::MAX, Duration::MAX), Duration::MAX);
+    }
+
+    #[test]
+    fn a_round_collects_what_its_trigger_says() {
+        let drain = Duration::from_secs(3600);
+        let mut st = RoundState::new();
+        let now = st.last_collect;
+        assert_eq!(st.what_to_collect(Trigger::Timer, now, drain), None);
+        assert_eq!(
+            st.what_to_collect(Trigger::Rung, now, drain),
+            Some(OpenPages::Leave)
+        );
+        assert_eq!(
+            st.what_to_collect(Trigger::Forced, now, drain),
+            Some(OpenPages::TakeIdle)
+        );
+        let later = now + drain;
+        assert_eq!(
+            st.what_to_collect(Trigger::Timer, later, drain),
+            Some(OpenPages::TakeIdle)
+        );
+    }
+}
