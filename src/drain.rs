@@ -30,7 +30,7 @@ use crate::freeing::{self, FreeingFor};
 use crate::gp::GracePeriod;
 use crate::head::{HeadChain, HeadLists};
 use crate::kind::free_fn_of;
-use crate::pool::{PageList, Pool};
+use crate::pool::{BusyLanes, PageList, Pool};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use std::collections::VecDeque;
 
@@ -106,10 +106,14 @@ impl<S: Copy> Drain<S> {
         let mut q = lock(&self.queue);
         let mut pages = PageList::new();
         // Open pages first: a producer that fills a page hands it off before it
-        // releases its slot, so once we own every slot the hand-off list holds
+        // releases its lane, so once we own every lane the hand-off list holds
         // every page sealed before this call.
         if open != OpenPages::Leave {
-            pool.seal_open(&mut pages, open == OpenPages::TakeAll);
+            let busy = match open {
+                OpenPages::TakeAll => BusyLanes::Wait,
+                _ => BusyLanes::Skip,
+            };
+            pool.seal_open(&mut pages, busy);
         }
         pages.append(pool.take_sealed());
         let heads = heads.take_all();

@@ -137,7 +137,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     pub(crate) fn from_builder(b: Builder<G>) -> Result<Self, BuildError> {
         b.validate()?;
         let pool = Pool::new(b.pool).map_err(BuildError::Pool)?;
-        let slots = pool.slots();
+        let slots = pool.lanes();
         let shared = Arc::new(Shared {
             gp: b.gp,
             pool,

@@ -64,8 +64,8 @@ mod fork;
 mod grace_period;
 mod guard;
 mod membarrier;
+mod reader_slot;
 mod registry;
-mod slot;
 mod sync;
 
 pub use domain::{DEFAULT_CAPACITY, Rcu};
@@ -113,6 +113,3 @@ impl std::error::Error for CapacityError {}
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GpState(u64);
-
-#[cfg(all(test, not(kvfree_loom)))]
-mod tests;

@@ -126,9 +126,9 @@ mod sys {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(kvfree_loom)))]
 mod tests {
-    use super::Flavour;
+    use super::*;
 
     #[test]
     fn flavour_is_decided_once_and_barriers_run() {
