@@ -6,3 +6,6 @@ for pkg in kvfree-rcu-gp kvfree-rcu-pool kvfree-rcu; do
     echo "-- miri: $pkg"
     cargo +nightly miri test -p "$pkg" --lib
 done
+# Integration tests small enough for Miri (they size themselves with cfg!(miri)).
+echo "-- miri: kvfree-rcu-gp --test api"
+cargo +nightly miri test -p kvfree-rcu-gp --test api

@@ -195,15 +195,19 @@ impl ReaderSlotTable {
             if slot.owner.load(Ordering::Relaxed) != 0 {
                 continue;
             }
-            // Acquire: pairs with the Release in `ReaderSlot::release`.
+            // Acquire: pairs with the Release owner store in
+            // `ReaderSlot::release` (or `reset_unless_owned_by`), so the
+            // previous owner's last store to `state` happens before our first.
             if slot
                 .owner
                 .compare_exchange(0, thread_token(), Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                // Release: pairs with the Acquire load in `in_use`. The
-                // owner's later announcements are ordered after this by
-                // program order and the light/heavy barrier pair.
+                // Release: pairs with the Acquire load in `in_use`. What makes
+                // an advancer scan this slot when it must is the barrier pair,
+                // not this pairing: the mark is written before our first
+                // announcement and light barrier, so an advancer whose heavy
+                // barrier comes after them reads the new mark.
                 self.high_water.fetch_max(i + 1, Ordering::Release);
                 return Some(i);
             }

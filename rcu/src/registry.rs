@@ -159,6 +159,9 @@ impl Registry {
 impl Drop for Registry {
     fn drop(&mut self) {
         for entry in &self.entries {
+            // Acquire: pairs with the Release publication in `register`, so
+            // the `reader_slot` written before it is the one we read below
+            // (the same thread wrote both: this only pins the order).
             let raw = entry.domain.swap(ptr::null_mut(), Ordering::Acquire);
             if raw.is_null() || raw == reserved() {
                 continue;
@@ -168,6 +171,7 @@ impl Drop for Registry {
             // SAFETY: as above, and the swap above took it out of the table,
             // so this is the only `from_raw` for that strong count.
             let domain = unsafe { Arc::from_raw(raw.cast_const()) };
+            // Relaxed: written before the publication the swap above read.
             let slot = domain
                 .reader_slots()
                 .get(entry.reader_slot.load(Ordering::Relaxed));
