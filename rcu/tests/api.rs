@@ -288,11 +288,14 @@ fn shared_through_an_arc() {
 /// Aborts the process if it is still armed after 60 s, so that a test whose
 /// subject hangs (a wait for a grace period that can never end) fails
 /// instead of hanging CI. Disarmed on drop.
+// Only the misuse-check tests (checked builds) use it.
+#[cfg(any(debug_assertions, feature = "context-check"))]
 struct Watchdog {
     done: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+#[cfg(any(debug_assertions, feature = "context-check"))]
 impl Watchdog {
     fn arm(what: &'static str) -> Watchdog {
         let done = Arc::new(AtomicBool::new(false));
@@ -316,6 +319,7 @@ impl Watchdog {
     }
 }
 
+#[cfg(any(debug_assertions, feature = "context-check"))]
 impl Drop for Watchdog {
     fn drop(&mut self) {
         self.done.store(true, Ordering::Relaxed);
