@@ -348,7 +348,7 @@ fn stats_count_batches_grace_periods_and_wakeups() {
     service.barrier();
     let s = service.stats();
     assert!(s.batches >= 1, "{s:?}");
-    assert!(s.grace_periods >= 2, "{s:?}");
+    assert!(s.grace_periods >= 1, "{s:?}"); // the last batch waited one
     assert!(s.pages_allocated >= 1, "{s:?}");
     assert_eq!(s.pending, 0);
 }
