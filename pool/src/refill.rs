@@ -116,7 +116,7 @@ impl Pool {
     }
 
     /// Frees every cached page; returns how many. Pushes then fail with
-    /// [`NoPage`] once their open page is full, until the next refill.
+    /// [`NoPage`](crate::NoPage) once their open page is full, until the next refill.
     ///
     /// ```
     /// use kvfree_rcu_pool::{Config, Pool};
