@@ -63,6 +63,8 @@ pub(crate) struct Page {
     records: [UnsafeCell<*mut ()>; RECORD_WORDS],
 }
 
+// Not under loom, where the record array is cut (`RECORD_WORDS`) and loom's
+// cells are larger than a word: the page is then another size.
 #[cfg(not(kvfree_loom))]
 const _: () = {
     assert!(size_of::<Page>() == crate::PAGE_SIZE);

@@ -139,6 +139,9 @@ impl Rcu {
     /// drop(rcu.read_lock());
     /// ```
     pub fn global() -> &'static Rcu {
+        // Written twice because a domain made of loom atomics must not
+        // outlive one model execution: loom's `lazy_static` is reset per
+        // execution, a std `OnceLock` would not be.
         #[cfg(not(kvfree_loom))]
         {
             static GLOBAL: std::sync::OnceLock<Rcu> = std::sync::OnceLock::new();

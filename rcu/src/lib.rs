@@ -58,6 +58,8 @@
 //! ```
 
 mod domain;
+// Not under loom: crossbeam-epoch's atomics are not loom's, so a model could
+// not explore them.
 #[cfg(all(feature = "crossbeam-epoch", not(kvfree_loom)))]
 mod epoch_adapter;
 mod fork;
