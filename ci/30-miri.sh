@@ -9,3 +9,6 @@ for pkg in kvfree-rcu-gp kvfree-rcu-pool; do
 done
 echo "-- miri: kvfree-rcu"
 cargo +nightly miri test -p kvfree-rcu --lib --test api
+# Integration tests small enough for Miri (they size themselves with cfg!(miri)).
+echo "-- miri: kvfree-rcu-gp --test api"
+cargo +nightly miri test -p kvfree-rcu-gp --test api

@@ -214,9 +214,9 @@ fn main() {
     let ops = (ops - ops % 4).max(4);
     let threads = 2;
     let rcu = Arc::new(Rcu::new());
-    // Two slots, whatever the machine: phase 2 then needs few retires to run
+    // Two lanes, whatever the machine: phase 2 then needs few retires to run
     // the open pages dry.
-    let service = Arc::new(KvfreeRcu::builder(rcu.clone()).slots(2).build());
+    let service = Arc::new(KvfreeRcu::builder(rcu.clone()).lanes(2).build());
     let stack = Arc::new(Stack::new());
     let expected_sum = |threads: u64, ops: u64| (0..threads * ops).sum::<u64>();
 

@@ -2,7 +2,7 @@
 //! their grace period and get freed.
 //!
 //! `collect` takes everything queued so far (the open pages, sealed first in
-//! each slot, then the hand-off list of full pages, then the head lists) into
+//! each lane, then the hand-off list of full pages, then the head lists) into
 //! one batch and stamps it with `start_poll()`. The stamp is taken *after*
 //! the take: the take's Acquire (a `swap` pairing with the producers'
 //! Release) makes every record's write, and so each caller's unlink before
@@ -32,7 +32,7 @@ use crate::free_fn::free_fn_of;
 use crate::freeing::{self, FreeingFor};
 use crate::gp::GracePeriod;
 use crate::head::{HeadChain, HeadLists};
-use crate::pool::{PageList, Pool};
+use crate::pool::{BusyLanes, PageList, Pool};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use std::collections::VecDeque;
 
@@ -62,7 +62,7 @@ pub(crate) struct BatchQueue<S> {
     pub(crate) batches_collected: AtomicU64,
 }
 
-/// What `collect` does with the slots' open (partly filled) pages.
+/// What `collect` does with the lanes' open (partly filled) pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OpenPages {
     /// Leave them: take only full pages and heads. For wake-ups during a
@@ -97,7 +97,7 @@ impl<S: Copy> BatchQueue<S> {
     }
 
     /// Takes what is queued in `pool` and `heads` into a new batch stamped
-    /// by `gp`; `open` says what happens to the slots' open pages.
+    /// by `gp`; `open` says what happens to the lanes' open pages.
     pub(crate) fn collect<G: GracePeriod<State = S>>(
         &self,
         gp: &G,
@@ -108,10 +108,14 @@ impl<S: Copy> BatchQueue<S> {
         let mut q = lock(&self.queue);
         let mut pages = PageList::new();
         // Open pages first: a producer that fills a page hands it off before it
-        // releases its slot, so once we own every slot the hand-off list holds
+        // releases its lane, so once we own every lane the hand-off list holds
         // every page sealed before this call.
         if open != OpenPages::Leave {
-            pool.seal_open(&mut pages, open == OpenPages::TakeAll);
+            let busy = match open {
+                OpenPages::TakeAll => BusyLanes::Wait,
+                _ => BusyLanes::Skip,
+            };
+            pool.seal_open(&mut pages, busy);
         }
         pages.append(pool.take_sealed());
         let heads = heads.take_all();
@@ -120,7 +124,7 @@ impl<S: Copy> BatchQueue<S> {
             heads: heads.len(),
         };
         if pages.records() == 0 && heads.is_empty() {
-            // Empty pages (a slot sealed right after a recycle) go back.
+            // Empty pages (a lane sealed right after a recycle) go back.
             pool.recycle(pages);
             return found;
         }

@@ -55,7 +55,7 @@ pub(crate) enum WorkerMode {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The page-pool configuration is invalid (a watermark or the slot
+    /// The page-pool configuration is invalid (a watermark or the lane
     /// count out of range); the pool's error names the field and the range.
     Pool(ConfigError),
     /// The worker thread could not be spawned.
@@ -126,18 +126,18 @@ impl<G: GracePeriod> Builder<G> {
         self
     }
 
-    /// Number of pool slots, each with an open page and a cache (default:
+    /// Number of pool lanes, each with an open page and a cache (default:
     /// two lanes per possible CPU, so a producer preempted while holding one
     /// does not push its CPU's other threads into the fallbacks).
     ///
     /// ```
     /// use std::sync::Arc;
     /// use kvfree_rcu::{KvfreeRcu, Rcu};
-    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).slots(4).build();
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).lanes(4).build();
     /// # drop(service);
     /// ```
-    pub fn slots(mut self, slots: usize) -> Self {
-        self.pool.slots = Some(slots);
+    pub fn lanes(mut self, lanes: usize) -> Self {
+        self.pool.lanes = Some(lanes);
         self
     }
 

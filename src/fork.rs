@@ -6,7 +6,7 @@
 //! parent hangs or worse:
 //! - a lock the worker (or another thread) held at that instant (the batch
 //!   queue, the free lock, the rounds' state) stays locked forever;
-//! - a pool slot that another thread owned mid-push stays `BUSY`, so sealing
+//! - a pool lane that another thread owned mid-push stays `BUSY`, so sealing
 //!   (`barrier`, drop) spins;
 //! - there is no worker, and `Drop` would join a thread that does not exist.
 //!
@@ -22,7 +22,7 @@
 //! freed and no refill runs: nothing of the service's own is half done at
 //! the fork. The list of services stays locked too, so no creation is half
 //! done. **Parent**: release everything. **Child**: for each service take
-//! back the pool slots other threads left `BUSY` (their pages are leaked in
+//! back the pool lanes other threads left `BUSY` (their pages are leaked in
 //! the child, see `Pool::reset_after_fork`), then release the locks, and
 //! step the fork generation.
 //!
@@ -167,7 +167,7 @@ mod handlers {
                 shared,
             } = *self;
             // SAFETY: (1) we are the only thread of a forked child: every
-            // thread that owned a slot at the fork is gone; (2) the forking
+            // thread that owned a lane at the fork is gone; (2) the forking
             // thread is inside `fork()`, not inside a pool call (fork from a
             // signal handler or from a destructor the service runs is not
             // supported; the latter is skipped by `prepare`).

@@ -224,7 +224,7 @@ fn possible_cpus() -> usize {
 }
 
 impl HeadLists {
-    /// One list per possible CPU. (Not per pool slot: the pool has two
+    /// One list per possible CPU. (Not per pool lane: the pool has two
     /// lanes per CPU, and lists indexed by CPU would leave half unused.)
     pub(crate) fn per_cpu() -> HeadLists {
         HeadLists::new(possible_cpus())

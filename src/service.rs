@@ -1,7 +1,7 @@
 //! `KvfreeRcu`: the retire calls users make, and the service's lifetime.
 //!
 //! Every retire call first tries the page pool (one `swap` and one `store` on
-//! this CPU's slot, plus the record write). When the pool has no page the
+//! this CPU's lane, plus the record write). When the pool has no page the
 //! call's *name* says what happens, never a guess about the context:
 //! - [`KvfreeRcu::kvfree_rcu`] (headed objects) links the object's embedded
 //!   [`RcuHead`] onto this CPU's head list: it never fails, in any context;

@@ -1,15 +1,24 @@
 //! The one place this crate gets its synchronisation primitives from.
 //!
 //! Under `--cfg kvfree_loom` every atomic, fence, `Arc`, `UnsafeCell` and
-//! thread-local comes from [loom] so that the models in `tests/loom_*.rs`
+//! thread-local comes from [loom] so that the models in `tests/loom.rs`
 //! explore every interleaving; otherwise they are the `std` ones. No other
 //! module may name `std::sync::atomic`, `core::cell::UnsafeCell` or
-//! `thread_local!` directly.
+//! `thread_local!` directly. Waiting politely goes through [`Patience`], the
+//! crate's one waiting policy.
 //!
 //! Sizes that loom and Miri would otherwise spend minutes on are shrunk here
 //! too ([`SMALL`]).
+//!
+//! The first part of this file is shared byte for byte with the other two
+//! crates' shims (between the marker comments; `ci/10-lint.sh` fails when
+//! they differ): the crates are independent, so each carries its own copy.
 
 #![allow(unused_imports, dead_code, unreachable_pub)]
+
+// --- common shim: keep identical in the three crates (ci/10-lint.sh checks) ---
+// src/sync.rs, rcu/src/sync.rs and pool/src/sync.rs share this block byte for
+// byte; what only one crate needs goes after the end marker.
 
 #[cfg(kvfree_loom)]
 pub(crate) use loom::{
@@ -62,14 +71,53 @@ impl<T> UnsafeCell<T> {
     pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
         f(self.0.get())
     }
-    pub(crate) fn into_inner(self) -> T {
-        self.0.into_inner()
-    }
     #[inline(always)]
     pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         f(self.0.get())
     }
+    pub(crate) fn into_inner(self) -> T {
+        self.0.into_inner()
+    }
 }
+
+/// The crate's one policy for waiting politely, in ordinary context, for
+/// another party to make progress (a producer to give a lane back, a reader
+/// to leave its section, a grace period to end): the spin-then-yield steps
+/// of [`crossbeam_utils::Backoff::snooze`], then sleeps of 10 us doubling up
+/// to 1 ms. Never use it where the party waited for may be the caller itself
+/// (a signal handler that interrupted it).
+///
+/// Under loom every step is a loom yield instead, so that the model
+/// scheduler runs the party we wait for rather than exploring a spin, and
+/// models that wait terminate.
+#[derive(Debug, Default)]
+pub(crate) struct Patience {
+    backoff: crossbeam_utils::Backoff,
+    sleeps: u32,
+}
+
+impl Patience {
+    /// A fresh wait: its first steps spin.
+    pub(crate) fn new() -> Patience {
+        Patience::default()
+    }
+
+    /// One step of the wait; call it each time the awaited condition is
+    /// still false.
+    pub(crate) fn wait(&mut self) {
+        #[cfg(kvfree_loom)]
+        loom::thread::yield_now();
+        #[cfg(not(kvfree_loom))]
+        if !self.backoff.is_completed() {
+            self.backoff.snooze();
+        } else {
+            let micros = (10u64 << self.sleeps.min(7)).min(1_000);
+            std::thread::sleep(std::time::Duration::from_micros(micros));
+            self.sleeps = self.sleeps.saturating_add(1);
+        }
+    }
+}
+// --- end common shim ---
 
 #[cfg(kvfree_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
@@ -78,7 +126,7 @@ pub(crate) use std::sync::{Mutex, MutexGuard};
 
 /// Locks a shim mutex, ignoring poisoning: the data behind the service's
 /// mutexes stays consistent across a panic (every panic inside the service
-/// aborts the process, see `free.rs`), so poison carries no information.
+/// aborts the process, see the free loop), so poison carries no information.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     #[cfg(kvfree_loom)]
     return m.lock().unwrap();
@@ -91,26 +139,4 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// are always `std`'s.
 pub(crate) mod global {
     pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64};
-}
-
-/// Waiting politely in ordinary context: spin a little, then yield, then
-/// sleep 50 µs at a time. Under loom every step is a loom yield, so models
-/// that wait terminate.
-#[derive(Debug, Default)]
-pub(crate) struct Patience {
-    step: u32,
-}
-
-impl Patience {
-    pub(crate) fn wait(&mut self) {
-        self.step = self.step.saturating_add(1);
-        #[cfg(kvfree_loom)]
-        loom::thread::yield_now();
-        #[cfg(not(kvfree_loom))]
-        match self.step {
-            0..=6 => (0..1u32 << self.step).for_each(|_| spin_loop()),
-            7..=16 => std::thread::yield_now(),
-            _ => std::thread::sleep(std::time::Duration::from_micros(50)),
-        }
-    }
 }

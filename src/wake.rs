@@ -17,7 +17,7 @@
 //! when the word already reads 1, so its Release cannot order what the
 //! caller queued before it. Each queue publishes its own entries: the head
 //! lists with their Release CAS (`head.rs`), the pool with its Release
-//! slot and hand-off stores; the worker's collect takes them with Acquire
+//! lane and hand-off stores; the worker's collect takes them with Acquire
 //! swaps. The bell only says "a round is wanted soon"; a ring that is
 //! missed (the word read a stale 1) costs latency, bounded by the worker's
 //! timed wait, never a lost object.

@@ -43,7 +43,7 @@ unsafe fn poison(p: NonNull<()>) {
 fn service(rcu: Arc<Rcu>) -> KvfreeRcu {
     KvfreeRcu::builder(rcu)
         .manual()
-        .slots(1)
+        .lanes(1)
         .low_watermark(1)
         .high_watermark(1)
         .build()

@@ -232,7 +232,7 @@ fn a_pointer_at_address_usize_max_is_freed_once_like_any_other() {
 #[test]
 fn an_invalid_pool_value_is_an_error_naming_the_field_and_its_range() {
     use kvfree_rcu::BuildError;
-    use kvfree_rcu::pool::{CACHE_CAPACITY, ConfigError, MAX_SLOTS};
+    use kvfree_rcu::pool::{CACHE_CAPACITY, ConfigError, MAX_LANES};
     use std::error::Error;
     let cap = CACHE_CAPACITY;
     let builder = || KvfreeRcu::builder(Arc::new(Rcu::new()));
@@ -258,14 +258,14 @@ fn an_invalid_pool_value_is_an_error_naming_the_field_and_its_range() {
             format!("1..={cap}, got {}", cap + 1),
         ),
         (
-            builder().slots(0),
-            "slots",
-            format!("1..={MAX_SLOTS}, got 0"),
+            builder().lanes(0),
+            "lanes",
+            format!("1..={MAX_LANES}, got 0"),
         ),
         (
-            builder().slots(MAX_SLOTS + 1),
-            "slots",
-            format!("1..={MAX_SLOTS}, got {}", MAX_SLOTS + 1),
+            builder().lanes(MAX_LANES + 1),
+            "lanes",
+            format!("1..={MAX_LANES}, got {}", MAX_LANES + 1),
         ),
     ];
     for (builder, field, range) in cases {
@@ -348,7 +348,7 @@ fn stats_count_batches_grace_periods_and_wakeups() {
     service.barrier();
     let s = service.stats();
     assert!(s.batches >= 1, "{s:?}");
-    assert!(s.grace_periods >= 2, "{s:?}");
+    assert!(s.grace_periods >= 1, "{s:?}"); // the last batch waited one
     assert!(s.pages_allocated >= 1, "{s:?}");
     assert_eq!(s.pending, 0);
 }

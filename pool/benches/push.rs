@@ -9,7 +9,7 @@
 use arrayvec::ArrayVec;
 use core::ptr::{self, NonNull};
 use criterion::{Criterion, criterion_group, criterion_main};
-use kvfree_rcu_pool::{Config, Kind, Pool, RECORDS_PER_PAGE};
+use kvfree_rcu_pool::{BusyLanes, Config, Kind, Pool, RECORDS_PER_PAGE};
 use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ fn bench_push(c: &mut Criterion) {
                 elapsed += start.elapsed();
                 left -= n;
                 let mut pages = pool.take_sealed();
-                pool.seal_open(&mut pages, true);
+                pool.seal_open(&mut pages, BusyLanes::Wait);
                 pool.recycle(pages);
                 pool.refill().unwrap();
             }

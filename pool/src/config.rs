@@ -1,9 +1,9 @@
-//! Pool configuration: the per-slot cache watermarks and the slot count.
+//! Pool configuration: the per-lane cache watermarks and the lane count.
 //!
-//! The low watermark is when to ask for pages: a push that leaves its slot's
+//! The low watermark is when to ask for pages: a push that leaves its lane's
 //! cache below it asks for a refill, and [`Pool::refill`](crate::Pool::refill)
-//! tops up every slot below it. The high watermark is how far: a refill fills
-//! such a slot's cache up to it, and [`Pool::recycle`](crate::Pool::recycle)
+//! tops up every lane below it. The high watermark is how far: a refill fills
+//! such a lane's cache up to it, and [`Pool::recycle`](crate::Pool::recycle)
 //! keeps at most that many, freeing the rest. Both are bounded by
 //! [`CACHE_CAPACITY`], the fixed size of the cache array (a push never
 //! allocates, so the cache cannot grow).
@@ -11,67 +11,67 @@
 //! Every value is checked by [`Pool::new`](crate::Pool::new), in every build:
 //! a low watermark of 0 would never ask for a page (every push would fail),
 //! a high watermark below the low one would make each refill stop short of
-//! what was asked, and a slot count of 0 or above [`MAX_SLOTS`] has no pool
+//! what was asked, and a lane count of 0 or above [`MAX_LANES`] has no pool
 //! (or a useless one of megabytes). The error names the field and its range.
 
 use crate::CACHE_CAPACITY;
 use core::fmt;
 
-/// The largest slot count a [`Config`] may ask for: 65536, eight times the
+/// The largest lane count a [`Config`] may ask for: 65536, eight times the
 /// largest CPU count Linux supports (`NR_CPUS` 8192), two lanes each with
-/// room to spare. A default config resolves to at most this many slots.
+/// room to spare. A default config resolves to at most this many lanes.
 ///
 /// ```
-/// use kvfree_rcu_pool::{Config, MAX_SLOTS, Pool};
-/// let too_many = Config { slots: Some(MAX_SLOTS + 1), ..Config::default() };
+/// use kvfree_rcu_pool::{Config, MAX_LANES, Pool};
+/// let too_many = Config { lanes: Some(MAX_LANES + 1), ..Config::default() };
 /// assert!(Pool::new(too_many).is_err());
 /// ```
-pub const MAX_SLOTS: usize = 1 << 16;
+pub const MAX_LANES: usize = 1 << 16;
 
 /// How a [`Pool`](crate::Pool) is sized.
 ///
 /// Allowed values: `1 <= low_watermark <= high_watermark <= CACHE_CAPACITY`
-/// and `slots` in `1..=MAX_SLOTS` (or `None`).
+/// and `lanes` in `1..=MAX_LANES` (or `None`).
 ///
 /// # Example
 /// ```
 /// use kvfree_rcu_pool::{Config, ConfigError, Pool};
 ///
-/// let config = Config { low_watermark: 2, high_watermark: 1, slots: Some(4) };
+/// let config = Config { low_watermark: 2, high_watermark: 1, lanes: Some(4) };
 /// assert!(matches!(Pool::new(config), Err(ConfigError::HighWatermark { .. })));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// When to ask for pages: a push that leaves its slot's cache below it
+    /// When to ask for pages: a push that leaves its lane's cache below it
     /// asks for a refill, and [`Pool::refill`](crate::Pool::refill) tops up
-    /// the slots below it. In `1..=high_watermark`.
+    /// the lanes below it. In `1..=high_watermark`.
     pub low_watermark: usize,
-    /// How many empty pages per slot [`Pool::refill`](crate::Pool::refill)
+    /// How many empty pages per lane [`Pool::refill`](crate::Pool::refill)
     /// fills a low cache up to, and [`Pool::recycle`](crate::Pool::recycle)
     /// keeps at most (the rest are freed). In
     /// `low_watermark..=CACHE_CAPACITY`.
     pub high_watermark: usize,
-    /// Number of slots, in `1..=MAX_SLOTS`; `None`: two lanes per possible
-    /// CPU (`sysconf(_SC_NPROCESSORS_CONF)`, at most [`MAX_SLOTS`] in all),
+    /// Number of lanes, in `1..=MAX_LANES`; `None`: two lanes per possible
+    /// CPU (`sysconf(_SC_NPROCESSORS_CONF)`, at most [`MAX_LANES`] in all),
     /// or 2 in all under loom and Miri.
-    pub slots: Option<usize>,
+    pub lanes: Option<usize>,
 }
 
 impl Default for Config {
     /// Low watermark 5 (1 under loom and Miri), high watermark
-    /// [`CACHE_CAPACITY`], two slots (lanes) per possible CPU.
+    /// [`CACHE_CAPACITY`], two lanes per possible CPU.
     fn default() -> Self {
         Config {
             low_watermark: if crate::sync::SMALL { 1 } else { 5 },
             high_watermark: CACHE_CAPACITY,
-            slots: None,
+            lanes: None,
         }
     }
 }
 
 impl Config {
     /// Checks every field against its range (see [`Config`]), and resolves
-    /// `slots: None`.
+    /// `lanes: None`.
     pub(crate) fn validate(mut self) -> Result<Config, ConfigError> {
         let low = self.low_watermark;
         if !(1..=CACHE_CAPACITY).contains(&low) {
@@ -89,22 +89,22 @@ impl Config {
                 max: CACHE_CAPACITY,
             });
         }
-        let slots = self.slots.unwrap_or_else(|| {
-            let slots = if crate::sync::SMALL {
+        let lanes = self.lanes.unwrap_or_else(|| {
+            let lanes = if crate::sync::SMALL {
                 crate::cpu::possible_cpus()
             } else {
                 crate::cpu::possible_cpus() * crate::cpu::LANES_PER_CPU
             };
-            slots.min(MAX_SLOTS)
+            lanes.min(MAX_LANES)
         });
-        if !(1..=MAX_SLOTS).contains(&slots) {
-            return Err(ConfigError::Slots {
-                value: slots,
+        if !(1..=MAX_LANES).contains(&lanes) {
+            return Err(ConfigError::Lanes {
+                value: lanes,
                 min: 1,
-                max: MAX_SLOTS,
+                max: MAX_LANES,
             });
         }
-        self.slots = Some(slots);
+        self.lanes = Some(lanes);
         Ok(self)
     }
 }
@@ -113,11 +113,11 @@ impl Config {
 /// value given, and the allowed range `min..=max`.
 ///
 /// ```
-/// use kvfree_rcu_pool::{Config, ConfigError, MAX_SLOTS, Pool};
-/// let err = Pool::new(Config { slots: Some(0), ..Config::default() }).unwrap_err();
-/// assert_eq!(err, ConfigError::Slots { value: 0, min: 1, max: MAX_SLOTS });
-/// assert_eq!(err.field(), "slots");
-/// assert_eq!(err.to_string(), format!("pool slots must be in 1..={MAX_SLOTS}, got 0"));
+/// use kvfree_rcu_pool::{Config, ConfigError, MAX_LANES, Pool};
+/// let err = Pool::new(Config { lanes: Some(0), ..Config::default() }).unwrap_err();
+/// assert_eq!(err, ConfigError::Lanes { value: 0, min: 1, max: MAX_LANES });
+/// assert_eq!(err.field(), "lanes");
+/// assert_eq!(err.to_string(), format!("pool lanes must be in 1..={MAX_LANES}, got 0"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -140,13 +140,13 @@ pub enum ConfigError {
         /// The largest value allowed ([`CACHE_CAPACITY`]).
         max: usize,
     },
-    /// `slots` is outside `1..=MAX_SLOTS`.
-    Slots {
+    /// `lanes` is outside `1..=MAX_LANES`.
+    Lanes {
         /// The value given.
         value: usize,
         /// The smallest value allowed (1).
         min: usize,
-        /// The largest value allowed ([`MAX_SLOTS`]).
+        /// The largest value allowed ([`MAX_LANES`]).
         max: usize,
     },
 }
@@ -157,7 +157,7 @@ impl ConfigError {
         match self {
             ConfigError::LowWatermark { .. } => "low_watermark",
             ConfigError::HighWatermark { .. } => "high_watermark",
-            ConfigError::Slots { .. } => "slots",
+            ConfigError::Lanes { .. } => "lanes",
         }
     }
 
@@ -166,7 +166,7 @@ impl ConfigError {
         match *self {
             ConfigError::LowWatermark { value, min, max }
             | ConfigError::HighWatermark { value, min, max }
-            | ConfigError::Slots { value, min, max } => (value, min, max),
+            | ConfigError::Lanes { value, min, max } => (value, min, max),
         }
     }
 }
@@ -192,3 +192,102 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(all(test, not(kvfree_loom)))]
+mod tests {
+    use super::*;
+    use crate::Pool;
+
+    #[test]
+    fn config_is_validated() {
+        use crate::MAX_LANES;
+        let config = |low, high, lanes| Config {
+            low_watermark: low,
+            high_watermark: high,
+            lanes,
+        };
+        let cap = CACHE_CAPACITY;
+        let cases = [
+            // Issue 10 item 3: a low watermark of 0 never asks for a page.
+            (
+                config(0, 1, None),
+                ConfigError::LowWatermark {
+                    value: 0,
+                    min: 1,
+                    max: cap,
+                },
+                format!("pool low_watermark must be in 1..={cap}, got 0"),
+            ),
+            (
+                config(cap + 1, cap + 1, None),
+                ConfigError::LowWatermark {
+                    value: cap + 1,
+                    min: 1,
+                    max: cap,
+                },
+                format!("pool low_watermark must be in 1..={cap}, got {}", cap + 1),
+            ),
+            (
+                config(2, 1, None),
+                ConfigError::HighWatermark {
+                    value: 1,
+                    min: 2,
+                    max: cap,
+                },
+                format!("pool high_watermark must be in 2..={cap}, got 1"),
+            ),
+            (
+                config(1, cap + 1, None),
+                ConfigError::HighWatermark {
+                    value: cap + 1,
+                    min: 1,
+                    max: cap,
+                },
+                format!("pool high_watermark must be in 1..={cap}, got {}", cap + 1),
+            ),
+            (
+                config(1, 1, Some(0)),
+                ConfigError::Lanes {
+                    value: 0,
+                    min: 1,
+                    max: MAX_LANES,
+                },
+                format!("pool lanes must be in 1..={MAX_LANES}, got 0"),
+            ),
+            (
+                config(1, 1, Some(MAX_LANES + 1)),
+                ConfigError::Lanes {
+                    value: MAX_LANES + 1,
+                    min: 1,
+                    max: MAX_LANES,
+                },
+                format!(
+                    "pool lanes must be in 1..={MAX_LANES}, got {}",
+                    MAX_LANES + 1
+                ),
+            ),
+        ];
+        for (config, error, message) in cases {
+            let err = Pool::new(config.clone()).unwrap_err();
+            assert_eq!(err, error, "{config:?}");
+            // The message names the field and its range (plus maybe a why).
+            assert!(err.to_string().starts_with(&message), "{err}");
+            assert!(err.to_string().contains(err.field()), "{err}");
+        }
+        // The edges of every range are accepted.
+        for config in [
+            config(1, 1, Some(1)),
+            config(cap, cap, Some(MAX_LANES)),
+            config(1, cap, None),
+        ] {
+            // Checked without building: MAX_LANES lanes take megabytes.
+            config
+                .clone()
+                .validate()
+                .unwrap_or_else(|e| panic!("{config:?}: {e}"));
+        }
+        let pool = Pool::default();
+        assert!((1..=MAX_LANES).contains(&pool.lanes()));
+        assert_eq!(pool.config().lanes, Some(pool.lanes()));
+    }
+}

@@ -1,6 +1,6 @@
-//! Which CPU we run on: only a locality hint for choosing a slot.
+//! Which CPU we run on: only a locality hint for choosing a lane.
 //!
-//! Ownership of a slot comes from the `swap(BUSY)` on its `open` word, never
+//! Ownership of a lane comes from the `swap(BUSY)` on its `open` word, never
 //! from the CPU number, so a stale answer (the thread migrated right after
 //! asking) costs locality, not correctness. Natively the answer is
 //! `sched_getcpu()`, which glibc serves from the rseq area without a syscall
@@ -8,22 +8,23 @@
 //!
 //! Miri and loom have no `sched_getcpu`: there a thread-local *simulated* CPU
 //! stands in, 0 until a test sets it with [`set_simulated_cpu`], so tests can
-//! put two threads on the same slot or move a thread between slots.
+//! put two threads on the same lane or move a thread between lanes.
 
-/// Slots per CPU by default: a producer preempted while it owns a slot makes
-/// that slot `BUSY` for a whole time slice, and the other threads of its CPU
-/// then divert; with two lanes per CPU (picked by [`lane`]) they usually find
-/// the second one free instead of falling back.
+/// Lanes per CPU by default: a producer preempted while it owns a lane makes
+/// that lane `BUSY` for a whole time slice, and the other threads of its CPU
+/// then divert; with two lanes per CPU (picked by [`lane_rank`]) they
+/// usually find the second one free instead of falling back.
 pub(crate) const LANES_PER_CPU: usize = 2;
 
-/// This thread's lane, below [`LANES_PER_CPU`]: fixed at its first push
+/// Which of its CPU's lanes this thread uses, below [`LANES_PER_CPU`] (the
+/// lane of CPU `c` at rank `r` is lane `c + r * cpus`): fixed at its first push
 /// (round-robin over threads), so threads sharing a CPU spread over that
 /// CPU's lanes. Natively a destructor-free `const` thread-local (never
-/// allocates); 0 under loom and Miri, where tests pick slots with
+/// allocates); 0 under loom and Miri, where tests pick lanes with
 /// [`set_simulated_cpu`].
 #[cfg(not(any(miri, kvfree_loom)))]
 #[inline(always)]
-pub(crate) fn lane() -> usize {
+pub(crate) fn lane_rank() -> usize {
     use std::cell::Cell;
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     static NEXT_LANE: AtomicUsize = AtomicUsize::new(0);
@@ -34,7 +35,7 @@ pub(crate) fn lane() -> usize {
         let mut l = lane.get();
         if l == usize::MAX {
             // Relaxed: a locality hint; any value is correct. Reduced here,
-            // once, so that the push path's slot index needs no division.
+            // once, so that the push path's lane index needs no division.
             l = NEXT_LANE.fetch_add(1, Relaxed) % LANES_PER_CPU;
             lane.set(l);
         }
@@ -43,14 +44,14 @@ pub(crate) fn lane() -> usize {
     .unwrap_or(0)
 }
 
-/// This thread's lane (always 0 under loom and Miri).
+/// Which of its CPU's lanes this thread uses (always 0 under loom and Miri).
 #[cfg(any(miri, kvfree_loom))]
 #[inline(always)]
-pub(crate) fn lane() -> usize {
+pub(crate) fn lane_rank() -> usize {
     0
 }
 
-/// The number of per-CPU slots when [`Config::slots`](crate::Config::slots) is
+/// The number of per-CPU lanes when [`Config::lanes`](crate::Config::lanes) is
 /// `None`: the possible CPUs (2 under loom and Miri).
 pub(crate) fn possible_cpus() -> usize {
     if crate::sync::SMALL {
@@ -95,7 +96,7 @@ pub(crate) fn current() -> usize {
 
 /// Sets the CPU that this thread's pushes start from (loom and Miri only,
 /// where `sched_getcpu` is unavailable). Tests use it to put two producers on
-/// one slot, or to "migrate" a producer between pushes.
+/// one lane, or to "migrate" a producer between pushes.
 #[cfg(any(miri, kvfree_loom))]
 pub fn set_simulated_cpu(cpu: usize) {
     SIMULATED_CPU.with(|c| c.set(cpu));

@@ -1,12 +1,12 @@
-//! fork() safety: a forked child takes back the slots that threads which
+//! fork() safety: a forked child takes back the lanes that threads which
 //! did not survive the fork left `BUSY`.
 //!
-//! A producer owns a slot from its `swap(BUSY)` until it stores a page back.
+//! A producer owns a lane from its `swap(BUSY)` until it stores a page back.
 //! If `fork()` happens in between, on another thread, the child inherits the
-//! slot `BUSY` with no thread left to release it: pushes skip it (harmless),
-//! but [`Pool::seal_open`] with `wait` spins on it forever, so the service's
+//! lane `BUSY` with no thread left to release it: pushes skip it (harmless),
+//! but [`Pool::seal_open`] with [`BusyLanes::Wait`](crate::BusyLanes::Wait) waits on it forever, so the service's
 //! `barrier()` and drop hang. [`Pool::reset_after_fork`] is the repair: in
-//! the child, where only the forking thread exists, every `BUSY` slot is
+//! the child, where only the forking thread exists, every `BUSY` lane is
 //! owned by a thread that is gone, so the caller takes it over and leaves it
 //! without an open page.
 //!
@@ -23,22 +23,22 @@
 //! that uses a pool directly does the same.
 
 use crate::Pool;
-use crate::slot::BUSY;
+use crate::lane::BUSY;
 use core::ptr;
 
 impl Pool {
-    /// Repairs the pool in a forked child: takes back every slot that a
+    /// Repairs the pool in a forked child: takes back every lane that a
     /// thread which did not survive the fork left owned (`BUSY`) in the
     /// middle of a push or a consumer call, leaving it without an open page.
     /// The page that thread held is leaked, with its records (see the
-    /// module docs). Returns the number of slots taken back.
+    /// module docs). Returns the number of lanes taken back.
     ///
     /// Call it from a `pthread_atfork` child handler, or in the child before
     /// it uses the pool. Allocation-free, lock-free.
     ///
     /// # Safety
     /// 1. No other thread uses the pool during the call, and every thread
-    ///    that owned a slot when the process forked is gone: the caller is
+    ///    that owned a lane when the process forked is gone: the caller is
     ///    the only thread of a forked child.
     /// 2. The calling thread is not itself inside a call on this pool (a
     ///    signal handler that interrupted a push must not call this).
@@ -48,19 +48,19 @@ impl Pool {
     /// let pool = Pool::default();
     /// // SAFETY: a single-threaded test with no push in progress behaves as a
     /// // forked child: no other thread uses the pool, and we are in no call.
-    /// assert_eq!(unsafe { pool.reset_after_fork() }, 0); // no slot was BUSY
+    /// assert_eq!(unsafe { pool.reset_after_fork() }, 0); // no lane was BUSY
     /// ```
     pub unsafe fn reset_after_fork(&self) -> usize {
         let mut taken_back = 0;
-        for slot in self.slots.iter() {
-            let open = slot.take();
+        for lane in self.lanes.iter() {
+            let open = lane.take();
             if open == BUSY {
                 // By contract 1 its owner is gone, and by contract 2 it is
-                // not us: the slot is ours now. Its open page is leaked.
-                slot.release(ptr::null_mut());
+                // not us: the lane is ours now. Its open page is leaked.
+                lane.release(ptr::null_mut());
                 taken_back += 1;
             } else {
-                slot.release(open);
+                lane.release(open);
             }
         }
         taken_back
@@ -69,15 +69,15 @@ impl Pool {
 
 #[cfg(all(test, not(kvfree_loom)))]
 mod tests {
-    use crate::{Config, Kind, PageList, Pool};
+    use crate::{BusyLanes, Config, Kind, PageList, Pool};
     use core::ptr::NonNull;
 
-    /// The state a child inherits: a thread that is gone owns a slot (and
+    /// The state a child inherits: a thread that is gone owns a lane (and
     /// its open page, with records) in the middle of a push.
     #[test]
-    fn a_slot_left_busy_is_taken_back_and_its_page_leaked() {
+    fn a_lane_left_busy_is_taken_back_and_its_page_leaked() {
         let pool = Pool::new(Config {
-            slots: Some(2),
+            lanes: Some(2),
             ..Config::default()
         })
         .unwrap();
@@ -85,27 +85,27 @@ mod tests {
         let kind = Kind::new(NonNull::<u8>::dangling().cast());
         pool.push(NonNull::<u64>::dangling().cast(), kind).unwrap();
         let mut vanished = None;
-        for slot in pool.slots.iter() {
-            let open = slot.take();
+        for lane in pool.lanes.iter() {
+            let open = lane.take();
             if open.is_null() || vanished.is_some() {
-                slot.release(open);
+                lane.release(open);
             } else {
                 vanished = Some(open);
             }
         }
         let vanished = vanished.expect("the push left an open page");
-        // That slot is BUSY now, as if its owner vanished at a fork.
+        // That lane is BUSY now, as if its owner vanished at a fork.
 
         // SAFETY: single-threaded here; the "owner" above never comes back.
         assert_eq!(unsafe { pool.reset_after_fork() }, 1);
 
-        // Sealing with `wait` would spin forever on the BUSY slot; now it
+        // Sealing with `BusyLanes::Wait` would wait forever on the BUSY lane; now it
         // returns, and the vanished owner's page is not in the list.
         let mut list = PageList::new();
-        assert_eq!(pool.seal_open(&mut list, true), 0);
+        assert_eq!(pool.seal_open(&mut list, BusyLanes::Wait), 0);
         assert_eq!(list.records(), 0, "the lost page is leaked, not collected");
         pool.recycle(list);
-        // Pushes use the slot again.
+        // Pushes use the lane again.
         for _ in 0..4 {
             pool.push(NonNull::<u64>::dangling().cast(), kind).unwrap();
         }

@@ -1,11 +1,11 @@
 //! The kind of a record: an opaque, pointer-sized tag stored next to it.
 //!
-//! The service stores the address of the function that frees the record
-//! (`drop_box::<T>` or a caller's free function). The pool never calls or
-//! dereferences it; it only compares kinds (by address) to write the
-//! run-length stream, and hands them back to the consumer. A `Kind` keeps the
-//! pointer's provenance, so a function pointer survives the round trip under
-//! Miri's strict provenance.
+//! The service (the `kvfree-rcu` crate) stores the address of the function
+//! that frees the record: its generic free function for a `Box<T>`, or a
+//! caller's free function. The pool never calls or dereferences it; it only
+//! compares kinds (by address) to write the run-length stream, and hands them
+//! back to the consumer. A `Kind` keeps the pointer's provenance, so a
+//! function pointer survives the round trip under Miri's strict provenance.
 
 use core::ptr::NonNull;
 

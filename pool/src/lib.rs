@@ -11,15 +11,15 @@
 //! # The protocol (docs/DESIGN.md, section 2)
 //!
 //! **Exactly one party owns a page at any moment**: the producer that took it
-//! from a slot, a cache entry or list it sits in, or the consumer. Nobody reads
+//! from a lane, a cache entry or list it sits in, or the consumer. Nobody reads
 //! or writes a page they do not own, so the owner may free a page at any time,
 //! with no hazard pointers and no grace period for the pool's own memory.
 //!
-//! - Each CPU has a slot (`slot.rs`): an `open` word holding null, the open page, or
-//!   `BUSY`; whoever swaps `BUSY` in owns the slot and its open page until it
+//! - Each CPU has two lanes (`lane.rs`), each an `open` word holding null, the open page, or
+//!   `BUSY`; whoever swaps `BUSY` in owns the lane and its open page until it
 //!   stores a page (or null) back with `Release`. A party that finds `BUSY`
-//!   moves on to another slot: nobody ever waits for a producer.
-//! - Each slot has a cache of empty pages: producers take one with
+//!   moves on to another lane: nobody ever waits for a producer.
+//! - Each lane has a cache of empty pages: producers take one with
 //!   `swap(null)`, the consumer puts one with a CAS from null.
 //! - Full pages are handed off on a Treiber list (`hand_off.rs`) that the
 //!   consumer takes whole.
@@ -30,7 +30,7 @@
 //! # Example
 //! ```
 //! use core::ptr::NonNull;
-//! use kvfree_rcu_pool::{Config, Kind, PageList, Pool};
+//! use kvfree_rcu_pool::{BusyLanes, Config, Kind, PageList, Pool};
 //!
 //! let pool = Pool::new(Config::default()).unwrap();
 //! pool.refill().unwrap(); // ordinary context: allocate pages into the caches
@@ -41,7 +41,7 @@
 //! pool.push(ptr, kind).unwrap(); // atomic context: no allocation, no lock
 //!
 //! let mut pages = pool.take_sealed();
-//! pool.seal_open(&mut pages, true);
+//! pool.seal_open(&mut pages, BusyLanes::Wait);
 //! let mut seen = 0;
 //! pages.for_each_record(|p, k| {
 //!     assert_eq!((p, k), (ptr, kind));
@@ -56,21 +56,27 @@ mod cpu;
 mod fork;
 mod hand_off;
 mod kind;
+mod lane;
 mod outcome;
 mod page;
 mod page_list;
 mod pool;
-mod slot;
+mod push;
+mod refill;
+mod seal;
 mod stats;
 mod sync;
+#[cfg(all(test, not(kvfree_loom)))]
+mod test_support;
 
-pub use config::{Config, ConfigError, MAX_SLOTS};
+pub use config::{Config, ConfigError, MAX_LANES};
 #[cfg(any(miri, kvfree_loom))]
 pub use cpu::set_simulated_cpu;
 pub use kind::Kind;
 pub use outcome::{AllocError, NoPage, Pushed};
 pub use page_list::PageList;
 pub use pool::Pool;
+pub use seal::BusyLanes;
 pub use stats::PoolStats;
 
 /// Size and alignment of one page, in bytes.
@@ -80,7 +86,7 @@ pub use stats::PoolStats;
 /// ```
 pub const PAGE_SIZE: usize = 4096;
 
-/// Record slots in a page's array (a record is one pointer-sized word).
+/// Records in a page's array (a record is one pointer-sized word).
 ///
 /// ```
 /// use kvfree_rcu_pool::{PAGE_SIZE, RECORDS_PER_PAGE};
@@ -89,7 +95,7 @@ pub const PAGE_SIZE: usize = 4096;
 /// ```
 pub const RECORDS_PER_PAGE: usize = 502;
 
-/// Record slots the pool actually fills per page: [`RECORDS_PER_PAGE`], or a
+/// Records the pool actually fills per page: [`RECORDS_PER_PAGE`], or a
 /// handful under loom and Miri so that their tests exercise full pages.
 ///
 /// A page holds `USABLE_RECORDS - 2` pointers of a single kind (its first
@@ -101,7 +107,7 @@ pub const RECORDS_PER_PAGE: usize = 502;
 /// ```
 pub const USABLE_RECORDS: usize = if sync::SMALL { 6 } else { RECORDS_PER_PAGE };
 
-/// Entries in each slot's cache of empty pages; the upper bound of the high
+/// Entries in each lane's cache of empty pages; the upper bound of the high
 /// watermark. 16 normally, 2 under loom and Miri (`sync::SMALL`).
 ///
 /// ```
@@ -113,7 +119,7 @@ pub const CACHE_CAPACITY: usize = if sync::SMALL { 2 } else { 16 };
 
 /// The CPU this thread runs on: a locality hint only (ownership never depends
 /// on it), for callers that keep their own per-CPU structures next to the
-/// pool's slots. Async-signal-safe, no syscall with glibc's rseq.
+/// pool's lanes. Async-signal-safe, no syscall with glibc's rseq.
 ///
 /// ```
 /// use kvfree_rcu_pool::current_cpu;

@@ -21,14 +21,14 @@ use core::fmt;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pushed {
-    /// True when this push took the slot's next empty page and left fewer
+    /// True when this push took the lane's next empty page and left fewer
     /// than the low watermark cached: the caller should wake the refiller.
     /// It is reported once per page taken, not on every push.
     pub refill_wanted: bool,
 }
 
 /// [`Pool::push`](crate::Pool::push) failed at once: no page was available
-/// (every slot was busy, or ours had a full or no open page and an empty
+/// (every lane was busy, or ours had a full or no open page and an empty
 /// cache). The record was not stored; the caller should take its fallback and
 /// wake the refiller. Counted in [`PoolStats::no_page`](crate::PoolStats::no_page)
 /// and [`PoolStats::refill_requests`](crate::PoolStats::refill_requests).

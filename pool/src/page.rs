@@ -9,7 +9,7 @@
 //! ```
 //!
 //! `next` links the page into the hand-off list or a [`PageList`]; `used` is
-//! the number of record slots written, `items` the number of pointers among
+//! the number of records written, `items` the number of pointers among
 //! them, `last_kind` the kind of the last pointer written (null on an empty
 //! page). When a pointer's kind differs from `last_kind`, the writer first
 //! writes `MARKER` and the kind. A page is *full* for a pointer when the
@@ -43,7 +43,7 @@ use std::alloc::{self, Layout};
 /// Length of the record array. Under loom every cell is a tracked object, so
 /// the array is cut to the records actually used; elsewhere it is the full
 /// [`RECORDS_PER_PAGE`] (Miri caps only the *usable* part).
-const RECORD_SLOTS: usize = if cfg!(kvfree_loom) {
+const RECORD_WORDS: usize = if cfg!(kvfree_loom) {
     USABLE_RECORDS
 } else {
     RECORDS_PER_PAGE
@@ -60,15 +60,17 @@ pub(crate) struct Page {
     used: UnsafeCell<usize>,
     items: UnsafeCell<usize>,
     last_kind: UnsafeCell<*mut ()>,
-    records: [UnsafeCell<*mut ()>; RECORD_SLOTS],
+    records: [UnsafeCell<*mut ()>; RECORD_WORDS],
 }
 
+// Not under loom, where the record array is cut (`RECORD_WORDS`) and loom's
+// cells are larger than a word: the page is then another size.
 #[cfg(not(kvfree_loom))]
 const _: () = {
     assert!(size_of::<Page>() == crate::PAGE_SIZE);
     assert!(align_of::<Page>() == crate::PAGE_SIZE);
 };
-const _: () = assert!(USABLE_RECORDS >= 3 && USABLE_RECORDS <= RECORD_SLOTS);
+const _: () = assert!(USABLE_RECORDS >= 3 && USABLE_RECORDS <= RECORD_WORDS);
 
 /// Reads a field of a page.
 ///
@@ -109,7 +111,7 @@ impl Page {
             ptr::addr_of_mut!((*raw).items).write(UnsafeCell::new(0));
             ptr::addr_of_mut!((*raw).last_kind).write(UnsafeCell::new(ptr::null_mut()));
             let records = ptr::addr_of_mut!((*raw).records).cast::<UnsafeCell<*mut ()>>();
-            for i in 0..RECORD_SLOTS {
+            for i in 0..RECORD_WORDS {
                 records.add(i).write(UnsafeCell::new(ptr::null_mut()));
             }
         }
@@ -201,7 +203,7 @@ impl Page {
         unsafe { set(&page.as_ref().next, next) }
     }
 
-    /// Record slots written (pointers, markers and kinds).
+    /// Records written (pointers, markers and kinds).
     ///
     /// # Safety
     /// 1. The caller owns `page`, a live page.

@@ -133,13 +133,13 @@ impl PageList {
     ///
     /// ```
     /// use core::ptr::NonNull;
-    /// use kvfree_rcu_pool::{Kind, PageList, Pool};
+    /// use kvfree_rcu_pool::{BusyLanes, Kind, PageList, Pool};
     /// let pool = Pool::default();
     /// pool.refill().unwrap();
     /// let kind = Kind::new(NonNull::<u8>::dangling().cast());
     /// pool.push(NonNull::<u64>::dangling().cast(), kind).unwrap();
     /// let mut list = PageList::new();
-    /// pool.seal_open(&mut list, true);
+    /// pool.seal_open(&mut list, BusyLanes::Wait);
     /// assert!(list.records() >= 1);
     /// pool.recycle(list);
     /// ```
@@ -181,9 +181,9 @@ impl PageList {
     /// # Example
     /// ```
     /// use core::ptr::NonNull;
-    /// use kvfree_rcu_pool::{Config, Kind, Pool};
+    /// use kvfree_rcu_pool::{BusyLanes, Config, Kind, Pool};
     ///
-    /// let pool = Pool::new(Config { slots: Some(1), ..Config::default() }).unwrap();
+    /// let pool = Pool::new(Config { lanes: Some(1), ..Config::default() }).unwrap();
     /// pool.refill().unwrap();
     /// let (a, b) = (Kind::new(NonNull::<u16>::dangling().cast()), Kind::new(NonNull::<u32>::dangling().cast()));
     /// let ptr = NonNull::<u64>::dangling().cast();
@@ -191,7 +191,7 @@ impl PageList {
     ///     pool.push(ptr, kind).unwrap();
     /// }
     /// let mut pages = pool.take_sealed();
-    /// pool.seal_open(&mut pages, true);
+    /// pool.seal_open(&mut pages, BusyLanes::Wait);
     /// let mut kinds = Vec::new();
     /// pages.for_each_record(|_, kind| kinds.push(kind));
     /// assert_eq!(kinds, [a, a, b, a]);

@@ -1,8 +1,8 @@
 //! Counters of the pool and the snapshot [`Pool::stats`](crate::Pool::stats)
 //! returns.
 //!
-//! The per-push counter (`pushed`) lives in each slot and is written only by
-//! the slot's owner (see `slot.rs`). The counters here are bumped off the fast
+//! The per-push counter (`pushed`) lives in each lane and is written only by
+//! the lane's owner (see `lane.rs`). The counters here are bumped off the fast
 //! path: page allocation and freeing (consumer side) and the rare events of a
 //! push (asking for a refill, finding no page), with a `Relaxed` `fetch_add`
 //! that is lock-free and reentrant. Page counts in the snapshot are derived,
@@ -30,7 +30,7 @@ pub struct PoolStats {
     pub pages_freed: u64,
     /// `pages_allocated - pages_freed`.
     pub pages_live: u64,
-    /// Empty pages sitting in the slots' caches.
+    /// Empty pages sitting in the lanes' caches.
     pub pages_cached: u64,
     /// Live pages not in a cache: open pages, sealed pages, and pages the
     /// consumer holds.
@@ -45,7 +45,7 @@ pub struct PoolStats {
     pub alloc_failures: u64,
 }
 
-/// The pool-wide counters (the per-slot `pushed` counters are in the slots).
+/// The pool-wide counters (the per-lane `pushed` counters are in the lanes).
 #[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) pages_allocated: AtomicU64,
@@ -71,4 +71,35 @@ impl Counters {
 #[inline]
 pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Relaxed);
+}
+
+impl crate::Pool {
+    /// A snapshot of the counters (approximate while the pool is in use).
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{Config, Pool};
+    /// let pool = Pool::new(Config { low_watermark: 1, high_watermark: 2, lanes: Some(2) }).unwrap();
+    /// pool.refill().unwrap();
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.pages_allocated, stats.pages_cached), (4, 4));
+    /// ```
+    pub fn stats(&self) -> PoolStats {
+        let c = &self.counters;
+        // Relaxed everywhere: statistics.
+        let pages_allocated = c.pages_allocated.load(Relaxed);
+        let pages_freed = c.pages_freed.load(Relaxed);
+        let pages_live = pages_allocated.saturating_sub(pages_freed);
+        let pages_cached = self.lanes.iter().map(|s| s.cached() as u64).sum();
+        PoolStats {
+            pages_allocated,
+            pages_freed,
+            pages_live,
+            pages_cached,
+            pages_in_flight: pages_live.saturating_sub(pages_cached),
+            records_pushed: self.lanes.iter().map(|s| s.pushed()).sum(),
+            refill_requests: c.refill_requests.load(Relaxed),
+            no_page: c.no_page.load(Relaxed),
+            alloc_failures: c.alloc_failures.load(Relaxed),
+        }
+    }
 }

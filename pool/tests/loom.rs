@@ -1,7 +1,7 @@
 //! Loom models of the pool's protocol: every interleaving (up to the
 //! preemption bound) of producers, the consumer's seal and take, the refiller
 //! and recycle. Under loom a page holds `USABLE_RECORDS - 2` = 4 records of
-//! one kind and a slot caches at most 2 pages, so a few pushes fill pages.
+//! one kind and a lane caches at most 2 pages, so a few pushes fill pages.
 //!
 //! Every model checks the same end-to-end property: each record whose push
 //! returned `Ok` is delivered exactly once, with its kind; a record whose push
@@ -13,7 +13,7 @@
 #![cfg(kvfree_loom)]
 
 use core::ptr::{self, NonNull};
-use kvfree_rcu_pool::{Config, Kind, PageList, Pool, USABLE_RECORDS, set_simulated_cpu};
+use kvfree_rcu_pool::{BusyLanes, Config, Kind, PageList, Pool, USABLE_RECORDS, set_simulated_cpu};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -32,11 +32,11 @@ fn kind(k: usize) -> Kind {
     Kind::new(NonNull::new(ptr::without_provenance_mut(4096 * (k + 1))).unwrap())
 }
 
-fn pool(slots: usize, low: usize, high: usize) -> Arc<Pool> {
+fn pool(lanes: usize, low: usize, high: usize) -> Arc<Pool> {
     let config = Config {
         low_watermark: low,
         high_watermark: high,
-        slots: Some(slots),
+        lanes: Some(lanes),
     };
     Arc::new(Pool::new(config).unwrap())
 }
@@ -64,10 +64,10 @@ fn drain(pages: &PageList, into: &mut Vec<(usize, Kind)>) {
     pages.for_each_record(|p, k| into.push((p.as_ptr().addr(), k)));
 }
 
-/// Takes everything left (sealed and open, waiting on busy slots).
+/// Takes everything left (sealed and open, waiting on busy lanes).
 fn drain_all(pool: &Pool, into: &mut Vec<(usize, Kind)>) {
     let mut pages = pool.take_sealed();
-    assert_eq!(pool.seal_open(&mut pages, true), 0);
+    assert_eq!(pool.seal_open(&mut pages, BusyLanes::Wait), 0);
     drain(&pages, into);
     pool.recycle(pages);
 }
@@ -80,7 +80,7 @@ fn assert_exactly_once(mut stored: Vec<(usize, Kind)>, mut delivered: Vec<(usize
 }
 
 /// A producer preempted mid-push while the consumer seals without waiting:
-/// the consumer either skips the BUSY slot or takes a page between pushes.
+/// the consumer either skips the BUSY lane or takes a page between pushes.
 #[test]
 fn seal_skips_a_producer_mid_push() {
     loom::model(|| {
@@ -92,7 +92,7 @@ fn seal_skips_a_producer_mid_push() {
         };
         let mut delivered = Vec::new();
         let mut pages = pool.take_sealed();
-        let skipped = pool.seal_open(&mut pages, false);
+        let skipped = pool.seal_open(&mut pages, BusyLanes::Skip);
         assert!(skipped <= 1);
         drain(&pages, &mut delivered);
         pool.recycle(pages);
@@ -114,7 +114,7 @@ fn seal_waits_for_a_producer_mid_push() {
         };
         let mut delivered = Vec::new();
         let mut pages = PageList::new();
-        assert_eq!(pool.seal_open(&mut pages, true), 0);
+        assert_eq!(pool.seal_open(&mut pages, BusyLanes::Wait), 0);
         drain(&pages, &mut delivered);
         pool.recycle(pages);
         let stored = producer.join().unwrap();
@@ -123,11 +123,11 @@ fn seal_waits_for_a_producer_mid_push() {
     });
 }
 
-/// Two producers start on the same slot (one of them "migrated" there), with
+/// Two producers start on the same lane (one of them "migrated" there), with
 /// different kinds; one of them migrates again between pushes. Both fill
 /// pages, so both hand off concurrently, while the consumer takes sealed pages.
 #[test]
-fn two_producers_share_a_slot() {
+fn two_producers_share_a_lane() {
     loom::model(|| {
         let pool = pool(2, 1, 2);
         pool.refill().unwrap();
@@ -162,7 +162,7 @@ fn two_producers_share_a_slot() {
     });
 }
 
-/// Full pages from two slots handed off at once (Treiber pushes racing each
+/// Full pages from two lanes handed off at once (Treiber pushes racing each
 /// other and the consumer's take-all).
 #[test]
 fn hand_offs_race_take_sealed() {
@@ -235,7 +235,7 @@ fn recycle_races_pushes() {
         pool.refill().unwrap();
         let mut stored = produce(&pool, 0, PER_PAGE, |_| kind(0));
         let mut full = PageList::new();
-        pool.seal_open(&mut full, true);
+        pool.seal_open(&mut full, BusyLanes::Wait);
         // The cache is empty now; the producer's pushes fail until recycle.
         let producer = {
             let pool = pool.clone();

@@ -5,7 +5,7 @@
 //! zero allocations.
 
 use core::ptr::{self, NonNull};
-use kvfree_rcu_pool::{Config, Kind, Pool};
+use kvfree_rcu_pool::{BusyLanes, Config, Kind, Pool};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -101,7 +101,7 @@ fn push_never_allocates() {
         assert_eq!(allocations, 0, "push allocated in round {round}");
         // The consumer, outside the counted region.
         let mut pages = pool.take_sealed();
-        pool.seal_open(&mut pages, true);
+        pool.seal_open(&mut pages, BusyLanes::Wait);
         let mut records = 0;
         pages.for_each_record(|_, _| records += 1);
         assert_eq!(records, pages.records());

@@ -1,5 +1,5 @@
 //! Stress test: more producer threads than cores (so they migrate between
-//! CPUs, and so between slots, mid-stream) push tagged records of several
+//! CPUs, and so between lanes, mid-stream) push tagged records of several
 //! kinds while one consumer thread refills, seals open pages, takes sealed
 //! pages, checks and recycles them. At the end every record must have arrived
 //! exactly once with its kind.
@@ -9,7 +9,7 @@
 //! Bounded by iteration counts; no timing assertions.
 
 use core::ptr::{self, NonNull};
-use kvfree_rcu_pool::{Config, Kind, Pool};
+use kvfree_rcu_pool::{BusyLanes, Config, Kind, Pool};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::thread;
 
@@ -58,10 +58,10 @@ fn run(config: Config, producers: usize, per_producer: usize) {
             });
         }
         // The consumer (this thread).
-        let mut collect = |wait: bool| {
+        let mut collect = |busy: BusyLanes| {
             let _ = pool.refill(); // allocation failure is not expected, but harmless
             let mut pages = pool.take_sealed();
-            pool.seal_open(&mut pages, wait);
+            pool.seal_open(&mut pages, busy);
             pages.for_each_record(|ptr, k| {
                 let (p, seq) = decode(ptr);
                 seen[p][seq] += 1;
@@ -70,10 +70,10 @@ fn run(config: Config, producers: usize, per_producer: usize) {
             pool.recycle(pages);
         };
         while done.load(Relaxed) < producers {
-            collect(false);
+            collect(BusyLanes::Skip);
             thread::yield_now();
         }
-        collect(true);
+        collect(BusyLanes::Wait);
     });
 
     assert!(kinds_ok, "a record came back with the wrong kind");
@@ -93,14 +93,14 @@ fn many_producers_one_consumer_default_config() {
     run(Config::default(), 8, 100_000);
 }
 
-/// Tiny caches and more slots than CPUs: producers run dry often, so `NoPage`,
+/// Tiny caches and more lanes than CPUs: producers run dry often, so `NoPage`,
 /// refill and recycle race the pushes constantly.
 #[test]
 fn many_producers_tiny_caches() {
     let config = Config {
         low_watermark: 1,
         high_watermark: 2,
-        slots: Some(3),
+        lanes: Some(3),
     };
     run(config, 8, 50_000);
 }

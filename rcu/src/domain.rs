@@ -29,14 +29,14 @@
 //! `advance()` return false until it leaves.
 
 use crate::fork;
-use crate::guard::RcuReadGuard;
+use crate::guard::{RcuReadGuard, SlotOwner};
 use crate::membarrier::Flavour;
+use crate::reader_slot::{ReaderSlotTable, epoch_of, nesting, truncate_epoch};
 use crate::registry::{self, Registration};
-use crate::slot::{SlotTable, epoch_of, nesting, truncate_epoch};
-use crate::sync::{Arc, AtomicU64, Ordering, SMALL, fence, yield_now};
+use crate::sync::{Arc, AtomicU64, Ordering, Patience, SMALL, fence};
 use crate::{CapacityError, GpState};
 use core::fmt;
-use crossbeam_utils::{Backoff, CachePadded};
+use crossbeam_utils::CachePadded;
 
 /// Reader slots of a domain made by [`Rcu::new`].
 ///
@@ -52,12 +52,12 @@ pub(crate) struct Domain {
     epoch: CachePadded<AtomicU64>,
     requested: CachePadded<AtomicU64>,
     flavour: Flavour,
-    slots: SlotTable,
+    reader_slots: ReaderSlotTable,
 }
 
 impl Domain {
-    pub(crate) fn slots(&self) -> &SlotTable {
-        &self.slots
+    pub(crate) fn reader_slots(&self) -> &ReaderSlotTable {
+        &self.reader_slots
     }
 }
 
@@ -124,7 +124,7 @@ impl Rcu {
             epoch: CachePadded::new(AtomicU64::new(0)),
             requested: CachePadded::new(AtomicU64::new(0)),
             flavour: Flavour::get(),
-            slots: SlotTable::new(max_threads),
+            reader_slots: ReaderSlotTable::new(max_threads),
         });
         // A forked child frees the slots of the threads it lost (fork.rs).
         fork::track(&domain);
@@ -139,6 +139,9 @@ impl Rcu {
     /// drop(rcu.read_lock());
     /// ```
     pub fn global() -> &'static Rcu {
+        // Written twice because a domain made of loom atomics must not
+        // outlive one model execution: loom's `lazy_static` is reset per
+        // execution, a std `OnceLock` would not be.
         #[cfg(not(kvfree_loom))]
         {
             static GLOBAL: std::sync::OnceLock<Rcu> = std::sync::OnceLock::new();
@@ -160,7 +163,7 @@ impl Rcu {
     /// assert_eq!(Rcu::with_capacity(4).capacity(), 4);
     /// ```
     pub fn capacity(&self) -> usize {
-        self.domain.slots.capacity()
+        self.domain.reader_slots.capacity()
     }
 
     /// Claim this thread's reader slot now, from ordinary context, so that
@@ -187,7 +190,7 @@ impl Rcu {
     /// assert_eq!(err.unwrap_err().capacity, 1);
     /// ```
     pub fn register_current_thread(&self) -> Result<(), CapacityError> {
-        registry::slot_of(&self.domain).map(|_| ())
+        registry::reader_slot_of(&self.domain).map(|_| ())
     }
 
     /// True if the current thread holds a slot in this domain.
@@ -227,19 +230,21 @@ impl Rcu {
     /// ```
     #[inline]
     pub fn read_lock(&self) -> RcuReadGuard<'_> {
-        let (index, ephemeral) = match registry::slot_of(&self.domain) {
-            Ok(Registration::Slot(index)) => (index, false),
-            Ok(Registration::Unavailable) => match registry::claim_ephemeral(&self.domain.slots) {
-                Ok(index) => (index, true),
-                Err(e) => capacity_panic(e),
-            },
+        let (index, owner) = match registry::reader_slot_of(&self.domain) {
+            Ok(Registration::Owned(index)) => (index, SlotOwner::Thread),
+            Ok(Registration::Unavailable) => {
+                match registry::claim_ephemeral(&self.domain.reader_slots) {
+                    Ok(index) => (index, SlotOwner::Guard),
+                    Err(e) => capacity_panic(e),
+                }
+            }
             Err(e) => capacity_panic(e),
         };
-        let slot = self.domain.slots.get(index);
+        let slot = self.domain.reader_slots.get(index);
         if slot.enter(&self.domain.epoch) {
             self.domain.flavour.light();
         }
-        RcuReadGuard::new(slot, ephemeral)
+        RcuReadGuard::new(slot, owner)
     }
 
     /// The state a caller must wait for after unlinking an object: once
@@ -321,7 +326,7 @@ impl Rcu {
     /// assert!(!rcu.advance()); // now it is a reader from before
     /// drop(guard);
     /// assert!(rcu.advance());
-    /// assert_eq!(rcu.grace_periods(), 2);
+    /// assert_eq!(rcu.epoch(), 2);
     /// ```
     pub fn advance(&self) -> bool {
         let domain = &*self.domain;
@@ -329,7 +334,7 @@ impl Rcu {
         let current = domain.epoch.load(Ordering::Acquire);
         domain.flavour.heavy();
         let announced = truncate_epoch(current);
-        for slot in domain.slots.in_use() {
+        for slot in domain.reader_slots.in_use() {
             let state = slot.state();
             if nesting(state) != 0 && epoch_of(state) != announced {
                 return false;
@@ -345,9 +350,9 @@ impl Rcu {
     }
 
     /// Block until a full grace period has elapsed: every critical section
-    /// running when it was called has ended. Ordinary context only (it spins,
-    /// yields, then sleeps up to 1 ms at a time). Must not be called inside
-    /// a critical section of the same domain (it would never return).
+    /// running when it was called has ended. Ordinary context only (between
+    /// failed advances it spins, yields, then sleeps up to 1 ms at a time).
+    /// Must not be called inside a critical section of the same domain (it would never return).
     ///
     /// # Panics
     /// In checked builds (debug assertions, or feature `context-check`),
@@ -360,26 +365,17 @@ impl Rcu {
     /// ```
     /// let rcu = kvfree_rcu_gp::Rcu::new();
     /// rcu.synchronize();
-    /// assert!(rcu.grace_periods() >= 2);
+    /// assert!(rcu.grace_periods() >= 1);
     /// ```
     pub fn synchronize(&self) {
         if CONTEXT_CHECKS && self.current_thread_in_read_section() {
             illegal_synchronize_panic();
         }
         let target = self.get_state();
-        let backoff = Backoff::new();
-        let mut sleep = std::time::Duration::from_micros(10);
+        let mut patience = Patience::new();
         while !self.poll_state(target) {
-            if self.advance() {
-                continue;
-            }
-            if cfg!(kvfree_loom) {
-                yield_now();
-            } else if !backoff.is_completed() {
-                backoff.snooze();
-            } else {
-                std::thread::sleep(sleep);
-                sleep = (sleep * 2).min(std::time::Duration::from_millis(1));
+            if !self.advance() {
+                patience.wait();
             }
         }
     }
@@ -405,17 +401,33 @@ impl Rcu {
         registry::in_read_section(&self.domain)
     }
 
-    /// Epochs advanced so far in this domain (two per grace period waited
-    /// for by [`synchronize`](Rcu::synchronize)).
+    /// Grace periods completed so far in this domain, in the unit of
+    /// [`GracePeriod::grace_periods`](crate::GracePeriod::grace_periods):
+    /// `epoch() / 2`, since a grace period takes two epochs (see
+    /// [`get_state`](Rcu::get_state)). A statistic.
     ///
     /// ```
     /// let rcu = kvfree_rcu_gp::Rcu::new();
     /// assert_eq!(rcu.grace_periods(), 0);
     /// rcu.advance();
+    /// assert_eq!(rcu.grace_periods(), 0); // one epoch: half a grace period
+    /// rcu.advance();
     /// assert_eq!(rcu.grace_periods(), 1);
     /// ```
     pub fn grace_periods(&self) -> u64 {
-        // Relaxed: a statistic.
+        self.epoch() / 2
+    }
+
+    /// The domain's epoch: the number of successful [`advance`](Rcu::advance)
+    /// calls so far (two per grace period). A statistic.
+    ///
+    /// ```
+    /// let rcu = kvfree_rcu_gp::Rcu::new();
+    /// assert!(rcu.advance() && rcu.advance());
+    /// assert_eq!((rcu.epoch(), rcu.grace_periods()), (2, 1));
+    /// ```
+    pub fn epoch(&self) -> u64 {
+        // Relaxed: a statistic; no memory is accessed through it.
         self.domain.epoch.load(Ordering::Relaxed)
     }
 
@@ -466,6 +478,7 @@ impl fmt::Debug for Rcu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rcu")
             .field("capacity", &self.capacity())
+            .field("epoch", &self.epoch())
             .field("grace_periods", &self.grace_periods())
             .field("uses_membarrier", &self.uses_membarrier())
             .finish()

@@ -16,8 +16,7 @@
 //! the time the deferral runs.
 
 use crate::domain::{CONTEXT_CHECKS, illegal_synchronize_panic};
-use crate::sync::{Arc, AtomicU64, Ordering, fence};
-use crossbeam_utils::Backoff;
+use crate::sync::{Arc, AtomicU64, Ordering, Patience, fence};
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -68,12 +67,15 @@ impl EpochGracePeriod {
 //    `s` only through the `fetch_max(n)` of a closure deferred by the
 //    `advance` that drew `n >= s` from `requested.fetch_add`. That
 //    `fetch_add` follows, in `requested`'s modification order, the value
-//    `s - 1` our load read, so the pin and `defer` after it come after the
-//    call that took `s`. crossbeam runs a deferred closure only after every
-//    thread pinned when it was deferred has unpinned, and with its unpin
+//    `s - 1` our load read, so the SeqCst fence of `get_state` precedes, in
+//    the single order of SeqCst fences, the pin fence of that `advance`
+//    (the fences follow the counter's coherence order): a reader that could
+//    see the unlinked object pinned before that `advance` deferred its
+//    closure. crossbeam runs a deferred closure only after every thread
+//    pinned when it was deferred has unpinned, and with its unpin
 //    (Release) and epoch scan (Acquire) ordering those threads' accesses
 //    before the closure, as its own `defer_destroy` relies on; the closure's
-//    AcqRel `fetch_max` then pairs with `poll_state`'s Acquire load.
+//    Release `fetch_max` then pairs with `poll_state`'s Acquire load.
 // 3. `synchronize` is `get_state` then `poll_state` until true.
 // 4. Only the deferred closures write `completed` (each with its own `n`,
 //    only after its grace period); `requested` only grows; the other calls
@@ -82,10 +84,14 @@ unsafe impl crate::GracePeriod for EpochGracePeriod {
     type State = u64;
 
     fn get_state(&self) -> u64 {
-        // SeqCst: orders the caller's unlink before the load (see module docs).
+        // SeqCst: orders the caller's unlink before the load, and before the
+        // SeqCst pin fence of any advance whose `fetch_add` comes after the
+        // value this load reads in `requested`'s modification order (the
+        // fences' order follows that coherence order; module docs).
         fence(Ordering::SeqCst);
-        // Acquire: pairs with the AcqRel fetch_add in `advance`.
-        self.counters.requested.load(Ordering::Acquire) + 1
+        // Relaxed: the fence above and the coherence of `requested` give all
+        // the ordering the argument needs; nothing is read through the value.
+        self.counters.requested.load(Ordering::Relaxed) + 1
     }
 
     fn start_poll(&self) -> u64 {
@@ -93,24 +99,34 @@ unsafe impl crate::GracePeriod for EpochGracePeriod {
     }
 
     fn poll_state(&self, state: u64) -> bool {
-        // Acquire: pairs with the AcqRel fetch_max run by the deferred closure.
+        // Acquire: pairs with the Release fetch_max of the deferred closures.
         self.counters.completed.load(Ordering::Acquire) >= state
     }
 
     fn advance(&self) -> bool {
-        // Acquire: see `poll_state`.
-        let before = self.counters.completed.load(Ordering::Acquire);
-        // AcqRel: totally orders grace-period numbers after earlier states.
-        let n = self.counters.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        // Relaxed: only compared with the load at the end, to say whether
+        // this call saw a grace period complete.
+        let before = self.counters.completed.load(Ordering::Relaxed);
+        // Relaxed: a read-modify-write, so every advance draws a distinct
+        // number, later in `requested`'s modification order than any value a
+        // `get_state` read before it; the SeqCst fences (in `get_state`, and
+        // in the `pin` below) order the rest (module docs).
+        let n = self.counters.requested.fetch_add(1, Ordering::Relaxed) + 1;
         let counters = Arc::clone(&self.counters);
         let guard = crossbeam_epoch::pin();
         guard.defer(move || {
-            // AcqRel: publishes the elapsed grace period to `poll_state`.
-            counters.completed.fetch_max(n, Ordering::AcqRel);
+            // Release: pairs with `poll_state`'s Acquire load, carrying what
+            // crossbeam ordered before this closure (the unpinned readers'
+            // accesses) to the caller that frees. Every `fetch_max` is a
+            // read-modify-write, so a later closure's value continues this
+            // release sequence: reading it synchronizes with us too.
+            counters.completed.fetch_max(n, Ordering::Release);
         });
         guard.flush();
         drop(guard);
-        self.counters.completed.load(Ordering::Acquire) > before
+        // Relaxed: the answer is a progress hint; a caller that frees calls
+        // `poll_state`, whose Acquire load does the pairing.
+        self.counters.completed.load(Ordering::Relaxed) > before
     }
 
     /// Panics in checked builds when this thread is pinned (see
@@ -121,10 +137,10 @@ unsafe impl crate::GracePeriod for EpochGracePeriod {
             illegal_synchronize_panic();
         }
         let target = self.get_state();
-        let backoff = Backoff::new();
+        let mut patience = Patience::new();
         while !self.poll_state(target) {
             if !self.advance() {
-                backoff.snooze();
+                patience.wait();
             }
         }
     }
@@ -141,12 +157,16 @@ unsafe impl crate::GracePeriod for EpochGracePeriod {
     }
 }
 
-#[cfg(all(test, not(miri)))]
+#[cfg(all(test, not(kvfree_loom)))]
 mod tests {
     use super::*;
     use crate::GracePeriod;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "1000 advances, each pinning and flushing crossbeam's collector: minutes under Miri"
+    )]
     fn a_pinned_reader_holds_the_grace_period() {
         let gp = EpochGracePeriod::new();
         let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
@@ -177,23 +197,5 @@ mod tests {
         assert!(gp.current_thread_in_read_section());
         drop(guard);
         assert!(!gp.current_thread_in_read_section());
-    }
-
-    /// Hangs forever without the check: crossbeam cannot complete the grace
-    /// period while this thread stays pinned.
-    #[cfg(any(debug_assertions, feature = "context-check"))]
-    #[test]
-    fn synchronize_while_pinned_panics() {
-        let _watchdog = crate::tests::Watchdog::arm("synchronize_while_pinned_panics");
-        let gp = EpochGracePeriod::new();
-        let guard = crossbeam_epoch::pin();
-        let err = std::panic::catch_unwind(|| gp.synchronize())
-            .expect_err("synchronize while pinned must panic");
-        assert!(
-            err.downcast_ref::<&str>()
-                .is_some_and(|m| m.contains("Illegal synchronize()")),
-        );
-        drop(guard);
-        gp.synchronize();
     }
 }

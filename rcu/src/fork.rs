@@ -62,6 +62,7 @@ pub(crate) fn track(_domain: &crate::sync::Arc<crate::domain::Domain>) {}
 mod handlers {
     use super::thread_token;
     use crate::domain::Domain;
+    use crate::sync::Patience;
     use core::cell::UnsafeCell;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Once, Weak};
@@ -83,8 +84,10 @@ mod handlers {
     };
 
     impl DomainList {
-        /// Ordinary context: spins, then yields, until the lock is ours.
+        /// Ordinary context: waits with the crate's [`Patience`] until the
+        /// lock is ours.
         fn lock(&self) {
+            let mut patience = Patience::new();
             // Acquire: pairs with the Release in `unlock`, so the previous
             // holder's changes to the list happen before ours.
             while self
@@ -92,7 +95,7 @@ mod handlers {
                 .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
             {
-                std::thread::yield_now();
+                patience.wait();
             }
         }
 
@@ -151,7 +154,7 @@ mod handlers {
         let survivor = thread_token();
         for weak in DOMAINS.domains().iter() {
             if let Some(domain) = weak.upgrade() {
-                super::forget_lost_readers(domain.slots(), survivor);
+                super::forget_lost_readers(domain.reader_slots(), survivor);
             }
         }
         DOMAINS.unlock();
@@ -162,7 +165,7 @@ mod handlers {
 /// than `survivor` (the forking thread's token) is freed, with its nesting.
 /// Only valid where `survivor` is the only thread (a forked child).
 #[cfg_attr(not(all(unix, not(kvfree_loom), not(miri))), allow(dead_code))]
-pub(crate) fn forget_lost_readers(slots: &crate::slot::SlotTable, survivor: usize) {
+pub(crate) fn forget_lost_readers(slots: &crate::reader_slot::ReaderSlotTable, survivor: usize) {
     for slot in slots.in_use() {
         slot.reset_unless_owned_by(survivor);
     }
@@ -171,14 +174,14 @@ pub(crate) fn forget_lost_readers(slots: &crate::slot::SlotTable, survivor: usiz
 #[cfg(all(test, not(kvfree_loom)))]
 mod tests {
     use super::*;
-    use crate::slot::SlotTable;
+    use crate::reader_slot::ReaderSlotTable;
     use crate::sync::AtomicU64;
 
     /// The state a child inherits: a thread that is gone owned a slot in
     /// the middle of a section. The survivor's own section is kept.
     #[test]
     fn a_lost_reader_is_forgotten_and_the_survivor_kept() {
-        let table = SlotTable::new(4);
+        let table = ReaderSlotTable::new(4);
         let epoch = AtomicU64::new(3);
         std::thread::scope(|s| {
             s.spawn(|| {

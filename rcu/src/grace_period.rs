@@ -116,7 +116,19 @@ pub unsafe trait GracePeriod: Send + Sync + 'static {
     /// wait(&Rcu::new());
     /// ```
     fn synchronize(&self);
-    /// Grace periods completed so far.
+    /// Grace periods completed so far: a statistic for reports, never a
+    /// cookie (use [`get_state`](GracePeriod::get_state) to wait).
+    ///
+    /// Precisely: 0 for a new source (or, for a handle that shares its grace
+    /// periods, the count of the source it shares), never decreasing, and
+    /// counted in grace periods, not in internal steps: when `poll_state(s)`
+    /// first accepts a state `s`, or a `synchronize()` returns, the count has
+    /// grown by at least one since `s` was taken (since the call began), and
+    /// it grows only when some grace period has ended. Grace periods that
+    /// overlap in time may count once or once each: [`Rcu`] counts back-to-back
+    /// grace periods (half its epoch, [`Rcu::epoch`]); `EpochGracePeriod`
+    /// counts each `advance` request whose grace period has ended. Read
+    /// without ordering (`Relaxed`): it may lag the state `poll_state` sees.
     ///
     /// ```
     /// use kvfree_rcu_gp::{GracePeriod, Rcu};

@@ -7,9 +7,18 @@
 //! registered in more domains than its table holds, or one whose
 //! thread-locals are being destroyed), giving that slot back.
 
-use crate::slot::Slot;
+use crate::reader_slot::ReaderSlot;
 use core::fmt;
 use core::marker::PhantomData;
+
+/// Who releases the reader slot a guard runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlotOwner {
+    /// The thread's registration: released at thread exit, not by the guard.
+    Thread,
+    /// The guard itself (an ephemeral slot): released when the guard drops.
+    Guard,
+}
 
 /// A read-side critical section of an [`Rcu`](crate::Rcu) domain, from
 /// [`Rcu::read_lock`](crate::Rcu::read_lock) until drop.
@@ -25,19 +34,19 @@ use core::marker::PhantomData;
 /// ```
 #[must_use = "the critical section ends when the guard is dropped"]
 pub struct RcuReadGuard<'a> {
-    slot: &'a Slot,
-    ephemeral: bool,
+    slot: &'a ReaderSlot,
+    owner: SlotOwner,
     _not_send: PhantomData<*const ()>,
 }
 
 impl<'a> RcuReadGuard<'a> {
-    /// Wrap a slot the caller has just entered. `ephemeral` slots are
-    /// released when the guard drops.
+    /// Wrap a slot the caller has just entered; `owner` says whether the
+    /// guard releases it when it drops.
     #[inline(always)]
-    pub(crate) fn new(slot: &'a Slot, ephemeral: bool) -> RcuReadGuard<'a> {
+    pub(crate) fn new(slot: &'a ReaderSlot, owner: SlotOwner) -> RcuReadGuard<'a> {
         RcuReadGuard {
             slot,
-            ephemeral,
+            owner,
             _not_send: PhantomData,
         }
     }
@@ -50,7 +59,7 @@ impl<'a> RcuReadGuard<'a> {
     /// assert!(!rcu.read_lock().is_ephemeral());
     /// ```
     pub fn is_ephemeral(&self) -> bool {
-        self.ephemeral
+        self.owner == SlotOwner::Guard
     }
 }
 
@@ -58,7 +67,7 @@ impl Drop for RcuReadGuard<'_> {
     #[inline(always)]
     fn drop(&mut self) {
         self.slot.exit();
-        if self.ephemeral {
+        if self.owner == SlotOwner::Guard {
             self.slot.release();
         }
     }
@@ -67,7 +76,7 @@ impl Drop for RcuReadGuard<'_> {
 impl fmt::Debug for RcuReadGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RcuReadGuard")
-            .field("ephemeral", &self.ephemeral)
+            .field("ephemeral", &self.is_ephemeral())
             .finish_non_exhaustive()
     }
 }

@@ -58,14 +58,16 @@
 //! ```
 
 mod domain;
+// Not under loom: crossbeam-epoch's atomics are not loom's, so a model could
+// not explore them.
 #[cfg(all(feature = "crossbeam-epoch", not(kvfree_loom)))]
 mod epoch_adapter;
 mod fork;
 mod grace_period;
 mod guard;
 mod membarrier;
+mod reader_slot;
 mod registry;
-mod slot;
 mod sync;
 
 pub use domain::{DEFAULT_CAPACITY, Rcu};
@@ -113,6 +115,3 @@ impl std::error::Error for CapacityError {}
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GpState(u64);
-
-#[cfg(all(test, not(kvfree_loom)))]
-mod tests;

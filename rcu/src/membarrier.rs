@@ -67,9 +67,11 @@ impl Flavour {
             Flavour::Membarrier => {
                 #[cfg(not(any(miri, kvfree_loom, kvfree_tsan)))]
                 sys::private_expedited();
-                // Also order this thread's own accesses (membarrier() does
-                // not promise a barrier on the calling CPU's program order
-                // as seen by the compiler).
+                // SeqCst: membarrier() is no fence in the language's memory
+                // model, and orders nothing for the compiler on this thread.
+                // This fence keeps the scan's loads after it, and is the
+                // advancer's place in the single order of SeqCst fences that
+                // the `+ 2` argument uses (with `Rcu::get_state`'s fence).
                 fence(Ordering::SeqCst);
             }
             // SeqCst: pairs with the readers' SeqCst fence in `light`.
@@ -126,9 +128,9 @@ mod sys {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(kvfree_loom)))]
 mod tests {
-    use super::Flavour;
+    use super::*;
 
     #[test]
     fn flavour_is_decided_once_and_barriers_run() {

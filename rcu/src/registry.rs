@@ -1,6 +1,6 @@
-//! The per-thread table mapping a domain to this thread's slot in it.
+//! The per-thread table mapping a domain to this thread's reader slot in it.
 //!
-//! `read_lock()` must find the thread's slot without allocating, locking or
+//! `read_lock()` must find the thread's reader slot without allocating, locking or
 //! making a syscall, so each thread has a fixed table of [`MAX_DOMAINS`]
 //! entries, `(domain, slot index)`, in a thread-local. An entry holds a
 //! strong reference to its domain (an `Arc` turned into a raw pointer), so a
@@ -32,7 +32,7 @@
 
 use crate::CapacityError;
 use crate::domain::Domain;
-use crate::slot::SlotTable;
+use crate::reader_slot::ReaderSlotTable;
 use crate::sync::{Arc, AtomicPtr, AtomicUsize, Ordering, SMALL, thread_local};
 use core::cell::Cell;
 use core::ptr;
@@ -55,11 +55,11 @@ fn reserved() -> *mut Domain {
     ptr::addr_of!(RESERVED_MARK).cast_mut().cast::<Domain>()
 }
 
-/// One `(domain, slot)` pair. `domain` is null (free), [`reserved()`] (being
+/// One registration: `(domain, reader slot index)`. `domain` is null (free), [`reserved()`] (being
 /// filled in) or a pointer from `Arc::into_raw`.
 struct Entry {
     domain: AtomicPtr<Domain>,
-    slot: AtomicUsize,
+    reader_slot: AtomicUsize,
 }
 
 /// A thread's table of registrations.
@@ -87,8 +87,8 @@ thread_local! {
 /// Where the current thread reads a domain from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Registration {
-    /// The thread owns this slot of the domain until it exits.
-    Slot(usize),
+    /// The thread owns the reader slot at this index until it exits.
+    Owned(usize),
     /// The thread's table is full, or its thread-locals are already being
     /// destroyed: the caller claims an ephemeral slot per guard.
     Unavailable,
@@ -99,7 +99,7 @@ impl Registry {
         Registry {
             entries: core::array::from_fn(|_| Entry {
                 domain: AtomicPtr::new(ptr::null_mut()),
-                slot: AtomicUsize::new(0),
+                reader_slot: AtomicUsize::new(0),
             }),
         }
     }
@@ -111,7 +111,7 @@ impl Registry {
             // own thread, possibly the code a signal handler interrupted).
             if entry.domain.load(Ordering::Acquire) == domain {
                 // Relaxed: written before the Release publication above.
-                return Some(entry.slot.load(Ordering::Relaxed));
+                return Some(entry.reader_slot.load(Ordering::Relaxed));
             }
         }
         None
@@ -137,20 +137,20 @@ impl Registry {
             {
                 continue;
             }
-            let Some(index) = domain.slots().claim() else {
+            let Some(index) = domain.reader_slots().claim() else {
                 // Relaxed: undo our reservation; nothing was published.
                 entry.domain.store(ptr::null_mut(), Ordering::Relaxed);
                 return Err(CapacityError {
-                    capacity: domain.slots().capacity(),
+                    capacity: domain.reader_slots().capacity(),
                 });
             };
             // Relaxed: published by the Release store below.
-            entry.slot.store(index, Ordering::Relaxed);
+            entry.reader_slot.store(index, Ordering::Relaxed);
             let strong = Arc::into_raw(Arc::clone(domain)).cast_mut();
             debug_assert_eq!(strong, key);
             // Release: pairs with the Acquire in `lookup`.
             entry.domain.store(strong, Ordering::Release);
-            return Ok(Registration::Slot(index));
+            return Ok(Registration::Owned(index));
         }
         Ok(Registration::Unavailable)
     }
@@ -159,6 +159,9 @@ impl Registry {
 impl Drop for Registry {
     fn drop(&mut self) {
         for entry in &self.entries {
+            // Acquire: pairs with the Release publication in `register`, so
+            // the `reader_slot` written before it is the one we read below
+            // (the same thread wrote both: this only pins the order).
             let raw = entry.domain.swap(ptr::null_mut(), Ordering::Acquire);
             if raw.is_null() || raw == reserved() {
                 continue;
@@ -168,7 +171,10 @@ impl Drop for Registry {
             // SAFETY: as above, and the swap above took it out of the table,
             // so this is the only `from_raw` for that strong count.
             let domain = unsafe { Arc::from_raw(raw.cast_const()) };
-            let slot = domain.slots().get(entry.slot.load(Ordering::Relaxed));
+            // Relaxed: written before the publication the swap above read.
+            let slot = domain
+                .reader_slots()
+                .get(entry.reader_slot.load(Ordering::Relaxed));
             if !slot.is_reading() {
                 slot.release();
             }
@@ -182,11 +188,11 @@ impl Drop for Registry {
 /// Lock-free and allocation-free except for a thread's very first call,
 /// which initialises the thread-local (see the module docs).
 #[inline]
-pub(crate) fn slot_of(domain: &Arc<Domain>) -> Result<Registration, CapacityError> {
+pub(crate) fn reader_slot_of(domain: &Arc<Domain>) -> Result<Registration, CapacityError> {
     let key = Arc::as_ptr(domain).cast_mut();
     REGISTRY
         .try_with(|registry| match registry.lookup(key) {
-            Some(index) => Ok(Registration::Slot(index)),
+            Some(index) => Ok(Registration::Owned(index)),
             None => registry.register(domain),
         })
         .unwrap_or(Ok(Registration::Unavailable))
@@ -216,11 +222,11 @@ pub(crate) fn in_read_section(domain: &Arc<Domain>) -> bool {
         .try_with(|registry| registry.lookup(key))
         .ok()
         .flatten()
-        .is_some_and(|index| domain.slots().get(index).is_reading())
+        .is_some_and(|index| domain.reader_slots().get(index).is_reading())
 }
 
 /// Claim a slot of `domain` for one guard's lifetime. Lock-free.
-pub(crate) fn claim_ephemeral(slots: &SlotTable) -> Result<usize, CapacityError> {
+pub(crate) fn claim_ephemeral(slots: &ReaderSlotTable) -> Result<usize, CapacityError> {
     slots.claim().ok_or(CapacityError {
         capacity: slots.capacity(),
     })

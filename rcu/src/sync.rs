@@ -4,12 +4,21 @@
 //! thread-local comes from [loom] so that the models in `tests/loom.rs`
 //! explore every interleaving; otherwise they are the `std` ones. No other
 //! module may name `std::sync::atomic`, `core::cell::UnsafeCell` or
-//! `thread_local!` directly.
+//! `thread_local!` directly. Waiting politely goes through [`Patience`], the
+//! crate's one waiting policy.
 //!
 //! Sizes that loom and Miri would otherwise spend minutes on are shrunk here
 //! too ([`SMALL`]).
+//!
+//! The first part of this file is shared byte for byte with the other two
+//! crates' shims (between the marker comments; `ci/10-lint.sh` fails when
+//! they differ): the crates are independent, so each carries its own copy.
 
 #![allow(unused_imports, dead_code, unreachable_pub)]
+
+// --- common shim: keep identical in the three crates (ci/10-lint.sh checks) ---
+// src/sync.rs, rcu/src/sync.rs and pool/src/sync.rs share this block byte for
+// byte; what only one crate needs goes after the end marker.
 
 #[cfg(kvfree_loom)]
 pub(crate) use loom::{
@@ -66,4 +75,46 @@ impl<T> UnsafeCell<T> {
     pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         f(self.0.get())
     }
+    pub(crate) fn into_inner(self) -> T {
+        self.0.into_inner()
+    }
 }
+
+/// The crate's one policy for waiting politely, in ordinary context, for
+/// another party to make progress (a producer to give a lane back, a reader
+/// to leave its section, a grace period to end): the spin-then-yield steps
+/// of [`crossbeam_utils::Backoff::snooze`], then sleeps of 10 us doubling up
+/// to 1 ms. Never use it where the party waited for may be the caller itself
+/// (a signal handler that interrupted it).
+///
+/// Under loom every step is a loom yield instead, so that the model
+/// scheduler runs the party we wait for rather than exploring a spin, and
+/// models that wait terminate.
+#[derive(Debug, Default)]
+pub(crate) struct Patience {
+    backoff: crossbeam_utils::Backoff,
+    sleeps: u32,
+}
+
+impl Patience {
+    /// A fresh wait: its first steps spin.
+    pub(crate) fn new() -> Patience {
+        Patience::default()
+    }
+
+    /// One step of the wait; call it each time the awaited condition is
+    /// still false.
+    pub(crate) fn wait(&mut self) {
+        #[cfg(kvfree_loom)]
+        loom::thread::yield_now();
+        #[cfg(not(kvfree_loom))]
+        if !self.backoff.is_completed() {
+            self.backoff.snooze();
+        } else {
+            let micros = (10u64 << self.sleeps.min(7)).min(1_000);
+            std::thread::sleep(std::time::Duration::from_micros(micros));
+            self.sleeps = self.sleeps.saturating_add(1);
+        }
+    }
+}
+// --- end common shim ---

@@ -49,7 +49,7 @@ impl Shared {
             return 0;
         }
         // Relaxed: a stale epoch only makes the age smaller (never a false failure).
-        let age = self.rcu.grace_periods().saturating_sub(removed) as usize;
+        let age = self.rcu.epoch().saturating_sub(removed) as usize;
         if age >= 2 {
             self.ages[2].fetch_add(1, Ordering::Relaxed);
             fail(&format!(

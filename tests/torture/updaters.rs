@@ -47,8 +47,7 @@ impl Shared {
         // `Rcu::get_state` does (pairs with the readers' light barrier and the
         // advancers' heavy one).
         fence(Ordering::SeqCst);
-        h.removed_epoch
-            .store(self.rcu.grace_periods(), Ordering::Relaxed);
+        h.removed_epoch.store(self.rcu.epoch(), Ordering::Relaxed);
         h.counts.retired.fetch_add(1, Ordering::Relaxed);
     }
 

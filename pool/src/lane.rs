@@ -1,18 +1,18 @@
-//! A per-CPU slot: the open page, a cache of empty pages, a push counter.
+//! A per-CPU lane: the open page, a cache of empty pages, a push counter.
 //!
 //! `open` holds null (no open page), the open page, or [`BUSY`]. Whoever swaps
-//! `BUSY` in owns the slot (its open page and its `pushed` counter) until it
-//! stores a page or null back; producers and the consumer take a slot the same
+//! `BUSY` in owns the lane (its open page and its `pushed` counter) until it
+//! stores a page or null back; producers and the consumer take a lane the same
 //! way, and a party that finds `BUSY` goes elsewhere instead of waiting. The
 //! swap is `Acquire` and the store back `Release`, so each owner sees all the
 //! writes the previous owner made to the page and the counter.
 //!
 //! The cache is an array of words, each null or an empty page. The owner of
-//! the slot takes a page with `swap(null)` (`Acquire`); the consumer puts one
+//! the lane takes a page with `swap(null)` (`Acquire`); the consumer puts one
 //! with `compare_exchange(null, page)` (`Release`) and `shrink` takes them
-//! with `swap(null)` too, without owning the slot. Each swap and CAS moves a
+//! with `swap(null)` too, without owning the lane. Each swap and CAS moves a
 //! page between exactly two parties, so a cached page always has one owner.
-//! Cache entries are independent of `open`, so the consumer can refill a slot
+//! Cache entries are independent of `open`, so the consumer can refill a lane
 //! whose owner is preempted mid-push.
 
 use crate::CACHE_CAPACITY;
@@ -27,25 +27,25 @@ use core::ptr::{self, NonNull};
 /// 4096-aligned, so address 1 is never a page.
 pub(crate) const BUSY: *mut Page = ptr::without_provenance_mut(1);
 
-/// One per-CPU slot (see the module doc).
-pub(crate) struct Slot {
+/// One per-CPU lane (see the module doc).
+pub(crate) struct Lane {
     open: AtomicPtr<Page>,
-    /// Records pushed through this slot; written only by the slot's owner.
+    /// Records pushed through this lane; written only by the lane's owner.
     pushed: AtomicU64,
     cache: [AtomicPtr<Page>; CACHE_CAPACITY],
 }
 
-impl Slot {
-    pub(crate) fn new() -> Slot {
-        Slot {
+impl Lane {
+    pub(crate) fn new() -> Lane {
+        Lane {
             open: AtomicPtr::new(ptr::null_mut()),
             pushed: AtomicU64::new(0),
             cache: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
         }
     }
 
-    /// Tries to own the slot: returns the open page (or null) now owned by
-    /// the caller, or `BUSY` if someone else owns the slot.
+    /// Tries to own the lane: returns the open page (or null) now owned by
+    /// the caller, or `BUSY` if someone else owns the lane.
     #[inline(always)]
     pub(crate) fn take(&self) -> *mut Page {
         // Acquire: pairs with the Release store in `release`, so the previous
@@ -53,15 +53,15 @@ impl Slot {
         self.open.swap(BUSY, Acquire)
     }
 
-    /// Gives the slot up, leaving `open` (a page, or null) as its open page.
-    /// The caller must own the slot (a `take` that did not return `BUSY`).
+    /// Gives the lane up, leaving `open` (a page, or null) as its open page.
+    /// The caller must own the lane (a `take` that did not return `BUSY`).
     #[inline(always)]
     pub(crate) fn release(&self, open: *mut Page) {
         debug_assert_ne!(open, BUSY);
         // Release: publishes our writes to the page and the counter; pairs
         // with the Acquire swap in `take`.
         //
-        // Natively a plain store suffices: while we own the slot every other
+        // Natively a plain store suffices: while we own the lane every other
         // access to `open` is a swap writing BUSY over BUSY, and an RMW reads
         // the value just before it in modification order, so those swaps form
         // an unbroken chain after our `take` and our store (sequenced after
@@ -74,11 +74,11 @@ impl Slot {
         #[cfg(kvfree_loom)]
         {
             let previous = self.open.swap(open, Release);
-            assert_eq!(previous, BUSY, "released a slot we did not own");
+            assert_eq!(previous, BUSY, "released a lane we did not own");
         }
     }
 
-    /// Counts one pushed record. The caller must own the slot: it is the only
+    /// Counts one pushed record. The caller must own the lane: it is the only
     /// writer, so a plain load and store suffice (no read-modify-write).
     #[inline(always)]
     pub(crate) fn count_push(&self) {
@@ -88,7 +88,7 @@ impl Slot {
         self.pushed.store(pushed + 1, Relaxed);
     }
 
-    /// Records pushed through this slot.
+    /// Records pushed through this lane.
     pub(crate) fn pushed(&self) -> u64 {
         // Relaxed: a statistic for `stats`, ordered with nothing.
         self.pushed.load(Relaxed)
@@ -96,7 +96,7 @@ impl Slot {
 
     /// Takes an empty page from the cache, owned by the caller from now on,
     /// and counts the pages left (a hint: the consumer may be adding some).
-    /// Used by the slot's owner on the push path: loads, one swap, no loop
+    /// Used by the lane's owner on the push path: loads, one swap, no loop
     /// that could spin.
     #[inline]
     pub(crate) fn pop_cached(&self) -> Option<(NonNull<Page>, usize)> {
@@ -136,7 +136,7 @@ impl Slot {
         Err(page)
     }
 
-    /// Takes one cached page, if any, without owning the slot (`shrink`,
+    /// Takes one cached page, if any, without owning the lane (`shrink`,
     /// `Drop`).
     pub(crate) fn take_cached(&self) -> Option<NonNull<Page>> {
         self.cache.iter().find_map(|entry| {

@@ -24,7 +24,7 @@
 //! thread owns the slot, so that a forked child can give back the slots of
 //! the threads that did not survive the fork (`fork.rs`).
 //!
-//! A [`SlotTable`] is the fixed array of slots of one domain, allocated once.
+//! A [`ReaderSlotTable`] is the fixed array of slots of one domain, allocated once.
 //! Its `high_water` mark (one past the highest slot ever claimed) bounds the
 //! advancer's scan.
 
@@ -57,15 +57,15 @@ pub(crate) fn truncate_epoch(epoch: u64) -> u64 {
 
 /// One reader's announcement word and its owner word.
 #[derive(Debug)]
-pub(crate) struct Slot {
+pub(crate) struct ReaderSlot {
     state: AtomicU64,
     /// 0 (free) or the owner's [`thread_token`].
     owner: AtomicUsize,
 }
 
-impl Slot {
-    fn new() -> Slot {
-        Slot {
+impl ReaderSlot {
+    fn new() -> ReaderSlot {
+        ReaderSlot {
             state: AtomicU64::new(0),
             owner: AtomicUsize::new(0),
         }
@@ -136,7 +136,7 @@ impl Slot {
     /// Give the slot back. Owner only, outside any critical section.
     pub(crate) fn release(&self) {
         debug_assert_eq!(nesting(self.state.load(Ordering::Relaxed)), 0);
-        // Release: pairs with the Acquire CAS in `SlotTable::claim`, so our
+        // Release: pairs with the Acquire CAS in `ReaderSlotTable::claim`, so our
         // last store to `state` happens before the next owner's first.
         self.owner.store(0, Ordering::Release);
     }
@@ -166,17 +166,17 @@ impl Slot {
 
 /// The fixed table of reader slots of one domain.
 #[derive(Debug)]
-pub(crate) struct SlotTable {
-    slots: Box<[CachePadded<Slot>]>,
+pub(crate) struct ReaderSlotTable {
+    slots: Box<[CachePadded<ReaderSlot>]>,
     high_water: AtomicUsize,
 }
 
-impl SlotTable {
+impl ReaderSlotTable {
     /// A table of `capacity` free slots (the only allocation a domain makes).
-    pub(crate) fn new(capacity: usize) -> SlotTable {
-        SlotTable {
+    pub(crate) fn new(capacity: usize) -> ReaderSlotTable {
+        ReaderSlotTable {
             slots: (0..capacity)
-                .map(|_| CachePadded::new(Slot::new()))
+                .map(|_| CachePadded::new(ReaderSlot::new()))
                 .collect(),
             high_water: AtomicUsize::new(0),
         }
@@ -195,15 +195,19 @@ impl SlotTable {
             if slot.owner.load(Ordering::Relaxed) != 0 {
                 continue;
             }
-            // Acquire: pairs with the Release in `Slot::release`.
+            // Acquire: pairs with the Release owner store in
+            // `ReaderSlot::release` (or `reset_unless_owned_by`), so the
+            // previous owner's last store to `state` happens before our first.
             if slot
                 .owner
                 .compare_exchange(0, thread_token(), Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                // Release: pairs with the Acquire load in `in_use`. The
-                // owner's later announcements are ordered after this by
-                // program order and the light/heavy barrier pair.
+                // Release: pairs with the Acquire load in `in_use`. What makes
+                // an advancer scan this slot when it must is the barrier pair,
+                // not this pairing: the mark is written before our first
+                // announcement and light barrier, so an advancer whose heavy
+                // barrier comes after them reads the new mark.
                 self.high_water.fetch_max(i + 1, Ordering::Release);
                 return Some(i);
             }
@@ -213,12 +217,12 @@ impl SlotTable {
 
     /// The slot at `index` (from `claim`).
     #[inline(always)]
-    pub(crate) fn get(&self, index: usize) -> &Slot {
+    pub(crate) fn get(&self, index: usize) -> &ReaderSlot {
         &self.slots[index]
     }
 
     /// Every slot that has ever been claimed (a prefix of the table).
-    pub(crate) fn in_use(&self) -> impl Iterator<Item = &Slot> {
+    pub(crate) fn in_use(&self) -> impl Iterator<Item = &ReaderSlot> {
         // Acquire: pairs with the Release fetch_max in `claim`.
         let used = self.high_water.load(Ordering::Acquire);
         self.slots[..used].iter().map(|padded| &**padded)
@@ -239,7 +243,7 @@ mod tests {
 
     #[test]
     fn enter_exit_nest_and_keep_the_first_epoch() {
-        let table = SlotTable::new(2);
+        let table = ReaderSlotTable::new(2);
         let epoch = AtomicU64::new(5);
         let slot = table.get(table.claim().unwrap());
         assert!(slot.enter(&epoch));
@@ -255,7 +259,7 @@ mod tests {
 
     #[test]
     fn claim_until_full_then_release() {
-        let table = SlotTable::new(3);
+        let table = ReaderSlotTable::new(3);
         assert_eq!(table.in_use().count(), 0);
         let ids: Vec<_> = (0..3).map(|_| table.claim().unwrap()).collect();
         assert_eq!(ids, [0, 1, 2]);

@@ -1,7 +1,9 @@
-//! Unit tests of the domain as a whole (sizes shrink under Miri).
+//! The domain through its public API: capacity, states and epochs,
+//! readers holding grace periods back, concurrent advancers, registration
+//! limits, and the misuse checks (sizes shrink under Miri; `ci/30-miri.sh`
+//! runs this file).
 
-use crate::sync::SMALL;
-use crate::{CapacityError, MAX_DOMAINS, Rcu};
+use kvfree_rcu_gp::{CapacityError, MAX_DOMAINS, Rcu};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
@@ -18,7 +20,7 @@ fn fresh_domain() {
     assert_eq!(rcu.grace_periods(), 0);
     assert!(!rcu.is_current_thread_registered());
     assert!(format!("{rcu:?}").contains("capacity: 3"));
-    assert_eq!(Rcu::default().capacity(), crate::DEFAULT_CAPACITY);
+    assert_eq!(Rcu::default().capacity(), kvfree_rcu_gp::DEFAULT_CAPACITY);
 }
 
 #[test]
@@ -30,7 +32,26 @@ fn states_expire_after_two_epochs() {
     assert!(!rcu.poll_state(s));
     assert!(rcu.advance());
     assert!(rcu.poll_state(s));
-    assert_eq!(rcu.grace_periods(), 2);
+    assert_eq!((rcu.epoch(), rcu.grace_periods()), (2, 1));
+}
+
+/// Issue 13: `grace_periods` counted epochs (two per grace period) while
+/// `EpochGracePeriod` counted grace periods, so the service's
+/// `Stats::grace_periods` changed meaning with the backend. One grace period
+/// is one now, through the inherent method and the trait alike.
+#[test]
+fn one_synchronize_counts_one_grace_period() {
+    use kvfree_rcu_gp::GracePeriod;
+    let rcu = Rcu::with_capacity(2);
+    rcu.synchronize();
+    assert_eq!(rcu.epoch(), 2);
+    assert_eq!(rcu.grace_periods(), 1);
+    assert_eq!(GracePeriod::grace_periods(&rcu), 1);
+    let state = rcu.get_state();
+    while !rcu.poll_state(state) {
+        rcu.advance();
+    }
+    assert_eq!(GracePeriod::grace_periods(&rcu), 2);
 }
 
 #[test]
@@ -103,7 +124,7 @@ fn a_reader_on_another_thread_blocks_synchronize() {
 #[test]
 fn concurrent_advancers_move_the_epoch_one_step_at_a_time() {
     let rcu = Rcu::with_capacity(4);
-    let rounds = if SMALL { 20 } else { 2000 };
+    let rounds = if cfg!(miri) { 20 } else { 2000 };
     let moved = AtomicU64::new(0);
     std::thread::scope(|s| {
         for _ in 0..2 {
@@ -117,7 +138,7 @@ fn concurrent_advancers_move_the_epoch_one_step_at_a_time() {
             });
         }
     });
-    assert_eq!(moved.load(Ordering::Relaxed), rcu.grace_periods());
+    assert_eq!(moved.load(Ordering::Relaxed), rcu.epoch());
 }
 
 #[test]
@@ -207,7 +228,7 @@ fn readers_never_see_a_freed_object() {
         alive: AtomicBool::new(true),
     })));
     let stop = AtomicBool::new(false);
-    let updates = if SMALL { 6 } else { 300 };
+    let updates = if cfg!(miri) { 6 } else { 300 };
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
@@ -267,13 +288,16 @@ fn shared_through_an_arc() {
 /// Aborts the process if it is still armed after 60 s, so that a test whose
 /// subject hangs (a wait for a grace period that can never end) fails
 /// instead of hanging CI. Disarmed on drop.
-pub(crate) struct Watchdog {
+// Only the misuse-check tests (checked builds) use it.
+#[cfg(any(debug_assertions, feature = "context-check"))]
+struct Watchdog {
     done: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+#[cfg(any(debug_assertions, feature = "context-check"))]
 impl Watchdog {
-    pub(crate) fn arm(what: &'static str) -> Watchdog {
+    fn arm(what: &'static str) -> Watchdog {
         let done = Arc::new(AtomicBool::new(false));
         let thread = {
             let done = done.clone();
@@ -295,6 +319,7 @@ impl Watchdog {
     }
 }
 
+#[cfg(any(debug_assertions, feature = "context-check"))]
 impl Drop for Watchdog {
     fn drop(&mut self) {
         self.done.store(true, Ordering::Relaxed);
@@ -363,4 +388,27 @@ fn synchronize_inside_a_section_of_the_same_domain_panics() {
     let other = Rcu::with_capacity(2);
     let _other_guard = other.read_lock();
     rcu.synchronize();
+}
+
+/// Hangs forever without the check: crossbeam cannot complete the grace
+/// period while this thread stays pinned. (`EpochGracePeriod`'s
+/// counterpart of the test above.)
+#[cfg(all(
+    feature = "crossbeam-epoch",
+    any(debug_assertions, feature = "context-check")
+))]
+#[test]
+fn synchronize_while_pinned_panics() {
+    use kvfree_rcu_gp::GracePeriod;
+    let _watchdog = Watchdog::arm("synchronize_while_pinned_panics");
+    let gp = kvfree_rcu_gp::EpochGracePeriod::new();
+    let guard = crossbeam_epoch::pin();
+    let err = std::panic::catch_unwind(|| gp.synchronize())
+        .expect_err("synchronize while pinned must panic");
+    assert!(
+        err.downcast_ref::<&str>()
+            .is_some_and(|m| m.contains("Illegal synchronize()")),
+    );
+    drop(guard);
+    gp.synchronize();
 }

@@ -1,0 +1,228 @@
+//! The supply of empty pages, consumer side: [`Pool::refill`] allocates pages
+//! into the lanes' caches, [`Pool::recycle`] puts drained pages back (or
+//! frees them), [`Pool::shrink`] frees the cached ones; plus the page
+//! allocator they share, with its fault injection.
+//!
+//! # Ownership
+//! A page this file allocates, or takes from a `PageList` it was given, is
+//! the caller's until a CAS from null puts it into a cache entry
+//! (`Lane::put_cached`, Release), after which the producer that swaps it out
+//! owns it; `shrink` takes cached pages back with the same swap a producer
+//! uses (`Lane::take_cached`). A page that finds no free entry is freed by
+//! its owner. Nothing here touches a lane's open page, so no lane is ever
+//! owned (`BUSY`) by the consumer here.
+
+use crate::page::Page;
+use crate::page_list::PageList;
+use crate::stats::bump;
+use crate::sync::{AtomicBool, Ordering::Relaxed};
+use crate::{AllocError, Pool};
+use core::ptr::NonNull;
+
+/// Clears the `dry` hint when dropped: after the pages are in place, so a
+/// push that sees it clear finds them.
+struct ClearDry<'a>(&'a AtomicBool);
+
+impl Drop for ClearDry<'_> {
+    fn drop(&mut self) {
+        // Relaxed: a hint; the cache entries' Release CAS publishes the pages.
+        self.0.store(false, Relaxed);
+    }
+}
+
+impl Pool {
+    /// True if some lane's cache is below the low watermark.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::Pool;
+    /// let pool = Pool::default();
+    /// assert!(pool.needs_refill()); // a new pool has empty caches
+    /// pool.refill().unwrap();
+    /// assert!(!pool.needs_refill());
+    /// ```
+    pub fn needs_refill(&self) -> bool {
+        self.lanes
+            .iter()
+            .any(|lane| lane.cached() < self.config.low_watermark)
+    }
+
+    /// Fills each lane whose cache is below the low watermark up to the high
+    /// watermark with newly allocated pages (consumer side, ordinary context:
+    /// this allocates). Filling to the high mark leaves room for a flood
+    /// between two refills; the low mark is when to ask. Returns the
+    /// number of pages allocated, or [`AllocError`] at the first allocation
+    /// failure (pages allocated before it are kept); never panics.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{Config, Pool};
+    /// let pool = Pool::new(Config { low_watermark: 1, high_watermark: 2, lanes: Some(2) }).unwrap();
+    /// assert_eq!(pool.refill(), Ok(4)); // 2 lanes, filled to the high watermark
+    /// assert_eq!(pool.refill(), Ok(0)); // nothing under the low watermark
+    /// ```
+    pub fn refill(&self) -> Result<usize, AllocError> {
+        // Cleared on every call, even one with nothing to allocate, so a
+        // stale hint lives at most until the refill its `NoPage` asked for.
+        let _clear_dry = ClearDry(&self.dry);
+        let mut allocated = 0;
+        for lane in self.lanes.iter() {
+            let mut cached = lane.cached();
+            if cached >= self.config.low_watermark {
+                continue;
+            }
+            while cached < self.config.high_watermark {
+                let page = self.alloc_page()?;
+                allocated += 1;
+                if let Err(page) = lane.put_cached(page) {
+                    // Another consumer filled the cache meanwhile.
+                    self.free_page(page);
+                    break;
+                }
+                cached += 1;
+            }
+        }
+        Ok(allocated)
+    }
+
+    /// Takes drained pages back: resets each, caches them up to the high
+    /// watermark per lane, frees the rest. Records still in the pages are
+    /// forgotten (leaked); drain first.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{BusyLanes, PageList, Pool};
+    /// let pool = Pool::default();
+    /// let mut drained = PageList::new();
+    /// pool.seal_open(&mut drained, BusyLanes::Wait);
+    /// // ... free every record of `drained` after a grace period, then:
+    /// pool.recycle(drained);
+    /// ```
+    pub fn recycle(&self, pages: PageList) {
+        let _clear_dry = ClearDry(&self.dry);
+        let mut pages = pages;
+        for lane in self.lanes.iter() {
+            let room = self.config.high_watermark.saturating_sub(lane.cached());
+            for _ in 0..room {
+                let Some(page) = pages.pop() else { return };
+                // SAFETY: `pop` made us the owner of the page.
+                unsafe { Page::reset(page) };
+                if let Err(page) = lane.put_cached(page) {
+                    self.free_page(page);
+                    break;
+                }
+            }
+        }
+        while let Some(page) = pages.pop() {
+            self.free_page(page);
+        }
+    }
+
+    /// Frees every cached page; returns how many. Pushes then fail with
+    /// [`NoPage`](crate::NoPage) once their open page is full, until the next refill.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{Config, Pool};
+    /// let pool = Pool::new(Config { low_watermark: 1, high_watermark: 2, lanes: Some(2) }).unwrap();
+    /// pool.refill().unwrap();
+    /// assert_eq!(pool.shrink(), 4);
+    /// assert_eq!(pool.stats().pages_cached, 0);
+    /// ```
+    pub fn shrink(&self) -> usize {
+        let mut freed = 0;
+        for lane in self.lanes.iter() {
+            while let Some(page) = lane.take_cached() {
+                self.free_page(page);
+                freed += 1;
+            }
+        }
+        freed
+    }
+
+    /// Makes the next `n` page allocations fail (fault injection for tests).
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{AllocError, Pool};
+    /// let pool = Pool::default();
+    /// pool.inject_alloc_failures(1);
+    /// assert_eq!(pool.refill(), Err(AllocError));
+    /// assert_eq!(pool.stats().alloc_failures, 1);
+    /// assert!(pool.refill().is_ok()); // only the next one failed
+    /// ```
+    pub fn inject_alloc_failures(&self, n: usize) {
+        // Relaxed: a test knob, ordered with nothing.
+        self.failures_to_inject.store(n, Relaxed);
+    }
+
+    /// Allocates an empty page, unless a failure is injected.
+    pub(crate) fn alloc_page(&self) -> Result<NonNull<Page>, AllocError> {
+        // Relaxed: a test knob; the CAS only keeps the count exact.
+        let injected = self
+            .failures_to_inject
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        match if injected { None } else { Page::alloc() } {
+            Some(page) => {
+                bump(&self.counters.pages_allocated);
+                Ok(page)
+            }
+            None => {
+                bump(&self.counters.alloc_failures);
+                Err(AllocError)
+            }
+        }
+    }
+
+    /// Frees a page we own, counting it.
+    pub(crate) fn free_page(&self, page: NonNull<Page>) {
+        // SAFETY: every caller owns the page (it came from `alloc_page`, a
+        // cache swap, or a list we own) and drops it after this call.
+        unsafe { Page::free(page) };
+        bump(&self.counters.pages_freed);
+    }
+}
+
+#[cfg(all(test, not(kvfree_loom)))]
+mod tests {
+    use super::*;
+    use crate::test_support::pool;
+
+    #[test]
+    fn refill_reports_allocation_failure() {
+        let pool = pool(2, 2, 2);
+        pool.inject_alloc_failures(1);
+        assert_eq!(pool.refill(), Err(AllocError));
+        assert_eq!(pool.stats().alloc_failures, 1);
+        assert!(pool.needs_refill());
+        // A refill stops at its first failure: each call consumes one.
+        pool.inject_alloc_failures(2);
+        assert_eq!(pool.refill(), Err(AllocError));
+        assert_eq!(pool.refill(), Err(AllocError));
+        assert_eq!(pool.refill(), Ok(4));
+        assert!(!pool.needs_refill());
+        let stats = pool.stats();
+        assert_eq!(
+            (
+                stats.pages_allocated,
+                stats.pages_cached,
+                stats.alloc_failures
+            ),
+            (4, 4, 3)
+        );
+    }
+
+    #[test]
+    fn recycle_keeps_up_to_high_and_shrink_frees_all() {
+        let pool = pool(2, 1, 1);
+        let mut pages = PageList::new();
+        for _ in 0..3 {
+            // SAFETY: a fresh page is ours.
+            unsafe { pages.push(pool.alloc_page().unwrap()) };
+        }
+        pool.recycle(pages);
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.pages_cached, stats.pages_freed, stats.pages_live),
+            (2, 1, 2)
+        );
+        assert_eq!(pool.shrink(), 2);
+        assert_eq!(pool.stats().pages_live, 0);
+    }
+}

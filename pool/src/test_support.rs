@@ -1,0 +1,34 @@
+//! Helpers for the unit tests of the pool's files (`push.rs`, `refill.rs`,
+//! `pool.rs`): fake records and kinds, small pools, and a drain.
+
+use crate::{BusyLanes, Config, Kind, Pool};
+use core::ptr::{self, NonNull};
+
+/// A record that is never dereferenced: address `8 * (i + 1)`.
+pub(crate) fn record(i: usize) -> NonNull<()> {
+    NonNull::new(ptr::without_provenance_mut(8 * (i + 1))).unwrap()
+}
+
+pub(crate) fn kind(k: usize) -> Kind {
+    Kind::new(NonNull::new(ptr::without_provenance_mut(16 * (k + 1))).unwrap())
+}
+
+pub(crate) fn pool(lanes: usize, low: usize, high: usize) -> Pool {
+    Pool::new(Config {
+        low_watermark: low,
+        high_watermark: high,
+        lanes: Some(lanes),
+    })
+    .unwrap()
+}
+
+/// Seals everything and returns the records by address, with their kinds.
+pub(crate) fn drain(pool: &Pool) -> Vec<(usize, Kind)> {
+    let mut pages = pool.take_sealed();
+    assert_eq!(pool.seal_open(&mut pages, BusyLanes::Wait), 0);
+    let mut out = Vec::new();
+    pages.for_each_record(|p, k| out.push((p.as_ptr().addr(), k)));
+    assert_eq!(out.len(), pages.records());
+    pool.recycle(pages);
+    out
+}
