@@ -12,7 +12,7 @@ if [ -z "$reference" ]; then
     echo "src/sync.rs: no common shim block (marker comments missing)" >&2
     exit 1
 fi
-for shim in rcu/src/sync.rs pool/src/sync.rs; do
+for shim in gp/src/sync.rs pool/src/sync.rs; do
     if ! diff -u <(printf '%s\n' "$reference") <(common_shim "$shim") >&2; then
         echo "$shim: the common shim block differs from src/sync.rs's (keep them identical)" >&2
         exit 1

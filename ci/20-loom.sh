@@ -2,7 +2,7 @@
 # Loom models of every lock-free protocol, all three crates built with
 # --cfg kvfree_loom. The models must pass at LOOM_MAX_PREEMPTIONS=3: some
 # ordering bugs only show there (a Relaxed re-entry announcement in
-# rcu/src/slot.rs passed at 2). Bounds per crate, chosen so that the whole
+# gp/src/slot.rs passed at 2). Bounds per crate, chosen so that the whole
 # step stays within a few minutes (times in docs/TESTING.md):
 #   kvfree-rcu-gp    3           (exhaustive: concurrent_advancers > 5 min)
 #   kvfree-rcu-pool  3           (exhaustive: two models > 5 min)

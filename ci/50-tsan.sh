@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ThreadSanitizer over the stress and torture tests. `--cfg kvfree_tsan`
 # makes the crates use TSan-visible synchronisation where they would rely on
-# fences (the rcu crate's readers use fence(SeqCst) instead of a compiler
+# fences (the gp crate's readers use fence(SeqCst) instead of a compiler
 # fence + membarrier()). TSan does not model fences, so any report is
 # investigated against the design (docs/TESTING.md); there is no suppression
 # file.

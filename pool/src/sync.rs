@@ -17,7 +17,7 @@
 #![allow(unused_imports, dead_code, unreachable_pub)]
 
 // --- common shim: keep identical in the three crates (ci/10-lint.sh checks) ---
-// src/sync.rs, rcu/src/sync.rs and pool/src/sync.rs share this block byte for
+// src/sync.rs, gp/src/sync.rs and pool/src/sync.rs share this block byte for
 // byte; what only one crate needs goes after the end marker.
 
 #[cfg(kvfree_loom)]
