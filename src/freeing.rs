@@ -96,7 +96,8 @@ impl Drop for FreeingFor {
 }
 
 /// Whether this thread is inside a destructor run by any service (it holds
-/// that service's free lock).
+/// that service's free lock). Used by the fork handlers only (unix).
+#[cfg_attr(not(all(unix, not(kvfree_loom), not(miri))), allow(dead_code))]
 pub(crate) fn is_freeing() -> bool {
     FREEING.try_with(|s| s.depth.get() > 0).unwrap_or(false)
 }
