@@ -158,17 +158,13 @@ mod tests {
     use super::*;
     use crate::sync::Ordering;
     use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
 
-    /// A wake that lands before the sleeper first waits is not lost: the
-    /// sleeper sees the word and does not sleep out its (long) timeout. The
-    /// watchdog fails the test instead of hanging it.
-    #[test]
-    fn a_wake_before_the_first_wait_is_not_lost() {
-        let word = Arc::new(AtomicU32::new(0));
-        let sleeper = Arc::new(Sleeper::default());
-        word.store(1, Ordering::Release);
-        sleeper.wake(&word);
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    /// Runs `body`, aborting the test process if it has not returned after
+    /// 60 s: the waits below have a one-hour timeout, so only a lost wake
+    /// takes that long.
+    fn with_watchdog(body: impl FnOnce()) {
+        let done = Arc::new(AtomicBool::new(false));
         let watchdog = {
             let done = done.clone();
             std::thread::spawn(move || {
@@ -178,12 +174,51 @@ mod tests {
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                eprintln!("os_wait test: the sleeper missed a wake (60 s)");
+                eprintln!("os_wait test: a wake was lost (the sleeper slept 60 s)");
                 std::process::abort();
             })
         };
-        sleeper.wait(&word, Duration::from_secs(3600));
+        body();
         done.store(true, Ordering::Release);
         watchdog.join().unwrap();
+    }
+
+    const LONG: Duration = Duration::from_secs(3600);
+
+    /// A wake that lands before the sleeper first waits is not lost: the
+    /// sleeper sees the word and does not sleep out its timeout.
+    #[test]
+    fn a_wake_before_the_first_wait_is_not_lost() {
+        let word = AtomicU32::new(0);
+        let sleeper = Sleeper::default();
+        word.store(1, Ordering::Release);
+        sleeper.wake(&word);
+        with_watchdog(|| sleeper.wait(&word, LONG));
+    }
+
+    /// A wake reaches a thread that sleeps (or is about to) on the word.
+    /// Fails (by the watchdog) if `wake` does not wake: the worker would
+    /// then only run on its timeouts.
+    #[test]
+    fn a_wake_reaches_a_sleeping_waiter() {
+        let word = Arc::new(AtomicU32::new(0));
+        let sleeper = Arc::new(Sleeper::default());
+        with_watchdog(|| {
+            let waiter = {
+                let (word, sleeper) = (word.clone(), sleeper.clone());
+                std::thread::spawn(move || {
+                    // Loop: a return may be spurious.
+                    while word.load(Ordering::Acquire) == 0 {
+                        sleeper.wait(&word, LONG);
+                    }
+                })
+            };
+            // Most runs: the waiter is asleep by now; either way it must
+            // wake.
+            std::thread::sleep(Duration::from_millis(20));
+            word.store(1, Ordering::Release);
+            sleeper.wake(&word);
+            waiter.join().unwrap();
+        });
     }
 }
