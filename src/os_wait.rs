@@ -17,7 +17,9 @@
 //!   and Android, `_umtx_op` on FreeBSD (also futex-like on OpenBSD and
 //!   DragonFly), `WakeByAddressSingle` on Windows, `dispatch_semaphore_signal`
 //!   on macOS and iOS. None of these allocates or takes a lock of the
-//!   process's. (Platforms where std parks with a pthread mutex and condition
+//!   process's, so a signal handler that interrupted anything can make the
+//!   call (POSIX lists none of them as async-signal-safe, `futex` included:
+//!   each is an atomic and a kernel call, no user-space state). (Platforms where std parks with a pthread mutex and condition
 //!   variable, such as illumos, are not lock-free on this path; they are not
 //!   among the supported targets.) A notification that lands between the
 //!   worker's check of the word and its `park_timeout` is kept by the
@@ -190,7 +192,7 @@ mod tests {
     #[test]
     fn a_wake_before_the_first_wait_is_not_lost() {
         let word = AtomicU32::new(0);
-        let sleeper = Sleeper::default();
+        let sleeper: Sleeper = Default::default();
         word.store(1, Ordering::Release);
         sleeper.wake(&word);
         with_watchdog(|| sleeper.wait(&word, LONG));
@@ -202,7 +204,7 @@ mod tests {
     #[test]
     fn a_wake_reaches_a_sleeping_waiter() {
         let word = Arc::new(AtomicU32::new(0));
-        let sleeper = Arc::new(Sleeper::default());
+        let sleeper: Arc<Sleeper> = Arc::default();
         with_watchdog(|| {
             let waiter = {
                 let (word, sleeper) = (word.clone(), sleeper.clone());

@@ -3,9 +3,9 @@
 //! `notify()` is what the retire paths call: one `load` (usually the end of
 //! it: the worker is already asked), then a `swap` to 1 and, only on the
 //! 0 -> 1 transition, one OS wake (`futex(FUTEX_WAKE)` on Linux, an unpark
-//! elsewhere: see `os_wait.rs`). It never blocks and is async-signal-safe;
-//! nothing allocates or takes a lock, unlike a channel or a condition
-//! variable (whose mutex a signal handler could deadlock on).
+//! elsewhere: see `os_wait.rs`). It never blocks and may run in a signal
+//! handler; nothing allocates or takes a lock, unlike a channel or a
+//! condition variable (whose mutex a signal handler could deadlock on).
 //!
 //! `wait()` is the worker's: it consumes a pending notification, or sleeps
 //! while the word is 0, with a timeout. A notification that lands between
