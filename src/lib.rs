@@ -75,12 +75,16 @@
 //! Linux (x86-64 and aarch64), macOS, Windows and FreeBSD; the atomic-context
 //! guarantees (no allocation, no lock, no blocking call) hold on all of them.
 //!
-//! | | Linux | Windows | macOS, FreeBSD, other unix |
+//! | | Linux | Windows | macOS, FreeBSD |
 //! |---|---|---|---|
 //! | readers' barrier | compiler fence + `membarrier()` on the advancer (`fence(SeqCst)` on kernels without it) | compiler fence + `FlushProcessWriteBuffers()` | `fence(SeqCst)` |
 //! | worker wake | `futex` | std's thread parking (`WakeByAddressSingle`) | std's thread parking (`dispatch_semaphore_signal`, `_umtx_op`) |
 //! | CPU hint for the pool's slots | `sched_getcpu()` | 0 | 0 |
 //! | fork safety | `pthread_atfork` | (no fork) | `pthread_atfork` |
+//!
+//! (On other unix targets whose std parks threads with a mutex and a
+//! condition variable, such as illumos, waking the worker takes that mutex;
+//! those targets are not supported for signal-handler use.)
 //!
 //! The Linux fast paths can be turned off with `RUSTFLAGS="--cfg
 //! kvfree_portable"`, which selects the fallbacks of the other platforms;
