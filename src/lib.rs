@@ -72,10 +72,24 @@
 //!   PREEMPT_RT.
 //!
 //! ## Platform
-//! Linux on 64-bit targets is the platform this is built and tested for:
-//! `sched_getcpu`, `futex` and `membarrier` (with a `fence(SeqCst)`
-//! fallback when the kernel lacks it). Elsewhere the CPU hint is 0 and the
-//! worker polls instead of sleeping on a futex.
+//! Linux (x86-64 and aarch64), macOS, Windows and FreeBSD; the atomic-context
+//! guarantees (no allocation, no lock, no blocking call) hold on all of them.
+//!
+//! | | Linux | Windows | macOS, FreeBSD |
+//! |---|---|---|---|
+//! | readers' barrier | compiler fence + `membarrier()` on the advancer (`fence(SeqCst)` on kernels without it) | compiler fence + `FlushProcessWriteBuffers()` | `fence(SeqCst)` |
+//! | worker wake | `futex` | std's thread parking (`WakeByAddressSingle`) | std's thread parking (`dispatch_semaphore_signal`, `_umtx_op`) |
+//! | CPU hint for the pool's slots | `sched_getcpu()` | 0 | 0 |
+//! | fork safety | `pthread_atfork` | (no fork) | `pthread_atfork` |
+//!
+//! (On other unix targets whose std parks threads with a mutex and a
+//! condition variable, such as illumos, waking the worker takes that mutex;
+//! those targets are not supported for signal-handler use.)
+//!
+//! The Linux fast paths can be turned off with `RUSTFLAGS="--cfg
+//! kvfree_portable"`, which selects the fallbacks of the other platforms;
+//! CI runs the whole test suite that way, and type-checks the other
+//! targets. Linux x86-64 is where the tests and benchmarks run.
 
 #![warn(missing_docs)]
 
@@ -86,6 +100,7 @@ mod fork;
 mod free_fn;
 mod freeing;
 mod head;
+mod os_wait;
 mod service;
 mod settings;
 mod shared;

@@ -1,17 +1,18 @@
-//! Waking the worker from any context: an atomic word plus a futex wake.
+//! Waking the worker from any context: an atomic word plus an OS wake.
 //!
 //! `notify()` is what the retire paths call: one `load` (usually the end of
 //! it: the worker is already asked), then a `swap` to 1 and, only on the
-//! 0 -> 1 transition, one `futex(FUTEX_WAKE)`. `FUTEX_WAKE` never blocks and
-//! is async-signal-safe; nothing allocates or takes a lock, unlike a channel
-//! or a condition variable (whose mutex a signal handler could deadlock on).
+//! 0 -> 1 transition, one OS wake (`futex(FUTEX_WAKE)` on Linux, an unpark
+//! elsewhere: see `os_wait.rs`). It never blocks and may run in a signal
+//! handler; nothing allocates or takes a lock, unlike a channel or a
+//! condition variable (whose mutex a signal handler could deadlock on).
 //!
-//! `wait()` is the worker's: it consumes a pending notification, or sleeps in
-//! `FUTEX_WAIT` on the value 0 with a timeout. A notification that lands
-//! between the worker's swap to 0 and its wait changes the word to 1, so the
-//! kernel's compare in `FUTEX_WAIT` fails and the worker does not sleep.
-//! Under loom there is no futex; the word alone is modelled and `wait`
-//! yields.
+//! `wait()` is the worker's: it consumes a pending notification, or sleeps
+//! while the word is 0, with a timeout. A notification that lands between
+//! the worker's swap to 0 and its sleep changes the word to 1, so the worker
+//! does not sleep (the kernel's compare in `FUTEX_WAIT`, or the parker's
+//! token). Under loom there is no OS wake; the word alone is modelled and
+//! `wait` yields.
 //!
 //! **The bell carries no data.** `notify` returns early, without any store,
 //! when the word already reads 1, so its Release cannot order what the
@@ -22,6 +23,7 @@
 //! missed (the word read a stale 1) costs latency, bounded by the worker's
 //! timed wait, never a lost object.
 
+use crate::os_wait::Sleeper;
 use crate::sync::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -29,6 +31,7 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub(crate) struct WakeWord {
     word: AtomicU32,
+    sleeper: Sleeper,
 }
 
 impl WakeWord {
@@ -46,7 +49,7 @@ impl WakeWord {
         // reads this 1. Nothing relies on it for data: the early return
         // above makes no store (see the module docs).
         if self.word.swap(1, Ordering::Release) == 0 {
-            futex_wake(&self.word);
+            self.sleeper.wake(&self.word);
             return true;
         }
         false
@@ -57,7 +60,7 @@ impl WakeWord {
         // Release: as in `notify` (the stop flag has its own Release store
         // in `KvfreeRcu::drop`, read with Acquire by the worker).
         self.word.swap(1, Ordering::Release);
-        futex_wake(&self.word);
+        self.sleeper.wake(&self.word);
     }
 
     /// Waits up to `timeout` for a notification; true when one was pending
@@ -68,58 +71,9 @@ impl WakeWord {
         if self.word.swap(0, Ordering::Acquire) != 0 {
             return true;
         }
-        futex_wait(&self.word, timeout);
+        self.sleeper.wait(&self.word, timeout);
         self.word.swap(0, Ordering::Acquire) != 0
     }
-}
-
-#[cfg(all(target_os = "linux", not(kvfree_loom)))]
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE reads nothing but the address, which is a live,
-    // aligned u32 (an AtomicU32 has the layout of u32). The result (how many
-    // were woken) is not needed.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            1,
-        );
-    }
-}
-
-#[cfg(all(target_os = "linux", not(kvfree_loom)))]
-fn futex_wait(word: &AtomicU32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
-    };
-    // SAFETY: `word` is a live aligned u32 and `ts` a valid relative timeout
-    // that outlives the call. Spurious returns (EINTR, EAGAIN, ETIMEDOUT) are
-    // all fine: the caller re-reads the word.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            0u32,
-            &ts as *const libc::timespec,
-        );
-    }
-}
-
-#[cfg(any(not(target_os = "linux"), kvfree_loom))]
-fn futex_wake(_word: &AtomicU32) {}
-
-#[cfg(any(not(target_os = "linux"), kvfree_loom))]
-fn futex_wait(_word: &AtomicU32, timeout: Duration) {
-    #[cfg(kvfree_loom)]
-    {
-        let _ = timeout;
-        loom::thread::yield_now();
-    }
-    #[cfg(not(kvfree_loom))]
-    std::thread::sleep(timeout.min(Duration::from_millis(1)));
 }
 
 #[cfg(all(test, not(kvfree_loom)))]

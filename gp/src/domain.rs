@@ -431,16 +431,18 @@ impl Rcu {
         self.domain.epoch.load(Ordering::Relaxed)
     }
 
-    /// True if readers use a compiler fence and advancers
-    /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`; false if both use
-    /// `fence(SeqCst)` (old kernels, Miri, loom, `--cfg kvfree_tsan`).
+    /// True if readers use a compiler fence and advancers a process-wide
+    /// barrier (`membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` on Linux,
+    /// `FlushProcessWriteBuffers()` on Windows); false if both use
+    /// `fence(SeqCst)` (other platforms, old kernels, Miri, loom,
+    /// `--cfg kvfree_tsan`, `--cfg kvfree_portable`).
     ///
     /// ```
     /// let rcu = kvfree_rcu_gp::Rcu::new();
     /// if cfg!(miri) { assert!(!rcu.uses_membarrier()); }
     /// ```
     pub fn uses_membarrier(&self) -> bool {
-        self.domain.flavour == Flavour::Membarrier
+        self.domain.flavour == Flavour::Asymmetric
     }
 }
 

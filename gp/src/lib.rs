@@ -3,8 +3,8 @@
 //!
 //! An [`Rcu`] domain has a global epoch and a fixed table of reader slots.
 //! A reader's [`read_lock`](Rcu::read_lock) announces the epoch in its own
-//! slot (one load and one store, plus a compiler fence when the process
-//! registered `sys_membarrier`); [`advance`](Rcu::advance) moves the epoch
+//! slot (one load and one store, plus a compiler fence when the advancer
+//! has a process-wide barrier, see *Platform* below); [`advance`](Rcu::advance) moves the epoch
 //! once no reader from before it remains; a grace period has elapsed when the
 //! epoch has moved twice since [`get_state`](Rcu::get_state). The protocol
 //! and its argument are in the `domain` module and docs/DESIGN.md section 1.
@@ -13,8 +13,19 @@
 //! |---|---|---|
 //! | `read_lock` / drop | any (after `register_current_thread`) | wait-free, no allocation, no syscall |
 //! | `get_state`, `start_poll`, `poll_state` | any | lock-free, no allocation, no syscall |
-//! | `advance` | ordinary, non-blocking | may call `membarrier()` |
+//! | `advance` | ordinary, non-blocking | may call `membarrier()` (Linux) or `FlushProcessWriteBuffers()` (Windows) |
 //! | `synchronize` | ordinary, blocks | loops `advance` with backoff |
+//!
+//! # Platform
+//! Linux (x86-64 and aarch64), macOS, Windows and FreeBSD. Readers pay only
+//! a compiler fence where the advancer has a process-wide barrier to make
+//! up for it: `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` on Linux (when
+//! the kernel supports it), `FlushProcessWriteBuffers()` on Windows
+//! ([`Rcu::uses_membarrier`] says which). Elsewhere, on kernels without
+//! membarrier, under Miri, loom or `--cfg kvfree_tsan`, and when the Linux
+//! fast paths are turned off with `--cfg kvfree_portable`, both sides use
+//! `fence(SeqCst)`: the same guarantees, a costlier `read_lock`. Fork safety
+//! (`pthread_atfork`) is on every unix target; Windows has no fork.
 //!
 //! # Example
 //!

@@ -2,9 +2,15 @@
 //!
 //! Ownership of a lane comes from the `swap(BUSY)` on its `open` word, never
 //! from the CPU number, so a stale answer (the thread migrated right after
-//! asking) costs locality, not correctness. Natively the answer is
-//! `sched_getcpu()`, which glibc serves from the rseq area without a syscall
-//! (or from the vDSO); an error reads as CPU 0.
+//! asking) costs locality, not correctness. On Linux the answer is libc's
+//! `sched_getcpu()`, which glibc (>= 2.35) serves from the rseq area without
+//! a syscall (or from the vDSO); an error reads as CPU 0. (rustix's
+//! `sched_getcpu` is not used: it makes the `getcpu` syscall where the vDSO
+//! has no `getcpu`, e.g. aarch64, and this is on every push.) Elsewhere, and
+//! under `--cfg kvfree_portable`, every thread reads CPU 0: threads then
+//! start on the same slot and spread over its lanes and, when those are
+//! busy, over the others (the push path's fallback), which costs locality
+//! only.
 //!
 //! Miri and loom have no `sched_getcpu`: there a thread-local *simulated* CPU
 //! stands in, 0 until a test sets it with [`set_simulated_cpu`], so tests can
@@ -57,11 +63,17 @@ pub(crate) fn possible_cpus() -> usize {
     if crate::sync::SMALL {
         return 2;
     }
-    #[cfg(not(any(miri, kvfree_loom)))]
+    #[cfg(all(unix, not(any(miri, kvfree_loom))))]
     {
         // SAFETY: sysconf has no preconditions; it only reads system configuration.
         let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
         usize::try_from(n).unwrap_or(1).max(1)
+    }
+    // Windows and others: the CPUs this process may use (ordinary context:
+    // this runs when a pool is created).
+    #[cfg(all(not(unix), not(any(miri, kvfree_loom))))]
+    {
+        std::thread::available_parallelism().map_or(1, usize::from)
     }
     #[cfg(any(miri, kvfree_loom))]
     2
@@ -71,14 +83,15 @@ pub(crate) fn possible_cpus() -> usize {
 #[cfg(not(any(miri, kvfree_loom)))]
 #[inline(always)]
 pub(crate) fn current() -> usize {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(kvfree_portable)))]
     {
         // SAFETY: sched_getcpu has no preconditions; it is async-signal-safe
         // and, with glibc >= 2.35, reads the rseq area (no syscall).
         let cpu = unsafe { libc::sched_getcpu() };
         usize::try_from(cpu).unwrap_or(0)
     }
-    #[cfg(not(target_os = "linux"))]
+    // The portable hint (see the module docs).
+    #[cfg(not(all(target_os = "linux", not(kvfree_portable))))]
     0
 }
 
