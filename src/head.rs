@@ -210,24 +210,11 @@ pub(crate) struct HeadLists {
     lists: Box<[CachePadded<AtomicPtr<RcuHead>>]>,
 }
 
-/// The possible CPUs (as the pool counts them; 2 under loom and Miri): the
-/// CPU numbers `current_cpu()` returns are below it.
-fn possible_cpus() -> usize {
-    #[cfg(not(any(miri, kvfree_loom)))]
-    {
-        // SAFETY: sysconf has no preconditions; it only reads system configuration.
-        let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-        usize::try_from(n).unwrap_or(1).max(1)
-    }
-    #[cfg(any(miri, kvfree_loom))]
-    2
-}
-
 impl HeadLists {
     /// One list per possible CPU. (Not per pool lane: the pool has two
     /// lanes per CPU, and lists indexed by CPU would leave half unused.)
     pub(crate) fn per_cpu() -> HeadLists {
-        HeadLists::new(possible_cpus())
+        HeadLists::new(crate::pool::possible_cpus())
     }
 
     fn new(lists: usize) -> HeadLists {
@@ -369,7 +356,9 @@ mod tests {
     #[test]
     fn every_head_list_is_used_by_some_cpu() {
         let lists = HeadLists::per_cpu();
-        let heads: Vec<RcuHead> = (0..possible_cpus()).map(|_| RcuHead::new()).collect();
+        let heads: Vec<RcuHead> = (0..crate::pool::possible_cpus())
+            .map(|_| RcuHead::new())
+            .collect();
         for (cpu, head) in heads.iter().enumerate() {
             // SAFETY: the heads are live for the whole test and written only
             // through the lists; `never_called` is never called.

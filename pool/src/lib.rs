@@ -117,6 +117,17 @@ pub const USABLE_RECORDS: usize = if sync::SMALL { 6 } else { RECORDS_PER_PAGE }
 /// ```
 pub const CACHE_CAPACITY: usize = if sync::SMALL { 2 } else { 16 };
 
+/// The number of possible CPUs as the pool counts them (2 under loom and
+/// Miri): every [`current_cpu`] is below it. Ordinary context (a syscall or
+/// a query of the OS); for sizing per-CPU structures next to the pool's.
+///
+/// ```
+/// assert!(kvfree_rcu_pool::possible_cpus() > kvfree_rcu_pool::current_cpu());
+/// ```
+pub fn possible_cpus() -> usize {
+    cpu::possible_cpus()
+}
+
 /// The CPU this thread runs on: a locality hint only (ownership never depends
 /// on it), for callers that keep their own per-CPU structures next to the
 /// pool's lanes. Async-signal-safe, no syscall with glibc's rseq.
