@@ -79,13 +79,21 @@
 
 #![warn(missing_docs)]
 
+#[cfg(not(kvfree_loom))]
+mod atomic;
 mod batch_queue;
 mod builder;
+#[cfg(not(kvfree_loom))]
+mod cell;
 pub mod context;
 mod fork;
 mod free_fn;
 mod freeing;
+#[cfg(not(kvfree_loom))]
+mod global;
 mod head;
+#[cfg(not(kvfree_loom))]
+mod node;
 mod service;
 mod settings;
 mod shared;
@@ -99,13 +107,21 @@ pub use kvfree_rcu_gp as gp;
 /// The page pool (`kvfree-rcu-pool`).
 pub use kvfree_rcu_pool as pool;
 
+#[cfg(not(kvfree_loom))]
+pub use atomic::{Atomic, Shared, Unlinked};
 pub use builder::{BuildError, Builder};
+#[cfg(not(kvfree_loom))]
+pub use cell::RcuCell;
 pub use context::checked_alloc::CheckedAlloc;
 pub use context::locks::{RawSpinLock, RawSpinLockGuard, SpinLock, SpinLockGuard};
 pub use context::{AtomicSection, ReportMode, Violation, might_sleep};
 pub use free_fn::FreeFn;
-pub use gp::{CapacityError, GpState, GracePeriod, Rcu, RcuReadGuard};
+#[cfg(not(kvfree_loom))]
+pub use global::{barrier, global, init_global, kvfree_rcu, kvfree_rcu_mightsleep, try_kvfree_rcu};
+pub use gp::{CapacityError, DomainId, GpState, GracePeriod, Rcu, RcuReadGuard};
 pub use head::{RcuHead, RcuHeaded};
+#[cfg(not(kvfree_loom))]
+pub use node::Owned;
 pub use service::KvfreeRcu;
 pub use settings::SettingError;
 pub use shared::RoundReport;

@@ -1,0 +1,150 @@
+//! The process-wide service: one [`KvfreeRcu`] over [`Rcu::global`], for
+//! every structure in the process, and free functions for the common calls.
+//!
+//! Design: a `OnceLock<KvfreeRcu>`, created by the first call to [`global`]
+//! (or [`init_global`], the same call under a name that says what it does at
+//! start-up) and never dropped, so every `&'static KvfreeRcu` it hands out
+//! stays valid. Creating it allocates the pool's lanes and spawns the worker
+//! thread: **make the first call from ordinary context** (at start-up, or
+//! before the first raw spinlock). Later calls are one atomic load. The
+//! first call from atomic context is reported as an allocation in atomic
+//! context by the checker, and is then a real allocation, so call
+//! [`init_global`] early.
+//!
+//! **Cost of a service.** Every service, this one included, has a worker
+//! thread (a default 2 MiB stack, mostly untouched), one lane per possible
+//! CPU, each caching up to the high watermark of 4 KiB pages, and a batch
+//! queue. Sharing this one across structures costs one thread and one set of
+//! caches for the whole process; see docs/DESIGN.md ("The process-wide
+//! service") for the measured RSS of one extra service.
+//!
+//! **fork().** The global service is tracked like every service
+//! (`fork.rs`): in a forked child it is repaired and keeps working, but
+//! without a worker thread (the parent's does not exist in the child). In
+//! the child, retire calls work as before (headed retires never fail; page
+//! retires fail with `Err` once the pages the child inherited are used up,
+//! since no worker refills them), and the work is driven by the ordinary
+//! calls [`barrier`], [`KvfreeRcu::run_once`] and [`KvfreeRcu::shrink`] on
+//! the calling thread. A child that retires continuously should call
+//! `kvfree_rcu::global().run_once()` (or [`barrier`]) from ordinary context
+//! now and then; a child that calls `exec` soon needs nothing.
+
+use crate::gp::Rcu;
+use crate::head::RcuHeaded;
+use crate::service::KvfreeRcu;
+use std::ptr::NonNull;
+use std::sync::{Arc, OnceLock};
+
+static GLOBAL: OnceLock<KvfreeRcu> = OnceLock::new();
+
+/// The process-wide service over [`Rcu::global`], created on the first call.
+///
+/// The first call allocates and spawns the worker thread, so make it from
+/// ordinary context (for example [`init_global`] at start-up); every later
+/// call is one atomic load and may be made from any context. Never dropped.
+/// In a forked child it keeps working without a worker (module docs).
+///
+/// # Panics
+/// On the first call, if the worker thread cannot be spawned.
+///
+/// ```
+/// let service = kvfree_rcu::global();
+/// assert!(std::ptr::eq(service, kvfree_rcu::global()));
+/// assert_eq!(service.grace_period().domain_id(), kvfree_rcu::Rcu::global().domain_id());
+/// ```
+#[inline]
+pub fn global() -> &'static KvfreeRcu {
+    GLOBAL.get_or_init(|| {
+        KvfreeRcu::builder(Arc::new(Rcu::global().clone()))
+            .thread_name("kvfree-rcu-global")
+            .build()
+    })
+}
+
+/// Creates the process-wide service now (allocating and spawning its
+/// worker), so that later calls of [`global`] and the free functions never
+/// allocate. Ordinary context; idempotent.
+///
+/// ```
+/// kvfree_rcu::init_global(); // at start-up
+/// let _guard = kvfree_rcu::Rcu::global().read_lock();
+/// ```
+pub fn init_global() -> &'static KvfreeRcu {
+    global()
+}
+
+/// [`KvfreeRcu::kvfree_rcu`] on the [`global`] service: retires a headed
+/// object; never fails, allocates, locks or blocks (once the service
+/// exists). Readers must use [`Rcu::global`]'s guards.
+///
+/// # Safety
+/// As [`KvfreeRcu::kvfree_rcu`]:
+/// 1. `ptr` comes from `Box::<T>::into_raw` or `Box::leak`.
+/// 2. It is unreachable for new readers (unlinked before this call).
+/// 3. It is retired once, and not used by the caller afterwards.
+///
+/// ```
+/// use std::ptr::NonNull;
+/// use kvfree_rcu::{RcuHead, impl_rcu_headed};
+/// struct Node { value: u32, head: RcuHead }
+/// impl_rcu_headed!(Node, head);
+/// let node = NonNull::from(Box::leak(Box::new(Node { value: 1, head: RcuHead::new() })));
+/// // SAFETY: (1) from Box::leak, (2) never published, (3) retired once.
+/// unsafe { kvfree_rcu::kvfree_rcu(node) };
+/// kvfree_rcu::barrier();
+/// ```
+#[inline]
+pub unsafe fn kvfree_rcu<T: RcuHeaded + Send + 'static>(ptr: NonNull<T>) {
+    // SAFETY: the caller's contracts 1-3 are this call's 1-3.
+    unsafe { global().kvfree_rcu(ptr) }
+}
+
+/// [`KvfreeRcu::try_kvfree_rcu`] on the [`global`] service: `Err(ptr)` at
+/// once when no page is available (the caller owns `ptr` again). Any
+/// context.
+///
+/// # Safety
+/// As [`KvfreeRcu::kvfree_rcu`] 1-3 (see [`kvfree_rcu()`]).
+///
+/// ```
+/// use std::ptr::NonNull;
+/// let p = NonNull::from(Box::leak(Box::new(5u64)));
+/// // SAFETY: from Box::leak, never published, retired once.
+/// if let Err(p) = unsafe { kvfree_rcu::try_kvfree_rcu(p) } {
+///     // SAFETY: Err handed it back; ordinary context here.
+///     unsafe { kvfree_rcu::kvfree_rcu_mightsleep(p) };
+/// }
+/// ```
+#[inline]
+pub unsafe fn try_kvfree_rcu<T: Send + 'static>(ptr: NonNull<T>) -> Result<(), NonNull<T>> {
+    // SAFETY: the caller's contracts 1-3 are this call's 1-3.
+    unsafe { global().try_kvfree_rcu(ptr) }
+}
+
+/// [`KvfreeRcu::kvfree_rcu_mightsleep`] on the [`global`] service.
+/// **Ordinary context**: may wait for a grace period.
+///
+/// # Safety
+/// As [`KvfreeRcu::kvfree_rcu`] 1-3 (see [`kvfree_rcu()`]).
+///
+/// ```
+/// use std::ptr::NonNull;
+/// let p = NonNull::from(Box::leak(Box::new(String::from("old"))));
+/// // SAFETY: from Box::leak, never published, retired once.
+/// unsafe { kvfree_rcu::kvfree_rcu_mightsleep(p) };
+/// ```
+pub unsafe fn kvfree_rcu_mightsleep<T: Send + 'static>(ptr: NonNull<T>) {
+    // SAFETY: the caller's contracts 1-3 are this call's 1-3.
+    unsafe { global().kvfree_rcu_mightsleep(ptr) }
+}
+
+/// [`KvfreeRcu::barrier`] on the [`global`] service: returns once every
+/// object retired through it before the call has been freed. **Ordinary
+/// context**, outside read-side critical sections of [`Rcu::global`].
+///
+/// ```
+/// kvfree_rcu::barrier();
+/// ```
+pub fn barrier() {
+    global().barrier();
+}
