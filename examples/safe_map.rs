@@ -18,9 +18,12 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
+/// A bucket: an immutable vector of entries, replaced as a whole.
+type Bucket<K, V> = RcuCell<Vec<Arc<(K, V)>>>;
+
 /// A fixed-size concurrent hash map.
 struct RcuMap<K: Send + Sync + 'static, V: Send + Sync + 'static> {
-    buckets: Vec<RcuCell<Vec<Arc<(K, V)>>>>,
+    buckets: Vec<Bucket<K, V>>,
     hasher: RandomState,
 }
 
@@ -36,7 +39,7 @@ where
         }
     }
 
-    fn bucket(&self, key: &K) -> &RcuCell<Vec<Arc<(K, V)>>> {
+    fn bucket(&self, key: &K) -> &Bucket<K, V> {
         let index = self.hasher.hash_one(key) as usize % self.buckets.len();
         &self.buckets[index]
     }
@@ -126,7 +129,10 @@ fn main() {
     drop(map);
     kvfree_rcu::barrier();
     let stats = kvfree_rcu::global().stats();
-    assert_eq!(stats.pending, 0, "everything retired is freed after barrier");
+    assert_eq!(
+        stats.pending, 0,
+        "everything retired is freed after barrier"
+    );
     println!(
         "safe_map: {} entries, {} buckets retired and freed",
         expected, stats.freed

@@ -72,7 +72,7 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     /// [`Rcu::global`](crate::Rcu::global)`().read_lock()`. Allocates:
     /// ordinary context (and creates the global service on first use).
     pub fn new(value: T) -> RcuCell<T> {
-        RcuCell::with_service(global::global(), value)
+        RcuCell::with_service(global::global_from_ordinary_context(), value)
     }
 
     /// A cell retiring through `service`: read it under guards of

@@ -48,7 +48,7 @@ use std::thread::JoinHandle;
 /// spawned in an older generation does not exist here.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
-fn generation() -> u64 {
+pub(crate) fn generation() -> u64 {
     // Relaxed: only the child's own handler writes it, on this same thread,
     // before `fork()` returns.
     GENERATION.load(Ordering::Relaxed)

@@ -19,30 +19,48 @@
 //! service") for the measured RSS of one extra service.
 //!
 //! **fork().** The global service is tracked like every service
-//! (`fork.rs`): in a forked child it is repaired and keeps working, but
-//! without a worker thread (the parent's does not exist in the child). In
-//! the child, retire calls work as before (headed retires never fail; page
-//! retires fail with `Err` once the pages the child inherited are used up,
-//! since no worker refills them), and the work is driven by the ordinary
-//! calls [`barrier`], [`KvfreeRcu::run_once`] and [`KvfreeRcu::shrink`] on
-//! the calling thread. A child that retires continuously should call
-//! `kvfree_rcu::global().run_once()` (or [`barrier`]) from ordinary context
-//! now and then; a child that calls `exec` soon needs nothing.
+//! (`fork.rs`): in a forked child it is repaired and keeps working, at
+//! first without a worker thread (the parent's does not exist in the
+//! child). Until one is started, retire calls work as before (headed
+//! retires never fail; page retires fail with `Err` once the pages the
+//! child inherited are used up, since nothing refills them) and the
+//! ordinary calls [`barrier`], [`KvfreeRcu::run_once`] and
+//! [`KvfreeRcu::shrink`] drive the work on the calling thread. The first
+//! call in the child of one of the **ordinary-context** entry points of
+//! this module, [`init_global`], [`barrier`], [`kvfree_rcu_mightsleep`],
+//! and of [`RcuCell::new`](crate::RcuCell::new) (which allocate or wait
+//! anyway), spawns a new worker for the global service, once per fork
+//! generation. [`global`] itself never spawns (it is callable from atomic
+//! context), and neither do the retire calls. So a child that goes on
+//! using the library calls [`init_global`] once after `fork()`, as it would
+//! at start-up; a child that calls `exec` soon needs nothing.
 
+use crate::fork;
 use crate::gp::Rcu;
 use crate::head::RcuHeaded;
 use crate::service::KvfreeRcu;
+use crate::worker;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 static GLOBAL: OnceLock<KvfreeRcu> = OnceLock::new();
+
+/// The fork generation (`fork::generation`) whose process has a worker for
+/// the global service: the one that created it, or a child that respawned
+/// it.
+static WORKER_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The worker thread's name.
+const WORKER_NAME: &str = "kvfree-rcu-global";
 
 /// The process-wide service over [`Rcu::global`], created on the first call.
 ///
 /// The first call allocates and spawns the worker thread, so make it from
 /// ordinary context (for example [`init_global`] at start-up); every later
 /// call is one atomic load and may be made from any context. Never dropped.
-/// In a forked child it keeps working without a worker (module docs).
+/// In a forked child it keeps working; [`init_global`] there starts a new
+/// worker for it (module docs).
 ///
 /// # Panics
 /// On the first call, if the worker thread cannot be spawned.
@@ -55,22 +73,52 @@ static GLOBAL: OnceLock<KvfreeRcu> = OnceLock::new();
 #[inline]
 pub fn global() -> &'static KvfreeRcu {
     GLOBAL.get_or_init(|| {
+        // Relaxed: only compared with this process's own generation, which
+        // no other thread writes (fork.rs).
+        WORKER_GENERATION.store(fork::generation(), Ordering::Relaxed);
         KvfreeRcu::builder(Arc::new(Rcu::global().clone()))
-            .thread_name("kvfree-rcu-global")
+            .thread_name(WORKER_NAME)
             .build()
     })
 }
 
+/// [`global`], from ordinary context: also starts a worker for it in a
+/// forked child that has none yet (module docs).
+pub(crate) fn global_from_ordinary_context() -> &'static KvfreeRcu {
+    let service = global();
+    let now = fork::generation();
+    // Relaxed: the CAS only elects one spawner per generation; the worker
+    // reaches the service through the `Arc` it is given.
+    let had = WORKER_GENERATION.load(Ordering::Relaxed);
+    if had != now
+        && WORKER_GENERATION
+            .compare_exchange(had, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        match worker::spawn(service.shared().clone(), WORKER_NAME.to_owned()) {
+            // Detached: the global service is never dropped, so its worker
+            // is never stopped or joined.
+            Ok(handle) => drop(handle),
+            // Without a worker the service still works, driven by the
+            // ordinary calls (module docs); a later call tries again.
+            Err(_) => WORKER_GENERATION.store(had, Ordering::Relaxed),
+        }
+    }
+    service
+}
+
 /// Creates the process-wide service now (allocating and spawning its
 /// worker), so that later calls of [`global`] and the free functions never
-/// allocate. Ordinary context; idempotent.
+/// allocate. Ordinary context; idempotent. In a forked child, the first call
+/// starts a worker for the inherited service (module docs): call it after
+/// `fork()` as at start-up.
 ///
 /// ```
 /// kvfree_rcu::init_global(); // at start-up
 /// let _guard = kvfree_rcu::Rcu::global().read_lock();
 /// ```
 pub fn init_global() -> &'static KvfreeRcu {
-    global()
+    global_from_ordinary_context()
 }
 
 /// [`KvfreeRcu::kvfree_rcu`] on the [`global`] service: retires a headed
@@ -135,7 +183,7 @@ pub unsafe fn try_kvfree_rcu<T: Send + 'static>(ptr: NonNull<T>) -> Result<(), N
 /// ```
 pub unsafe fn kvfree_rcu_mightsleep<T: Send + 'static>(ptr: NonNull<T>) {
     // SAFETY: the caller's contracts 1-3 are this call's 1-3.
-    unsafe { global().kvfree_rcu_mightsleep(ptr) }
+    unsafe { global_from_ordinary_context().kvfree_rcu_mightsleep(ptr) }
 }
 
 /// [`KvfreeRcu::barrier`] on the [`global`] service: returns once every
@@ -146,5 +194,5 @@ pub unsafe fn kvfree_rcu_mightsleep<T: Send + 'static>(ptr: NonNull<T>) {
 /// kvfree_rcu::barrier();
 /// ```
 pub fn barrier() {
-    global().barrier();
+    global_from_ordinary_context().barrier();
 }
