@@ -58,8 +58,14 @@ unsafe impl<T: Send + Sync> Send for Atomic<T> {}
 unsafe impl<T: Send + Sync> Sync for Atomic<T> {}
 
 impl<T: Send + Sync + 'static> Atomic<T> {
-    /// A null link.
-    pub fn null() -> Atomic<T> {
+    /// A null link (usable in a `static`).
+    ///
+    /// ```
+    /// use kvfree_rcu::Atomic;
+    /// static HEAD: Atomic<u64> = Atomic::null();
+    /// # let _ = &HEAD;
+    /// ```
+    pub const fn null() -> Atomic<T> {
         Atomic {
             ptr: AtomicPtr::new(ptr::null_mut()),
             _links: PhantomData,

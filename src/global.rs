@@ -12,11 +12,11 @@
 //! [`init_global`] early.
 //!
 //! **Cost of a service.** Every service, this one included, has a worker
-//! thread (a default 2 MiB stack, mostly untouched), one lane per possible
-//! CPU, each caching up to the high watermark of 4 KiB pages, and a batch
-//! queue. Sharing this one across structures costs one thread and one set of
-//! caches for the whole process; see docs/DESIGN.md ("The process-wide
-//! service") for the measured RSS of one extra service.
+//! thread (a default 2 MiB stack, mostly untouched), two lanes per possible
+//! CPU, each caching up to the high watermark (16) of 4 KiB pages, and a
+//! batch queue. Sharing this one across structures costs one thread and one
+//! set of caches for the whole process; docs/DESIGN.md section 3b gives the
+//! measured cost of one extra service (about 655 KiB of RSS and a thread).
 //!
 //! **fork().** The global service is tracked like every service
 //! (`fork.rs`): in a forked child it is repaired and keeps working, at
@@ -30,8 +30,9 @@
 //! this module, [`init_global`], [`barrier`], [`kvfree_rcu_mightsleep`],
 //! and of [`RcuCell::new`](crate::RcuCell::new) (which allocate or wait
 //! anyway), spawns a new worker for the global service, once per fork
-//! generation. [`global`] itself never spawns (it is callable from atomic
-//! context), and neither do the retire calls. So a child that goes on
+//! generation. Apart from creating the service on the process's very first
+//! call, [`global`] never spawns (it is callable from atomic context), and
+//! neither do the retire calls. So a child that goes on
 //! using the library calls [`init_global`] once after `fork()`, as it would
 //! at start-up; a child that calls `exec` soon needs nothing.
 
@@ -39,9 +40,10 @@ use crate::fork;
 use crate::gp::Rcu;
 use crate::head::RcuHeaded;
 use crate::service::KvfreeRcu;
+use crate::sync::global::AtomicU64;
 use crate::worker;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 static GLOBAL: OnceLock<KvfreeRcu> = OnceLock::new();
