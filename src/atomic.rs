@@ -168,7 +168,17 @@ impl<T> fmt::Debug for Atomic<T> {
 }
 
 /// A node (or null) loaded from an [`Atomic`], valid while the guard it was
-/// loaded under lives (`'g`).
+/// loaded under lives (`'g`). It cannot outlive the guard:
+///
+/// ```compile_fail,E0597
+/// use kvfree_rcu::{Atomic, Rcu};
+/// let link = Atomic::new(1u32);
+/// let value = {
+///     let guard = Rcu::global().read_lock();
+///     link.load(&guard).as_ref()
+/// }; // error: `guard` does not live long enough
+/// # let _ = value;
+/// ```
 pub struct Shared<'g, T> {
     ptr: *mut Node<T>,
     _guard: PhantomData<&'g T>,

@@ -124,7 +124,17 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     }
 
     /// The current value, valid while `guard` lives. Wait-free: one compare,
-    /// one load. Any context.
+    /// one load. Any context. The reference cannot outlive the guard:
+    ///
+    /// ```compile_fail,E0597
+    /// use kvfree_rcu::{RcuCell, Rcu};
+    /// let cell = RcuCell::new(1u32);
+    /// let value = {
+    ///     let guard = Rcu::global().read_lock();
+    ///     cell.read(&guard)
+    /// }; // error: `guard` does not live long enough
+    /// # let _ = value;
+    /// ```
     ///
     /// # Panics
     /// If `guard` belongs to another RCU domain than the cell's service
