@@ -8,7 +8,7 @@ for pkg in kvfree-rcu-gp kvfree-rcu-pool; do
     cargo +nightly miri test -p "$pkg" --lib
 done
 echo "-- miri: kvfree-rcu"
-cargo +nightly miri test -p kvfree-rcu --lib --test api
+cargo +nightly miri test -p kvfree-rcu --lib --test api --test safe_layer
 # Integration tests small enough for Miri (they size themselves with cfg!(miri)).
 echo "-- miri: kvfree-rcu-gp --test api"
 cargo +nightly miri test -p kvfree-rcu-gp --test api

@@ -7,6 +7,7 @@ set -euo pipefail
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/examples}"
 features=(--features crossbeam-epoch)
 examples=(
+    "safe_map 100000"
     "hashmap 100000"
     "treiber_stack 100000"
     "rt_producer 10000"

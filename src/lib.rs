@@ -7,16 +7,46 @@
 //! a worker allocated earlier, in ordinary context, as the Linux kernel's
 //! `kvfree_rcu()` does since it learned to run under raw spinlocks.
 //!
+//! Most users reach for the process-wide service, [`global()`], and the
+//! safe layer on top of it: [`RcuCell`] for one RCU-protected value, and
+//! [`Atomic`]/[`Owned`]/[`Shared`]/[`Unlinked`] for linked structures.
+//!
 //! ```
-//! use std::{ptr::NonNull, sync::Arc};
-//! use kvfree_rcu::{KvfreeRcu, Rcu, RcuHead, RawSpinLock, impl_rcu_headed};
+//! use kvfree_rcu::{Owned, RawSpinLock, Rcu, RcuCell};
+//!
+//! kvfree_rcu::init_global(); // at start-up: allocates, spawns the worker
+//! let limit = RcuCell::new(1u64);
+//! let writer_lock = RawSpinLock::new(());
+//!
+//! // Reader: wait-free; the reference lives as long as the guard.
+//! {
+//!     let guard = Rcu::global().read_lock();
+//!     assert_eq!(*limit.read(&guard), 1);
+//! }
+//!
+//! // Updater, under a raw spinlock: the node was allocated beforehand, and
+//! // the old value is retired without allocating or failing.
+//! let next = Owned::new(2);
+//! {
+//!     let _locked = writer_lock.lock();
+//!     limit.replace_with(next);
+//! }
+//!
+//! kvfree_rcu::barrier(); // every value retired so far is dropped
+//! ```
+//!
+//! The raw API retires objects you allocate yourself, from any context:
+//!
+//! ```
+//! use std::ptr::NonNull;
+//! use kvfree_rcu::{Rcu, RcuHead, RawSpinLock, impl_rcu_headed};
 //! use std::sync::atomic::{AtomicPtr, Ordering};
 //!
 //! struct Config { limit: u64, head: RcuHead }
 //! impl_rcu_headed!(Config, head);
 //!
-//! let rcu = Arc::new(Rcu::new());
-//! let service = KvfreeRcu::new(rcu.clone());
+//! let rcu = Rcu::global();
+//! let service = kvfree_rcu::init_global();
 //! let current = AtomicPtr::new(Box::into_raw(Box::new(Config { limit: 1, head: RcuHead::new() })));
 //! let writer_lock = RawSpinLock::new(());
 //!
@@ -42,12 +72,21 @@
 //! # unsafe { drop(Box::from_raw(current.load(Ordering::Relaxed))) };
 //! ```
 //!
+//! A structure may also build a service of its own
+//! ([`KvfreeRcu::new`]); each costs a worker thread and its page caches
+//! (two lanes per CPU of up to 16 pages of 4 KiB; about 650 KiB of RSS with
+//! its own domain, measured on 2 CPUs), so share the global one unless a
+//! structure needs its own settings or domain.
+//!
 //! ## Crates
 //! - [`gp`] (`kvfree-rcu-gp`): the RCU domain [`Rcu`], read-side guards,
 //!   blocking and polled grace periods, the [`GracePeriod`] trait.
 //! - [`pool`] (`kvfree-rcu-pool`): the lock-free per-CPU pool of pages of
 //!   retired pointers.
-//! - this crate: [`KvfreeRcu`] and its worker, and the context discipline:
+//! - this crate: [`KvfreeRcu`] and its worker, the process-wide service
+//!   ([`global()`] and the free functions [`kvfree_rcu()`],
+//!   [`try_kvfree_rcu`], [`kvfree_rcu_mightsleep`], [`barrier`]), the safe
+//!   layer ([`RcuCell`], [`Atomic`]), and the context discipline:
 //!   [`RawSpinLock`], the [`context`] checker, [`CheckedAlloc`].
 //!
 //! ## Which call where
@@ -58,6 +97,8 @@
 //! | [`KvfreeRcu::kvfree_rcu_mightsleep`] | **no** (reported) | yes: may wait a grace period |
 //! | [`KvfreeRcu::barrier`], [`KvfreeRcu::shrink`], [`Rcu::synchronize`] | **no** | yes |
 //! | [`Rcu::read_lock`], `get_state`, `start_poll`, `poll_state` | yes | yes |
+//! | [`global()`] (once created), [`RcuCell::read`], [`RcuCell::replace_with`], [`Atomic::load`], [`Atomic::swap`], compare-exchange, [`Unlinked::retire`] | yes | yes |
+//! | [`init_global`], [`RcuCell::new`], [`RcuCell::replace`], [`RcuCell::update`], [`Owned::new`] | **no**: allocate | yes |
 //!
 //! The full table is in `docs/CONTEXTS.md`; the design in `docs/DESIGN.md`.
 //!
@@ -93,13 +134,21 @@
 
 #![warn(missing_docs)]
 
+#[cfg(not(kvfree_loom))]
+mod atomic;
 mod batch_queue;
 mod builder;
+#[cfg(not(kvfree_loom))]
+mod cell;
 pub mod context;
 mod fork;
 mod free_fn;
 mod freeing;
+#[cfg(not(kvfree_loom))]
+mod global;
 mod head;
+#[cfg(not(kvfree_loom))]
+mod node;
 mod os_wait;
 mod service;
 mod settings;
@@ -114,13 +163,21 @@ pub use kvfree_rcu_gp as gp;
 /// The page pool (`kvfree-rcu-pool`).
 pub use kvfree_rcu_pool as pool;
 
+#[cfg(not(kvfree_loom))]
+pub use atomic::{Atomic, Shared, Unlinked};
 pub use builder::{BuildError, Builder};
+#[cfg(not(kvfree_loom))]
+pub use cell::RcuCell;
 pub use context::checked_alloc::CheckedAlloc;
 pub use context::locks::{RawSpinLock, RawSpinLockGuard, SpinLock, SpinLockGuard};
 pub use context::{AtomicSection, ReportMode, Violation, might_sleep};
 pub use free_fn::FreeFn;
-pub use gp::{CapacityError, GpState, GracePeriod, Rcu, RcuReadGuard};
+#[cfg(not(kvfree_loom))]
+pub use global::{barrier, global, init_global, kvfree_rcu, kvfree_rcu_mightsleep, try_kvfree_rcu};
+pub use gp::{CapacityError, DomainId, GpState, GracePeriod, Rcu, RcuReadGuard};
 pub use head::{RcuHead, RcuHeaded};
+#[cfg(not(kvfree_loom))]
+pub use node::Owned;
 pub use service::KvfreeRcu;
 pub use settings::SettingError;
 pub use shared::RoundReport;

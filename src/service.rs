@@ -122,6 +122,13 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         Ok(KvfreeRcu { shared, worker })
     }
 
+    /// The shared state (for the global service's worker respawn in a
+    /// forked child, `global.rs`, which loom builds leave out).
+    #[cfg(not(kvfree_loom))]
+    pub(crate) fn shared(&self) -> &Arc<Shared<G>> {
+        &self.shared
+    }
+
     /// The grace-period source.
     ///
     /// ```

@@ -34,7 +34,7 @@ use crate::membarrier::Flavour;
 use crate::reader_slot::{ReaderSlotTable, epoch_of, nesting, truncate_epoch};
 use crate::registry::{self, Registration};
 use crate::sync::{Arc, AtomicU64, Ordering, Patience, SMALL, fence};
-use crate::{CapacityError, GpState};
+use crate::{CapacityError, DomainId, GpState};
 use core::fmt;
 use crossbeam_utils::CachePadded;
 
@@ -156,6 +156,23 @@ impl Rcu {
         }
     }
 
+    /// The identity of this domain, shared by its clones: compare it with
+    /// [`RcuReadGuard::domain_id`] to check that a guard protects objects
+    /// retired through this domain. Unique among live domains (it is the
+    /// address of the shared state, which lives as long as any handle or
+    /// guard of the domain does).
+    ///
+    /// ```
+    /// use kvfree_rcu_gp::Rcu;
+    /// let rcu = Rcu::new();
+    /// assert_eq!(rcu.domain_id(), rcu.clone().domain_id());
+    /// assert_ne!(rcu.domain_id(), Rcu::new().domain_id());
+    /// ```
+    #[inline(always)]
+    pub fn domain_id(&self) -> DomainId {
+        DomainId(core::ptr::from_ref::<Domain>(&self.domain).addr())
+    }
+
     /// The number of reader slots.
     ///
     /// ```
@@ -244,7 +261,7 @@ impl Rcu {
         if slot.enter(&self.domain.epoch) {
             self.domain.flavour.light();
         }
-        RcuReadGuard::new(slot, owner)
+        RcuReadGuard::new(slot, owner, self.domain_id())
     }
 
     /// The state a caller must wait for after unlinking an object: once

@@ -7,6 +7,7 @@
 //! registered in more domains than its table holds, or one whose
 //! thread-locals are being destroyed), giving that slot back.
 
+use crate::DomainId;
 use crate::reader_slot::ReaderSlot;
 use core::fmt;
 use core::marker::PhantomData;
@@ -36,6 +37,7 @@ pub(crate) enum SlotOwner {
 pub struct RcuReadGuard<'a> {
     slot: &'a ReaderSlot,
     owner: SlotOwner,
+    domain: DomainId,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -43,10 +45,15 @@ impl<'a> RcuReadGuard<'a> {
     /// Wrap a slot the caller has just entered; `owner` says whether the
     /// guard releases it when it drops.
     #[inline(always)]
-    pub(crate) fn new(slot: &'a ReaderSlot, owner: SlotOwner) -> RcuReadGuard<'a> {
+    pub(crate) fn new(
+        slot: &'a ReaderSlot,
+        owner: SlotOwner,
+        domain: DomainId,
+    ) -> RcuReadGuard<'a> {
         RcuReadGuard {
             slot,
             owner,
+            domain,
             _not_send: PhantomData,
         }
     }
@@ -60,6 +67,22 @@ impl<'a> RcuReadGuard<'a> {
     /// ```
     pub fn is_ephemeral(&self) -> bool {
         self.owner == SlotOwner::Guard
+    }
+
+    /// The identity of the domain this critical section is in: equal to
+    /// [`Rcu::domain_id`](crate::Rcu::domain_id) of that domain (and of its
+    /// clones), different from every other live domain's. One word, so a
+    /// safe layer can refuse a guard of the wrong domain with one compare.
+    ///
+    /// ```
+    /// let (a, b) = (kvfree_rcu_gp::Rcu::new(), kvfree_rcu_gp::Rcu::new());
+    /// let guard = a.read_lock();
+    /// assert_eq!(guard.domain_id(), a.clone().domain_id());
+    /// assert_ne!(guard.domain_id(), b.domain_id());
+    /// ```
+    #[inline(always)]
+    pub fn domain_id(&self) -> DomainId {
+        self.domain
     }
 }
 

@@ -115,6 +115,17 @@ impl fmt::Display for CapacityError {
 
 impl std::error::Error for CapacityError {}
 
+/// The identity of an RCU domain ([`Rcu::domain_id`],
+/// [`RcuReadGuard::domain_id`]): equal for handles and guards of the same
+/// domain, different between live domains.
+///
+/// ```
+/// let rcu = kvfree_rcu_gp::Rcu::new();
+/// assert_eq!(rcu.read_lock().domain_id(), rcu.domain_id());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DomainId(usize);
+
 /// A grace-period cookie from [`Rcu::get_state`] or [`Rcu::start_poll`],
 /// for [`Rcu::poll_state`]. Later states compare greater.
 ///
