@@ -61,6 +61,14 @@ pub struct KvfreeRcu<G: GracePeriod = Rcu> {
 
 impl KvfreeRcu<Rcu> {
     /// A service over `rcu` with default settings and a worker thread.
+    /// `rcu` is an `Arc<Rcu>`, an `Rcu`, or a `&Rcu` such as
+    /// [`Rcu::global()`] (the handle is cloned: the same domain).
+    ///
+    /// ```
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::new(Rcu::global());
+    /// assert_eq!(service.stats().pending, 0);
+    /// ```
     ///
     /// # Panics
     /// If the worker thread cannot be spawned (see [`Builder::try_build`]).
@@ -72,11 +80,12 @@ impl KvfreeRcu<Rcu> {
     /// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
     /// assert_eq!(service.stats().pending, 0);
     /// ```
-    pub fn new(rcu: Arc<Rcu>) -> KvfreeRcu<Rcu> {
-        Builder::new(rcu).build()
+    pub fn new(rcu: impl Into<Arc<Rcu>>) -> KvfreeRcu<Rcu> {
+        Builder::new(rcu.into()).build()
     }
 
-    /// A [`Builder`] over `rcu`.
+    /// A [`Builder`] over `rcu` (an `Arc<Rcu>`, an `Rcu` or a `&Rcu`, as in
+    /// [`new`](Self::new)).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -84,8 +93,8 @@ impl KvfreeRcu<Rcu> {
     /// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).manual().build();
     /// # drop(service);
     /// ```
-    pub fn builder(rcu: Arc<Rcu>) -> Builder<Rcu> {
-        Builder::new(rcu)
+    pub fn builder(rcu: impl Into<Arc<Rcu>>) -> Builder<Rcu> {
+        Builder::new(rcu.into())
     }
 }
 
