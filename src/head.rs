@@ -28,8 +28,20 @@ use crossbeam_utils::CachePadded;
 /// builds only): non-null, never called.
 const RETIRED_MARK: *mut () = ptr::without_provenance_mut(1);
 
-/// The function stored in a queued head: drops the object containing it.
-pub(crate) type HeadFreeFn = unsafe fn(NonNull<RcuHead>);
+/// A function that frees the object an [`RcuHead`] is embedded in, given
+/// the head: the free function of [`KvfreeRcu::call_rcu`](crate::KvfreeRcu::call_rcu).
+///
+/// ```
+/// use std::ptr::NonNull;
+/// use kvfree_rcu::{HeadFreeFn, RcuHead};
+/// unsafe fn free_head_box(head: NonNull<RcuHead>) {
+///     // SAFETY: only ever given heads from `Box::<RcuHead>::into_raw`.
+///     drop(unsafe { Box::from_raw(head.as_ptr()) });
+/// }
+/// let free: HeadFreeFn = free_head_box;
+/// # let _ = free;
+/// ```
+pub type HeadFreeFn = unsafe fn(NonNull<RcuHead>);
 
 /// Two words embedded in an object so that it can always be retired, even
 /// when no page is available. Initialise with `RcuHead::default()` (or

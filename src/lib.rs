@@ -53,7 +53,7 @@
 //! ## Which call where
 //! | call | atomic context | ordinary context |
 //! |---|---|---|
-//! | [`KvfreeRcu::kvfree_rcu`] (headed) | yes: never fails | yes |
+//! | [`KvfreeRcu::kvfree_rcu`], [`KvfreeRcu::call_rcu`] (headed) | yes: never fails | yes |
 //! | [`KvfreeRcu::try_kvfree_rcu`], [`KvfreeRcu::kvfree_rcu_with`] | yes: `Err` when no page | yes |
 //! | [`KvfreeRcu::kvfree_rcu_mightsleep`] | **no** (reported) | yes: may wait a grace period |
 //! | [`KvfreeRcu::barrier`], [`KvfreeRcu::shrink`], [`Rcu::synchronize`] | **no** | yes |
@@ -105,7 +105,7 @@ pub use context::locks::{RawSpinLock, RawSpinLockGuard, SpinLock, SpinLockGuard}
 pub use context::{AtomicSection, ReportMode, Violation, might_sleep};
 pub use free_fn::FreeFn;
 pub use gp::{CapacityError, GpState, GracePeriod, Rcu, RcuReadGuard};
-pub use head::{RcuHead, RcuHeaded};
+pub use head::{HeadFreeFn, RcuHead, RcuHeaded};
 pub use service::KvfreeRcu;
 pub use settings::SettingError;
 pub use shared::RoundReport;

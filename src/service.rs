@@ -25,7 +25,7 @@ use crate::context::{self, Sleepable, Violation, might_sleep};
 use crate::fork::{self, WorkerHandle};
 use crate::free_fn::{FreeFn, free_box};
 use crate::gp::{GracePeriod, Rcu};
-use crate::head::{self, RcuHead, RcuHeaded};
+use crate::head::{self, HeadFreeFn, RcuHead, RcuHeaded};
 use crate::pool::Pool;
 use crate::shared::{RoundReport, Shared, Trigger};
 use crate::stats::Stats;
@@ -197,6 +197,93 @@ impl<G: GracePeriod> KvfreeRcu<G> {
             // drops the `Box<T>` the head lives in (contract 1), once.
             // SAFETY: (1) and (2) above; freed after the batch's grace period.
             unsafe { self.shared.queue_head(head, head::free_headed::<T>) };
+        }
+    }
+
+    /// Retires an object through its embedded [`RcuHead`] with a free
+    /// function of the caller's (the kernel's `call_rcu`): for memory that
+    /// is not a `Box<T>` of a [`RcuHeaded`] type (slab or arena slots,
+    /// variable-size objects such as a skip-list node with its tower).
+    /// After a grace period the worker calls `free(head)` on its own thread;
+    /// `free` finds its object from the head (for example with
+    /// `head.byte_sub(offset_of!(Node, head))`) and releases it. Never
+    /// fails, never allocates, never locks, never blocks: any context. The
+    /// page path records `(head, free)` when a page is available; otherwise
+    /// the head is linked onto this CPU's head list, as
+    /// [`kvfree_rcu`](Self::kvfree_rcu) does.
+    ///
+    /// ```
+    /// use std::alloc::{Layout, alloc, dealloc};
+    /// use std::mem::offset_of;
+    /// use std::ptr::NonNull;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu, RcuHead};
+    ///
+    /// /// A node followed by `height` tower links, in one allocation.
+    /// #[repr(C)]
+    /// struct Node { height: usize, head: RcuHead }
+    /// fn layout(height: usize) -> Layout {
+    ///     let tower = Layout::array::<usize>(height).unwrap();
+    ///     Layout::new::<Node>().extend(tower).unwrap().0.pad_to_align()
+    /// }
+    /// /// # Safety
+    /// /// `head` is the head of a `Node` allocated with `layout(height)`.
+    /// unsafe fn free_node(head: NonNull<RcuHead>) {
+    ///     // SAFETY: the head lives at this offset inside its node.
+    ///     let node = unsafe { head.byte_sub(offset_of!(Node, head)) }.cast::<Node>();
+    ///     // SAFETY: the node is live until the dealloc below.
+    ///     let height = unsafe { node.as_ref() }.height;
+    ///     // SAFETY: allocated with this layout, freed once.
+    ///     unsafe { dealloc(node.as_ptr().cast(), layout(height)) };
+    /// }
+    ///
+    /// let service = KvfreeRcu::new(Rcu::global());
+    /// // SAFETY: the layout is not zero-sized.
+    /// let node = NonNull::new(unsafe { alloc(layout(3)) }).unwrap().cast::<Node>();
+    /// // SAFETY: freshly allocated, large enough and aligned for a Node.
+    /// unsafe { node.write(Node { height: 3, head: RcuHead::new() }) };
+    /// // ... publish, later unlink the node, then:
+    /// // SAFETY: (1) the head is live and fresh, (2) `free_node` frees this
+    /// // node once, (3) unlinked and retired once.
+    /// unsafe {
+    ///     let head = NonNull::from(&(*node.as_ptr()).head);
+    ///     service.call_rcu(head, free_node);
+    /// }
+    /// service.barrier();
+    /// ```
+    ///
+    /// # Safety
+    /// 1. `head` points to a live [`RcuHead`] in its unqueued state (made by
+    ///    [`RcuHead::new`], and written again with `RcuHead::new()` when a
+    ///    slab slot is reused), derived with the provenance `free` needs to
+    ///    reach its object; it stays valid until `free(head)` runs, and
+    ///    nothing but the service writes it until then.
+    /// 2. Calling `free(head)` once, from any thread, after a grace period, is
+    ///    sound, and releases what it retires (the object is `Send`).
+    /// 3. The object is unreachable for new readers, retired once, and not
+    ///    used by the caller afterwards.
+    ///
+    /// A second retire of the same head is reported in checked builds
+    /// ([`Violation::DoubleRetire`]) and ignored.
+    #[inline]
+    pub unsafe fn call_rcu(&self, head: NonNull<RcuHead>, free: HeadFreeFn) {
+        // SAFETY: contract 1: the head is live. (A second retire is caught
+        // only while the first is pending, as in `kvfree_rcu`.)
+        if context::CHECKS && unsafe { head.as_ref() }.mark_retired() {
+            context::report(Violation::DoubleRetire);
+            return;
+        }
+        // The page path stores `free` as a record kind, a `FreeFn`: the two
+        // function types differ only in the pointee of their `NonNull`
+        // argument, and `NonNull<T>` and `NonNull<U>` (sized `T`, `U`) are
+        // ABI-compatible, so calling `free` through a `FreeFn` with
+        // `head.cast()` is calling it with `head` (std's "ABI compatibility"
+        // rules for function pointers).
+        // SAFETY: same size, and ABI-compatible as argued above.
+        let record_free = unsafe { core::mem::transmute::<HeadFreeFn, FreeFn>(free) };
+        if self.shared.push_record(head.cast(), record_free).is_err() {
+            // SAFETY: contract 1 (a live head only the service writes) and 2
+            // (`free(head)` is sound once, after the batch's grace period).
+            unsafe { self.shared.queue_head(head, free) };
         }
     }
 
