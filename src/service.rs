@@ -371,14 +371,27 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// assert_eq!(stats.freed + stats.freed_inline, 1);
     /// ```
     pub unsafe fn kvfree_rcu_mightsleep<T: Send + 'static>(&self, ptr: NonNull<T>) {
+        // SAFETY: contract 1 makes `free_box::<T>` the right free function;
+        // 2 and 3 are forwarded.
+        unsafe { self.kvfree_rcu_with_mightsleep(ptr.cast(), free_box::<T>) }
+    }
+
+    /// [`kvfree_rcu_mightsleep`](Self::kvfree_rcu_mightsleep) for a pointer
+    /// with its free function (what [`Parking::flush`](crate::Parking::flush)
+    /// retires). Ordinary context.
+    ///
+    /// # Safety
+    /// As [`kvfree_rcu_with`](Self::kvfree_rcu_with) 1-2.
+    pub(crate) unsafe fn kvfree_rcu_with_mightsleep(&self, ptr: NonNull<()>, free: FreeFn) {
         might_sleep();
         context::might_wait_for_grace_period(&*self.shared.gp);
-        if self.shared.push_record(ptr.cast(), free_box::<T>).is_err() {
+        if self.shared.push_record(ptr, free).is_err() {
             self.shared.request_refill();
             self.shared.gp.synchronize();
-            // SAFETY: contract 1 (a Box<T>), 2 and 3 (unreachable, retired
-            // once), and a full grace period has just elapsed.
-            unsafe { free_box::<T>(ptr.cast()) };
+            // SAFETY: contract 1 (`free(ptr)` is sound once after a grace
+            // period), 2 (unreachable, retired once), and a full grace
+            // period has just elapsed.
+            unsafe { free(ptr) };
             self.shared.count_inline_free();
         }
     }
