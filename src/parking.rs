@@ -161,12 +161,13 @@ impl Parking {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
             let slot = &self.slots[(start + i) % n];
-            // Relaxed on success: claiming an empty slot reads nothing
-            // through it; the payload is published by the Release store of
-            // FULL below.
+            // Acquire on success: pairs with the Release store of EMPTY in
+            // `take`, so the previous flusher's reads of the payload happen
+            // before the writes below. (The payload is published by the
+            // Release store of FULL.)
             if slot
                 .state
-                .compare_exchange(EMPTY, FILLING, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(EMPTY, FILLING, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 // Relaxed: published by the Release store below.

@@ -72,7 +72,7 @@ mod sync;
 
 pub use domain::{DEFAULT_CAPACITY, Rcu};
 #[cfg(all(feature = "crossbeam-epoch", not(kvfree_loom)))]
-pub use epoch_adapter::EpochGracePeriod;
+pub use epoch_adapter::{CollectorMismatch, EpochGracePeriod};
 pub use grace_period::GracePeriod;
 pub use guard::RcuReadGuard;
 pub use registry::MAX_DOMAINS;
