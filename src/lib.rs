@@ -45,10 +45,22 @@
 //! ## Crates
 //! - [`gp`] (`kvfree-rcu-gp`): the RCU domain [`Rcu`], read-side guards,
 //!   blocking and polled grace periods, the [`GracePeriod`] trait.
-//! - [`pool`] (`kvfree-rcu-pool`): the lock-free per-CPU pool of pages of
-//!   retired pointers.
+//! - `kvfree-rcu-pool`: the lock-free per-CPU pool of pages of retired
+//!   pointers, an implementation detail. Only what users of this crate need
+//!   is re-exported: [`PoolConfigError`] (inside [`BuildError::Pool`]) and
+//!   the bounds of the builder's settings, [`MAX_LANES`] and
+//!   [`CACHE_CAPACITY`]. (The engine stays public as [`gp`]: users hold its
+//!   domains and guards.)
 //! - this crate: [`KvfreeRcu`] and its worker, and the context discipline:
 //!   [`RawSpinLock`], the [`context`] checker, [`CheckedAlloc`].
+//!
+//! ## Test hooks
+//! Items marked `#[doc(hidden)]` (`pause_worker`, `resume_worker`,
+//! `inject_alloc_failures`, `inject_round_panics`) are test hooks for this
+//! workspace's tests, examples and benchmark: fault injection and stalls.
+//! They are not part of the public API: outside semver, they may change or
+//! go away in any release. (Chosen over a `testing` feature so that
+//! `cargo test` runs every test without feature flags.)
 //!
 //! ## Which call where
 //! | call | atomic context | ordinary context |
@@ -62,9 +74,9 @@
 //! The full table is in `docs/CONTEXTS.md`; the design in `docs/DESIGN.md`.
 //!
 //! ## Feature flags
-//! - `crossbeam-epoch`: [`gp::EpochGracePeriod`], a grace-period source over
-//!   crossbeam-epoch, so structures whose readers use
-//!   `crossbeam_epoch::pin()` retire through the service
+//! - `crossbeam-epoch`: [`gp::EpochGracePeriod`][epoch-adapter], a
+//!   grace-period source over any crossbeam-epoch collector, so structures
+//!   whose readers pin with crossbeam-epoch retire through the service
 //!   ([`KvfreeRcu::builder_with`]).
 //! - `context-check`: the [`context`] checker in release builds too (it is
 //!   always on with debug assertions, and compiled away otherwise).
@@ -76,8 +88,19 @@
 //! `sched_getcpu`, `futex` and `membarrier` (with a `fence(SeqCst)`
 //! fallback when the kernel lacks it). Elsewhere the CPU hint is 0 and the
 //! worker polls instead of sleeping on a futex.
-
+//!
+// The adapter exists only with its feature; without it the link goes to the
+// engine's docs, so `cargo doc` has no broken link either way.
+#![cfg_attr(
+    all(feature = "crossbeam-epoch", not(kvfree_loom)),
+    doc = "[epoch-adapter]: gp::EpochGracePeriod"
+)]
+#![cfg_attr(
+    not(all(feature = "crossbeam-epoch", not(kvfree_loom))),
+    doc = "[epoch-adapter]: gp"
+)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod batch_queue;
 mod builder;
@@ -97,8 +120,8 @@ mod worker;
 
 /// The RCU engine (`kvfree-rcu-gp`).
 pub use kvfree_rcu_gp as gp;
-/// The page pool (`kvfree-rcu-pool`).
-pub use kvfree_rcu_pool as pool;
+/// The page pool: an implementation detail (crate docs), not re-exported.
+use kvfree_rcu_pool as pool;
 
 pub use builder::{BuildError, Builder};
 pub use context::checked_alloc::CheckedAlloc;
@@ -107,6 +130,7 @@ pub use context::{AtomicSection, ReportMode, Violation, might_sleep};
 pub use free_fn::FreeFn;
 pub use gp::{CapacityError, GpState, GracePeriod, Rcu, RcuReadGuard};
 pub use head::{HeadFreeFn, RcuHead, RcuHeaded};
+pub use kvfree_rcu_pool::{CACHE_CAPACITY, ConfigError as PoolConfigError, MAX_LANES};
 pub use parking::Parking;
 pub use service::KvfreeRcu;
 pub use settings::SettingError;

@@ -521,7 +521,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         self.shared.round(Trigger::Forced)
     }
 
-    /// Stops the worker from doing rounds until [`resume_worker`](Self::resume_worker)
+    /// Test hook (hidden: see "Test hooks" in the crate docs). Stops the
+    /// worker from doing rounds until [`resume_worker`](Self::resume_worker)
     /// (to test stalls: the retire path keeps working on its caches and
     /// fallbacks). `barrier`, `shrink` and `run_once` still work.
     ///
@@ -536,13 +537,14 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// service.barrier(); // runs on this thread
     /// service.resume_worker();
     /// ```
+    #[doc(hidden)]
     pub fn pause_worker(&self) {
         // Relaxed: a test switch with no data behind it; the worker reads
         // it before each round.
         self.shared.paused.store(true, Ordering::Relaxed);
     }
 
-    /// Lets a paused worker run again.
+    /// Test hook (hidden). Lets a paused worker run again.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -551,14 +553,15 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// service.pause_worker();
     /// service.resume_worker();
     /// ```
+    #[doc(hidden)]
     pub fn resume_worker(&self) {
         // Relaxed: as in `pause_worker`.
         self.shared.paused.store(false, Ordering::Relaxed);
         self.shared.wake.notify();
     }
 
-    /// Makes the next `n` page allocations of the refill path fail (fault
-    /// injection for tests).
+    /// Test hook (hidden). Makes the next `n` page allocations of the
+    /// refill path fail (fault injection for tests).
     ///
     /// ```
     /// use std::{ptr::NonNull, sync::Arc};
@@ -574,11 +577,12 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// // SAFETY: `Err` handed `p` back: it is ours again, and was never shared.
     /// drop(unsafe { Box::from_raw(p.as_ptr()) });
     /// ```
+    #[doc(hidden)]
     pub fn inject_alloc_failures(&self, n: usize) {
         self.shared.pool.inject_alloc_failures(n);
     }
 
-    /// Test hook: makes the next `n` rounds (the worker's, `run_once`'s)
+    /// Test hook (hidden): makes the next `n` rounds (the worker's, `run_once`'s)
     /// panic at their start, to test the worker's panic policy.
     #[doc(hidden)]
     pub fn inject_round_panics(&self, n: u64) {
