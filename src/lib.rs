@@ -67,6 +67,8 @@
 //! |---|---|---|
 //! | [`KvfreeRcu::kvfree_rcu`], [`KvfreeRcu::call_rcu`] (headed) | yes: never fails | yes |
 //! | [`KvfreeRcu::try_kvfree_rcu`], [`KvfreeRcu::kvfree_rcu_with`] | yes: `Err` when no page | yes |
+//! | [`Parking::park`], [`Parking::try_kvfree_rcu_or_park`] | yes: `Err` when full | yes |
+//! | [`Parking::flush`] | **no** | yes: may wait a grace period |
 //! | [`KvfreeRcu::kvfree_rcu_mightsleep`] | **no** (reported) | yes: may wait a grace period |
 //! | [`KvfreeRcu::barrier`], [`KvfreeRcu::shrink`], [`Rcu::synchronize`] | **no** | yes |
 //! | [`Rcu::read_lock`], `get_state`, `start_poll`, `poll_state` | yes | yes |

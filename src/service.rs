@@ -304,6 +304,15 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// }
     /// ```
     ///
+    /// Under a lock, park an `Err` pointer in a [`Parking`](crate::Parking)
+    /// (no allocation) and flush it later from ordinary context.
+    ///
+    /// Unsized objects (`Box<[T]>`, `Box<dyn Trait>`) are refused (`T:
+    /// Sized`): a page record has room for a thin pointer only. Box the box
+    /// (`Box<Box<[T]>>`), or keep the length in a header next to an
+    /// [`RcuHead`] and use [`call_rcu`](Self::call_rcu) (docs/DESIGN.md,
+    /// "Retire paths").
+    ///
     /// # Safety
     /// As [`kvfree_rcu`](Self::kvfree_rcu) 1-3; on `Err` nothing happened and
     /// the caller owns `ptr` again.
