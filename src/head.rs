@@ -28,8 +28,20 @@ use crossbeam_utils::CachePadded;
 /// builds only): non-null, never called.
 const RETIRED_MARK: *mut () = ptr::without_provenance_mut(1);
 
-/// The function stored in a queued head: drops the object containing it.
-pub(crate) type HeadFreeFn = unsafe fn(NonNull<RcuHead>);
+/// A function that frees the object an [`RcuHead`] is embedded in, given
+/// the head: the free function of [`KvfreeRcu::call_rcu`](crate::KvfreeRcu::call_rcu).
+///
+/// ```
+/// use std::ptr::NonNull;
+/// use kvfree_rcu::{HeadFreeFn, RcuHead};
+/// unsafe fn free_head_box(head: NonNull<RcuHead>) {
+///     // SAFETY: only ever given heads from `Box::<RcuHead>::into_raw`.
+///     drop(unsafe { Box::from_raw(head.as_ptr()) });
+/// }
+/// let free: HeadFreeFn = free_head_box;
+/// # let _ = free;
+/// ```
+pub type HeadFreeFn = unsafe fn(NonNull<RcuHead>);
 
 /// Two words embedded in an object so that it can always be retired, even
 /// when no page is available. Initialise with `RcuHead::default()` (or
@@ -136,6 +148,12 @@ impl fmt::Debug for RcuHead {
 ///    checked at compile time).
 /// 2. Nothing but the service writes that field while the object is retired,
 ///    and `rcu_head`, if overridden, returns that same field.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no embedded `RcuHead` that the service knows of",
+    label = "`kvfree_rcu` needs a headed object",
+    note = "embed an `RcuHead` field and implement the trait with `impl_rcu_headed!({Self}, field)` (generic types: `impl_rcu_headed!(Node<K, V>, field)`)",
+    note = "or retire a head-less `Box` with `try_kvfree_rcu`, which returns `Err` when no page is available"
+)]
 pub unsafe trait RcuHeaded: Sized {
     /// Byte offset of the embedded [`RcuHead`] within `Self`.
     const RCU_HEAD_OFFSET: usize;
@@ -152,7 +170,22 @@ pub unsafe trait RcuHeaded: Sized {
     }
 }
 
-/// Implements [`RcuHeaded`] for `$ty` whose field `$field` is an [`RcuHead`].
+/// Implements [`RcuHeaded`] for a type whose field `$field` is an
+/// [`RcuHead`]. Three forms:
+///
+/// - `impl_rcu_headed!(Type, field)` for a type without generic parameters
+///   (or with only lifetimes given: `Counted<'static>`);
+/// - `impl_rcu_headed!(Node<K, V>, field)` for every `Node<K, V>`: the
+///   names in angle brackets are always taken as type parameters (so
+///   `Node<u64>` too implements it for every `Node<T>`); bounds the struct needs
+///   go in a trailing `where` clause:
+///   `impl_rcu_headed!(Node<K, V>, field where K: Ord)`;
+/// - `impl_rcu_headed!(impl[<generics>] Type<..>, field)` for anything else
+///   (lifetimes, const parameters, inline bounds), with the generics as
+///   they would appear after `impl`, in square brackets:
+///   `impl_rcu_headed!(impl[K: Ord, const N: usize] Tower<K, N>, head)`.
+///
+/// The macro checks at compile time that the field's type is `RcuHead`.
 ///
 /// ```
 /// use kvfree_rcu::{RcuHead, RcuHeaded, impl_rcu_headed};
@@ -161,21 +194,49 @@ pub unsafe trait RcuHeaded: Sized {
 /// impl_rcu_headed!(Entry, rcu);
 /// let e = Entry::default();
 /// assert!(!e.rcu_head().is_queued());
+///
+/// struct Node<K, V> { key: K, value: V, head: RcuHead }
+/// impl_rcu_headed!(Node<K, V>, head);
+/// let n = Node { key: 1u32, value: "one", head: RcuHead::new() };
+/// assert!(!n.rcu_head().is_queued());
+/// # let _ = (n.key, n.value);
+///
+/// struct Sorted<K: Ord> { key: K, head: RcuHead }
+/// impl_rcu_headed!(Sorted<K>, head where K: Ord);
+///
+/// struct Tower<K, const N: usize> { keys: [K; N], head: RcuHead }
+/// impl_rcu_headed!(impl[K: Copy, const N: usize] Tower<K, N>, head);
+/// ```
+///
+/// A field of another type does not compile:
+///
+/// ```compile_fail
+/// use kvfree_rcu::impl_rcu_headed;
+/// struct Node<T> { value: T, head: u64 }
+/// impl_rcu_headed!(Node<T>, head);
 /// ```
 #[macro_export]
 macro_rules! impl_rcu_headed {
-    ($ty:ty, $field:ident) => {
-        // SAFETY: `offset_of!` names a field of `$ty`, and the assignment below
+    (impl [$($generics:tt)*] $ty:ty, $field:ident $(where $($bounds:tt)+)?) => {
+        // SAFETY: `offset_of!` names a field of `$ty`, and the closure below
         // only compiles if that field is an `RcuHead`.
-        unsafe impl $crate::RcuHeaded for $ty {
+        unsafe impl<$($generics)*> $crate::RcuHeaded for $ty $(where $($bounds)+)? {
             const RCU_HEAD_OFFSET: usize = {
-                #[allow(dead_code)]
-                fn field_is_an_rcu_head<'a>(v: &'a $ty) -> &'a $crate::RcuHead {
-                    &v.$field
-                }
+                // A closure, not a nested fn: it may name the impl's generic
+                // parameters (a nested fn cannot).
+                let _field_is_an_rcu_head: for<'object> fn(&'object $ty) -> &'object $crate::RcuHead =
+                    |v| &v.$field;
                 ::core::mem::offset_of!($ty, $field)
             };
         }
+    };
+    ($name:ident < $($param:ident),+ $(,)? >, $field:ident $(where $($bounds:tt)+)?) => {
+        $crate::impl_rcu_headed!(
+            impl [$($param),+] $name<$($param),+>, $field $(where $($bounds)+)?
+        );
+    };
+    ($ty:ty, $field:ident) => {
+        $crate::impl_rcu_headed!(impl [] $ty, $field);
     };
 }
 

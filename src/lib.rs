@@ -81,19 +81,33 @@
 //! ## Crates
 //! - [`gp`] (`kvfree-rcu-gp`): the RCU domain [`Rcu`], read-side guards,
 //!   blocking and polled grace periods, the [`GracePeriod`] trait.
-//! - [`pool`] (`kvfree-rcu-pool`): the lock-free per-CPU pool of pages of
-//!   retired pointers.
+//! - `kvfree-rcu-pool`: the lock-free per-CPU pool of pages of retired
+//!   pointers, an implementation detail. Only what users of this crate need
+//!   is re-exported: [`PoolConfigError`] (inside [`BuildError::Pool`]) and
+//!   the bounds of the builder's settings, [`MAX_LANES`] and
+//!   [`CACHE_CAPACITY`]. (The engine stays public as [`gp`]: users hold its
+//!   domains and guards.)
 //! - this crate: [`KvfreeRcu`] and its worker, the process-wide service
 //!   ([`global()`] and the free functions [`kvfree_rcu()`],
 //!   [`try_kvfree_rcu`], [`kvfree_rcu_mightsleep`], [`barrier`]), the safe
 //!   layer ([`RcuCell`], [`Atomic`]), and the context discipline:
 //!   [`RawSpinLock`], the [`context`] checker, [`CheckedAlloc`].
 //!
+//! ## Test hooks
+//! Items marked `#[doc(hidden)]` (`pause_worker`, `resume_worker`,
+//! `inject_alloc_failures`, `inject_round_panics`) are test hooks for this
+//! workspace's tests, examples and benchmark: fault injection and stalls.
+//! They are not part of the public API: outside semver, they may change or
+//! go away in any release. (Chosen over a `testing` feature so that
+//! `cargo test` runs every test without feature flags.)
+//!
 //! ## Which call where
 //! | call | atomic context | ordinary context |
 //! |---|---|---|
-//! | [`KvfreeRcu::kvfree_rcu`] (headed) | yes: never fails | yes |
+//! | [`KvfreeRcu::kvfree_rcu`], [`KvfreeRcu::call_rcu`] (headed) | yes: never fails | yes |
 //! | [`KvfreeRcu::try_kvfree_rcu`], [`KvfreeRcu::kvfree_rcu_with`] | yes: `Err` when no page | yes |
+//! | [`Parking::park`], [`Parking::try_kvfree_rcu_or_park`] | yes: `Err` when full | yes |
+//! | [`Parking::flush`] | **no** | yes: may wait a grace period |
 //! | [`KvfreeRcu::kvfree_rcu_mightsleep`] | **no** (reported) | yes: may wait a grace period |
 //! | [`KvfreeRcu::barrier`], [`KvfreeRcu::shrink`], [`Rcu::synchronize`] | **no** | yes |
 //! | [`Rcu::read_lock`], `get_state`, `start_poll`, `poll_state` | yes | yes |
@@ -103,9 +117,9 @@
 //! The full table is in `docs/CONTEXTS.md`; the design in `docs/DESIGN.md`.
 //!
 //! ## Feature flags
-//! - `crossbeam-epoch`: [`gp::EpochGracePeriod`], a grace-period source over
-//!   crossbeam-epoch, so structures whose readers use
-//!   `crossbeam_epoch::pin()` retire through the service
+//! - `crossbeam-epoch`: [`gp::EpochGracePeriod`][epoch-adapter], a
+//!   grace-period source over any crossbeam-epoch collector, so structures
+//!   whose readers pin with crossbeam-epoch retire through the service
 //!   ([`KvfreeRcu::builder_with`]).
 //! - `context-check`: the [`context`] checker in release builds too (it is
 //!   always on with debug assertions, and compiled away otherwise).
@@ -132,7 +146,18 @@
 //! CI runs the whole test suite that way, and type-checks the other
 //! targets. Linux x86-64 is where the tests and benchmarks run.
 
+// The adapter exists only with its feature; without it the link goes to the
+// engine's docs, so `cargo doc` has no broken link either way.
+#![cfg_attr(
+    all(feature = "crossbeam-epoch", not(kvfree_loom)),
+    doc = "[epoch-adapter]: gp::EpochGracePeriod"
+)]
+#![cfg_attr(
+    not(all(feature = "crossbeam-epoch", not(kvfree_loom))),
+    doc = "[epoch-adapter]: gp"
+)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(kvfree_loom))]
 mod atomic;
@@ -150,6 +175,7 @@ mod head;
 #[cfg(not(kvfree_loom))]
 mod node;
 mod os_wait;
+mod parking;
 mod service;
 mod settings;
 mod shared;
@@ -160,8 +186,8 @@ mod worker;
 
 /// The RCU engine (`kvfree-rcu-gp`).
 pub use kvfree_rcu_gp as gp;
-/// The page pool (`kvfree-rcu-pool`).
-pub use kvfree_rcu_pool as pool;
+/// The page pool: an implementation detail (crate docs), not re-exported.
+use kvfree_rcu_pool as pool;
 
 #[cfg(not(kvfree_loom))]
 pub use atomic::{Atomic, Shared, Unlinked};
@@ -175,9 +201,11 @@ pub use free_fn::FreeFn;
 #[cfg(not(kvfree_loom))]
 pub use global::{barrier, global, init_global, kvfree_rcu, kvfree_rcu_mightsleep, try_kvfree_rcu};
 pub use gp::{CapacityError, DomainId, GpState, GracePeriod, Rcu, RcuReadGuard};
-pub use head::{RcuHead, RcuHeaded};
+pub use head::{HeadFreeFn, RcuHead, RcuHeaded};
+pub use kvfree_rcu_pool::{CACHE_CAPACITY, ConfigError as PoolConfigError, MAX_LANES};
 #[cfg(not(kvfree_loom))]
 pub use node::Owned;
+pub use parking::Parking;
 pub use service::KvfreeRcu;
 pub use settings::SettingError;
 pub use shared::RoundReport;

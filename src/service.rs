@@ -25,7 +25,7 @@ use crate::context::{self, Sleepable, Violation, might_sleep};
 use crate::fork::{self, WorkerHandle};
 use crate::free_fn::{FreeFn, free_box};
 use crate::gp::{GracePeriod, Rcu};
-use crate::head::{self, RcuHead, RcuHeaded};
+use crate::head::{self, HeadFreeFn, RcuHead, RcuHeaded};
 use crate::pool::Pool;
 use crate::shared::{RoundReport, Shared, Trigger};
 use crate::stats::Stats;
@@ -61,6 +61,14 @@ pub struct KvfreeRcu<G: GracePeriod = Rcu> {
 
 impl KvfreeRcu<Rcu> {
     /// A service over `rcu` with default settings and a worker thread.
+    /// `rcu` is an `Arc<Rcu>`, an `Rcu`, or a `&Rcu` such as
+    /// [`Rcu::global()`] (the handle is cloned: the same domain).
+    ///
+    /// ```
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::new(Rcu::global());
+    /// assert_eq!(service.stats().pending, 0);
+    /// ```
     ///
     /// # Panics
     /// If the worker thread cannot be spawned (see [`Builder::try_build`]).
@@ -72,11 +80,12 @@ impl KvfreeRcu<Rcu> {
     /// let service = KvfreeRcu::new(Arc::new(Rcu::new()));
     /// assert_eq!(service.stats().pending, 0);
     /// ```
-    pub fn new(rcu: Arc<Rcu>) -> KvfreeRcu<Rcu> {
-        Builder::new(rcu).build()
+    pub fn new(rcu: impl Into<Arc<Rcu>>) -> KvfreeRcu<Rcu> {
+        Builder::new(rcu.into()).build()
     }
 
-    /// A [`Builder`] over `rcu`.
+    /// A [`Builder`] over `rcu` (an `Arc<Rcu>`, an `Rcu` or a `&Rcu`, as in
+    /// [`new`](Self::new)).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -84,8 +93,8 @@ impl KvfreeRcu<Rcu> {
     /// let service = KvfreeRcu::builder(Arc::new(Rcu::new())).manual().build();
     /// # drop(service);
     /// ```
-    pub fn builder(rcu: Arc<Rcu>) -> Builder<Rcu> {
-        Builder::new(rcu)
+    pub fn builder(rcu: impl Into<Arc<Rcu>>) -> Builder<Rcu> {
+        Builder::new(rcu.into())
     }
 }
 
@@ -198,6 +207,93 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         }
     }
 
+    /// Retires an object through its embedded [`RcuHead`] with a free
+    /// function of the caller's (the kernel's `call_rcu`): for memory that
+    /// is not a `Box<T>` of a [`RcuHeaded`] type (slab or arena slots,
+    /// variable-size objects such as a skip-list node with its tower).
+    /// After a grace period the worker calls `free(head)` on its own thread;
+    /// `free` finds its object from the head (for example with
+    /// `head.byte_sub(offset_of!(Node, head))`) and releases it. Never
+    /// fails, never allocates, never locks, never blocks: any context. The
+    /// page path records `(head, free)` when a page is available; otherwise
+    /// the head is linked onto this CPU's head list, as
+    /// [`kvfree_rcu`](Self::kvfree_rcu) does.
+    ///
+    /// ```
+    /// use std::alloc::{Layout, alloc, dealloc};
+    /// use std::mem::offset_of;
+    /// use std::ptr::NonNull;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu, RcuHead};
+    ///
+    /// /// A node followed by `height` tower links, in one allocation.
+    /// #[repr(C)]
+    /// struct Node { height: usize, head: RcuHead }
+    /// fn layout(height: usize) -> Layout {
+    ///     let tower = Layout::array::<usize>(height).unwrap();
+    ///     Layout::new::<Node>().extend(tower).unwrap().0.pad_to_align()
+    /// }
+    /// /// # Safety
+    /// /// `head` is the head of a `Node` allocated with `layout(height)`.
+    /// unsafe fn free_node(head: NonNull<RcuHead>) {
+    ///     // SAFETY: the head lives at this offset inside its node.
+    ///     let node = unsafe { head.byte_sub(offset_of!(Node, head)) }.cast::<Node>();
+    ///     // SAFETY: the node is live until the dealloc below.
+    ///     let height = unsafe { node.as_ref() }.height;
+    ///     // SAFETY: allocated with this layout, freed once.
+    ///     unsafe { dealloc(node.as_ptr().cast(), layout(height)) };
+    /// }
+    ///
+    /// let service = KvfreeRcu::new(Rcu::global());
+    /// // SAFETY: the layout is not zero-sized.
+    /// let node = NonNull::new(unsafe { alloc(layout(3)) }).unwrap().cast::<Node>();
+    /// // SAFETY: freshly allocated, large enough and aligned for a Node.
+    /// unsafe { node.write(Node { height: 3, head: RcuHead::new() }) };
+    /// // ... publish, later unlink the node, then:
+    /// // SAFETY: (1) the head is live and fresh, (2) `free_node` frees this
+    /// // node once, (3) unlinked and retired once.
+    /// unsafe {
+    ///     let head = NonNull::from(&(*node.as_ptr()).head);
+    ///     service.call_rcu(head, free_node);
+    /// }
+    /// service.barrier();
+    /// ```
+    ///
+    /// # Safety
+    /// 1. `head` points to a live [`RcuHead`] in its unqueued state (made by
+    ///    [`RcuHead::new`], and written again with `RcuHead::new()` when a
+    ///    slab slot is reused), derived with the provenance `free` needs to
+    ///    reach its object; it stays valid until `free(head)` runs, and
+    ///    nothing but the service writes it until then.
+    /// 2. Calling `free(head)` once, from any thread, after a grace period, is
+    ///    sound, and releases what it retires (the object is `Send`).
+    /// 3. The object is unreachable for new readers, retired once, and not
+    ///    used by the caller afterwards.
+    ///
+    /// A second retire of the same head is reported in checked builds
+    /// ([`Violation::DoubleRetire`]) and ignored.
+    #[inline]
+    pub unsafe fn call_rcu(&self, head: NonNull<RcuHead>, free: HeadFreeFn) {
+        // SAFETY: contract 1: the head is live. (A second retire is caught
+        // only while the first is pending, as in `kvfree_rcu`.)
+        if context::CHECKS && unsafe { head.as_ref() }.mark_retired() {
+            context::report(Violation::DoubleRetire);
+            return;
+        }
+        // The page path stores `free` as a record kind, a `FreeFn`: the two
+        // function types differ only in the pointee of their `NonNull`
+        // argument, and `NonNull<T>` and `NonNull<U>` (sized `T`, `U`) are
+        // ABI-compatible, so calling `free` through a `FreeFn` with
+        // `head.cast()` is calling it with `head` (std's "ABI compatibility"
+        // rules for function pointers).
+        // SAFETY: same size, and ABI-compatible as argued above.
+        let record_free = unsafe { core::mem::transmute::<HeadFreeFn, FreeFn>(free) };
+        if self.shared.push_record(head.cast(), record_free).is_err() {
+            // SAFETY: contract 1 (a live head only the service writes) and 2
+            // (`free(head)` is sound once, after the batch's grace period).
+            unsafe { self.shared.queue_head(head, free) };
+        }
+    }
+
     /// Retires a head-less object: dropped as a `Box<T>` after a grace
     /// period, or `Err(ptr)` at once when no page is available (the caller
     /// still owns it). Never allocates, locks or blocks: any context.
@@ -214,6 +310,15 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     ///     unsafe { service.kvfree_rcu_mightsleep(p) };
     /// }
     /// ```
+    ///
+    /// Under a lock, park an `Err` pointer in a [`Parking`](crate::Parking)
+    /// (no allocation) and flush it later from ordinary context.
+    ///
+    /// Unsized objects (`Box<[T]>`, `Box<dyn Trait>`) are refused (`T:
+    /// Sized`): a page record has room for a thin pointer only. Box the box
+    /// (`Box<Box<[T]>>`), or keep the length in a header next to an
+    /// [`RcuHead`] and use [`call_rcu`](Self::call_rcu) (docs/DESIGN.md,
+    /// "Retire paths").
     ///
     /// # Safety
     /// As [`kvfree_rcu`](Self::kvfree_rcu) 1-3; on `Err` nothing happened and
@@ -282,14 +387,27 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// assert_eq!(stats.freed + stats.freed_inline, 1);
     /// ```
     pub unsafe fn kvfree_rcu_mightsleep<T: Send + 'static>(&self, ptr: NonNull<T>) {
+        // SAFETY: contract 1 makes `free_box::<T>` the right free function;
+        // 2 and 3 are forwarded.
+        unsafe { self.kvfree_rcu_with_mightsleep(ptr.cast(), free_box::<T>) }
+    }
+
+    /// [`kvfree_rcu_mightsleep`](Self::kvfree_rcu_mightsleep) for a pointer
+    /// with its free function (what [`Parking::flush`](crate::Parking::flush)
+    /// retires). Ordinary context.
+    ///
+    /// # Safety
+    /// As [`kvfree_rcu_with`](Self::kvfree_rcu_with) 1-2.
+    pub(crate) unsafe fn kvfree_rcu_with_mightsleep(&self, ptr: NonNull<()>, free: FreeFn) {
         might_sleep();
         context::might_wait_for_grace_period(&*self.shared.gp);
-        if self.shared.push_record(ptr.cast(), free_box::<T>).is_err() {
+        if self.shared.push_record(ptr, free).is_err() {
             self.shared.request_refill();
             self.shared.gp.synchronize();
-            // SAFETY: contract 1 (a Box<T>), 2 and 3 (unreachable, retired
-            // once), and a full grace period has just elapsed.
-            unsafe { free_box::<T>(ptr.cast()) };
+            // SAFETY: contract 1 (`free(ptr)` is sound once after a grace
+            // period), 2 (unreachable, retired once), and a full grace
+            // period has just elapsed.
+            unsafe { free(ptr) };
             self.shared.count_inline_free();
         }
     }
@@ -419,7 +537,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         self.shared.round(Trigger::Forced)
     }
 
-    /// Stops the worker from doing rounds until [`resume_worker`](Self::resume_worker)
+    /// Test hook (hidden: see "Test hooks" in the crate docs). Stops the
+    /// worker from doing rounds until [`resume_worker`](Self::resume_worker)
     /// (to test stalls: the retire path keeps working on its caches and
     /// fallbacks). `barrier`, `shrink` and `run_once` still work.
     ///
@@ -434,13 +553,14 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// service.barrier(); // runs on this thread
     /// service.resume_worker();
     /// ```
+    #[doc(hidden)]
     pub fn pause_worker(&self) {
         // Relaxed: a test switch with no data behind it; the worker reads
         // it before each round.
         self.shared.paused.store(true, Ordering::Relaxed);
     }
 
-    /// Lets a paused worker run again.
+    /// Test hook (hidden). Lets a paused worker run again.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -449,14 +569,15 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// service.pause_worker();
     /// service.resume_worker();
     /// ```
+    #[doc(hidden)]
     pub fn resume_worker(&self) {
         // Relaxed: as in `pause_worker`.
         self.shared.paused.store(false, Ordering::Relaxed);
         self.shared.wake.notify();
     }
 
-    /// Makes the next `n` page allocations of the refill path fail (fault
-    /// injection for tests).
+    /// Test hook (hidden). Makes the next `n` page allocations of the
+    /// refill path fail (fault injection for tests).
     ///
     /// ```
     /// use std::{ptr::NonNull, sync::Arc};
@@ -472,11 +593,12 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// // SAFETY: `Err` handed `p` back: it is ours again, and was never shared.
     /// drop(unsafe { Box::from_raw(p.as_ptr()) });
     /// ```
+    #[doc(hidden)]
     pub fn inject_alloc_failures(&self, n: usize) {
         self.shared.pool.inject_alloc_failures(n);
     }
 
-    /// Test hook: makes the next `n` rounds (the worker's, `run_once`'s)
+    /// Test hook (hidden): makes the next `n` rounds (the worker's, `run_once`'s)
     /// panic at their start, to test the worker's panic policy.
     #[doc(hidden)]
     pub fn inject_round_panics(&self, n: u64) {

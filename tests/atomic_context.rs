@@ -168,3 +168,42 @@ fn double_retire_of_a_headed_object_is_reported_and_ignored() {
     service.barrier();
     assert_eq!(counter.dropped(), 1, "freed once, not twice");
 }
+
+/// A retire that finds no page parks its pointer under a raw spinlock with
+/// zero allocations; when the parking is full too the pointer comes back,
+/// still without allocating; the flush (ordinary context) frees them all.
+#[test]
+fn parking_under_raw_spinlock_makes_zero_allocations() {
+    setup();
+    let counter = DropCounter::leak();
+    let service = KvfreeRcu::builder(Rcu::global()).manual().build();
+    let parking = kvfree_rcu::Parking::with_capacity(8);
+    service.shrink(); // no page: every try_ is handed back
+    let plain: Vec<_> = (0..10).map(|i| Plain::boxed(i, counter)).collect();
+    let mut returned: Vec<NonNull<Plain>> = Vec::with_capacity(plain.len());
+    let lock = RawSpinLock::new(());
+    let allocs_before = context::thread_allocations();
+    let violations_before = context::thread_violations();
+    {
+        let _locked = lock.lock();
+        for p in &plain {
+            // SAFETY: from Box::leak, unpublished, retired once; Err hands it
+            // back (pushed into spare capacity: no allocation).
+            if let Err(p) = unsafe { parking.try_kvfree_rcu_or_park(&service, *p) } {
+                returned.push(p);
+            }
+        }
+    }
+    assert_eq!(context::thread_allocations() - allocs_before, 0);
+    assert_eq!(context::thread_violations() - violations_before, 0);
+    assert_eq!(parking.len(), 8);
+    assert_eq!(returned.len(), 2, "a full parking hands the pointer back");
+    assert_eq!(parking.flush(&service), 8);
+    for p in returned {
+        // SAFETY: handed back by Err: ours, unpublished, retired once.
+        unsafe { service.kvfree_rcu_mightsleep(p) };
+    }
+    service.barrier();
+    assert_eq!(counter.dropped(), 10);
+    assert!(parking.is_empty());
+}

@@ -117,3 +117,48 @@ fn headed_retire_races_collection() {
         assert_eq!(svc.stats().freed, 1);
     });
 }
+
+/// Two threads park into a one-slot `Parking` while the main thread
+/// flushes: each node is retired exactly once (by a flush, or by its
+/// producer after a full parking handed it back), and the flusher reads the
+/// payload the parker published.
+#[test]
+fn parking_races_flush() {
+    loom::model(|| {
+        let rcu = Arc::new(Rcu::with_capacity(4));
+        let svc = Arc::new(service(rcu));
+        let parking = Arc::new(kvfree_rcu::Parking::with_capacity(1));
+        let nodes: Vec<*mut Node> = (0..2).map(|_| node()).collect();
+        let producers: Vec<_> = nodes
+            .iter()
+            .map(|&n| {
+                let (svc, parking) = (svc.clone(), parking.clone());
+                let n = n as usize;
+                thread::spawn(move || {
+                    let p = NonNull::new(n as *mut Node).unwrap().cast::<()>();
+                    // SAFETY: `poison` keeps the memory; never published,
+                    // retired once (parked, or retired below on Err).
+                    if let Err(p) = unsafe { parking.park_with(p, poison) } {
+                        // SAFETY: handed back: ours, retired once.
+                        if let Err(p) = unsafe { svc.kvfree_rcu_with(p, poison) } {
+                            // SAFETY: no reader ever saw it.
+                            unsafe { poison(p) };
+                        }
+                    }
+                })
+            })
+            .collect();
+        parking.flush(&svc);
+        for p in producers {
+            p.join().unwrap();
+        }
+        parking.flush(&svc);
+        svc.barrier();
+        for n in nodes {
+            // SAFETY: every node was poisoned exactly once (`poison` asserts
+            // it); the model owns the memory.
+            let n = unsafe { Box::from_raw(n) };
+            assert_eq!(n.state.load(Ordering::Relaxed), POISON, "not freed");
+        }
+    });
+}

@@ -232,7 +232,7 @@ fn a_pointer_at_address_usize_max_is_freed_once_like_any_other() {
 #[test]
 fn an_invalid_pool_value_is_an_error_naming_the_field_and_its_range() {
     use kvfree_rcu::BuildError;
-    use kvfree_rcu::pool::{CACHE_CAPACITY, ConfigError, MAX_LANES};
+    use kvfree_rcu::{CACHE_CAPACITY, MAX_LANES, PoolConfigError as ConfigError};
     use std::error::Error;
     let cap = CACHE_CAPACITY;
     let builder = || KvfreeRcu::builder(Arc::new(Rcu::new()));

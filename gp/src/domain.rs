@@ -487,6 +487,26 @@ fn capacity_panic(e: CapacityError) -> ! {
     panic!("Rcu::read_lock: {e}")
 }
 
+/// A new `Arc` holding a clone of the handle (one reference-count
+/// increment and one small allocation; ordinary context), so that APIs taking
+/// `impl Into<Arc<Rcu>>` accept the global domain as it is:
+/// `KvfreeRcu::new(Rcu::global())`. The clone is the same domain: guards,
+/// states and grace periods of either handle are those of the other.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kvfree_rcu_gp::Rcu;
+/// let rcu: Arc<Rcu> = Rcu::global().into();
+/// let state = rcu.get_state();
+/// Rcu::global().synchronize(); // the same domain
+/// assert!(rcu.poll_state(state));
+/// ```
+impl From<&Rcu> for std::sync::Arc<Rcu> {
+    fn from(rcu: &Rcu) -> std::sync::Arc<Rcu> {
+        std::sync::Arc::new(rcu.clone())
+    }
+}
+
 impl Default for Rcu {
     fn default() -> Self {
         Rcu::new()

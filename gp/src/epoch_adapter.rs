@@ -1,6 +1,28 @@
-//! [`EpochGracePeriod`]: grace periods of crossbeam-epoch's default
-//! collector, so structures whose readers use `crossbeam_epoch::pin()` can
-//! retire through the deferred-free service.
+//! [`EpochGracePeriod`]: grace periods of a crossbeam-epoch collector (the
+//! default one, or any [`Collector`] a structure owns), so structures whose
+//! readers pin with crossbeam-epoch can retire through the deferred-free
+//! service.
+//!
+//! # Which collector
+//! The adapter's grace periods are those of one collector. Readers pinned to
+//! another collector do not hold them: an object those readers can see would
+//! be freed too early. What can be detected, and how:
+//! - a guard handed to [`EpochGracePeriod::check_guard`] (or
+//!   [`assert_guard`](EpochGracePeriod::assert_guard)) is compared with the
+//!   adapter's collector: one pointer compare, any context. A structure that
+//!   retires inside a pinned operation passes its guard, and a guard of
+//!   another collector (or `crossbeam_epoch::unprotected()`) is refused with
+//!   a [`CollectorMismatch`] naming both.
+//! - `synchronize` while this thread is pinned to the default collector is
+//!   reported (checked builds) for an adapter over the default collector, as
+//!   before: crossbeam's `is_pinned()` answers for that collector only.
+//! - What cannot be detected: whether this thread is pinned to a collector
+//!   other than the default (crossbeam keeps no per-thread record of the
+//!   handles of other collectors), so for an adapter over its own collector
+//!   `current_thread_in_read_section` is always false and a `synchronize`
+//!   inside such a pinned section deadlocks without a report; and a retire
+//!   made without a guard (the service cannot see which collector the
+//!   structure's readers use).
 //!
 //! Two counters: `requested` names grace periods, `completed` records the
 //! highest one known to have elapsed. `advance()` takes a fresh number `n`,
@@ -17,6 +39,8 @@
 
 use crate::domain::{CONTEXT_CHECKS, illegal_synchronize_panic};
 use crate::sync::{Arc, AtomicU64, Ordering, Patience, fence};
+use core::fmt;
+use crossbeam_epoch::{Collector, Guard};
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -24,8 +48,9 @@ struct Counters {
     completed: AtomicU64,
 }
 
-/// A [`GracePeriod`](crate::GracePeriod) over crossbeam-epoch's default
-/// collector (feature `crossbeam-epoch`).
+/// A [`GracePeriod`](crate::GracePeriod) over a crossbeam-epoch
+/// collector: crossbeam's default one ([`new`](Self::new)) or any other
+/// ([`with_collector`](Self::with_collector)). Feature `crossbeam-epoch`.
 ///
 /// ```
 /// use kvfree_rcu_gp::{EpochGracePeriod, GracePeriod};
@@ -38,13 +63,55 @@ struct Counters {
 /// gp.synchronize();
 /// assert!(gp.poll_state(s));
 /// ```
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct EpochGracePeriod {
     counters: Arc<Counters>,
+    collector: Collector,
 }
 
+impl Default for EpochGracePeriod {
+    fn default() -> Self {
+        EpochGracePeriod::new()
+    }
+}
+
+// The adapter's own state is atomics, and a collector's interior state is
+// crossbeam's lock-free bookkeeping, consistent at every instruction (it is
+// shared by every thread and outlives their panics anyway): a panic that
+// unwinds past a borrowed adapter leaves nothing half-updated. Without these,
+// adding the collector would have made the adapter not unwind-safe.
+impl std::panic::RefUnwindSafe for EpochGracePeriod {}
+impl std::panic::UnwindSafe for EpochGracePeriod {}
+
+/// A guard of another collector than the adapter's was passed to
+/// [`EpochGracePeriod::check_guard`]: objects its readers can see would be
+/// freed too early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CollectorMismatch {
+    /// The guard is `crossbeam_epoch::unprotected()`: it pins nothing.
+    Unprotected,
+    /// The guard pins another collector.
+    OtherCollector,
+}
+
+impl fmt::Display for CollectorMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CollectorMismatch::Unprotected => f.write_str(
+                "EpochGracePeriod: the guard is crossbeam_epoch::unprotected(), which does not hold this adapter's grace periods",
+            ),
+            CollectorMismatch::OtherCollector => f.write_str(
+                "EpochGracePeriod: the guard pins another crossbeam-epoch collector than this adapter's; build the adapter with EpochGracePeriod::with_collector(the structure's collector)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CollectorMismatch {}
+
 impl EpochGracePeriod {
-    /// A fresh adapter (its own counters, crossbeam's default collector).
+    /// A fresh adapter over crossbeam's default collector (its own counters).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -53,7 +120,73 @@ impl EpochGracePeriod {
     /// # drop(gp);
     /// ```
     pub fn new() -> EpochGracePeriod {
-        EpochGracePeriod::default()
+        EpochGracePeriod::with_collector(crossbeam_epoch::default_collector().clone())
+    }
+
+    /// A fresh adapter over `collector` (a handle: the collector lives as
+    /// long as its last handle). Its [`advance`](crate::GracePeriod::advance)
+    /// registers a short-lived handle with the collector (one small
+    /// allocation; ordinary context, as the trait says).
+    ///
+    /// ```
+    /// use crossbeam_epoch::Collector;
+    /// use kvfree_rcu_gp::{EpochGracePeriod, GracePeriod};
+    /// let collector = Collector::new();
+    /// let gp = EpochGracePeriod::with_collector(collector.clone());
+    /// let reader = collector.register();
+    /// let guard = reader.pin();
+    /// gp.check_guard(&guard).expect("the adapter's collector");
+    /// let s = gp.start_poll();
+    /// drop(guard);
+    /// gp.synchronize();
+    /// assert!(gp.poll_state(s));
+    /// ```
+    pub fn with_collector(collector: Collector) -> EpochGracePeriod {
+        EpochGracePeriod {
+            counters: Arc::default(),
+            collector,
+        }
+    }
+
+    /// The collector whose grace periods this adapter waits for.
+    pub fn collector(&self) -> &Collector {
+        &self.collector
+    }
+
+    /// `Ok` when `guard` pins this adapter's collector, so that retiring
+    /// through a service over this adapter while holding it is sound for
+    /// readers of that collector. Any context: one pointer compare.
+    ///
+    /// ```
+    /// use kvfree_rcu_gp::{CollectorMismatch, EpochGracePeriod};
+    /// let gp = EpochGracePeriod::with_collector(crossbeam_epoch::Collector::new());
+    /// let default_guard = crossbeam_epoch::pin();
+    /// assert_eq!(gp.check_guard(&default_guard), Err(CollectorMismatch::OtherCollector));
+    /// ```
+    pub fn check_guard(&self, guard: &Guard) -> Result<(), CollectorMismatch> {
+        match guard.collector() {
+            None => Err(CollectorMismatch::Unprotected),
+            Some(c) if *c == self.collector => Ok(()),
+            Some(_) => Err(CollectorMismatch::OtherCollector),
+        }
+    }
+
+    /// [`check_guard`](Self::check_guard), panicking with the mismatch's
+    /// message. Any context.
+    ///
+    /// # Panics
+    /// When `guard` does not pin this adapter's collector.
+    #[track_caller]
+    pub fn assert_guard(&self, guard: &Guard) {
+        if let Err(e) = self.check_guard(guard) {
+            panic!("{e}");
+        }
+    }
+
+    /// Whether this adapter waits for crossbeam's default collector (whose
+    /// thread-local handle `crossbeam_epoch::pin()` uses).
+    fn over_default_collector(&self) -> bool {
+        self.collector == *crossbeam_epoch::default_collector()
     }
 }
 
@@ -113,7 +246,14 @@ unsafe impl crate::GracePeriod for EpochGracePeriod {
         // in the `pin` below) order the rest (module docs).
         let n = self.counters.requested.fetch_add(1, Ordering::Relaxed) + 1;
         let counters = Arc::clone(&self.counters);
-        let guard = crossbeam_epoch::pin();
+        // The default collector's thread-local handle where it applies;
+        // another collector's through a handle registered for this call (a
+        // guard keeps its handle's registration alive until it unpins).
+        let guard = if self.over_default_collector() {
+            crossbeam_epoch::pin()
+        } else {
+            self.collector.register().pin()
+        };
         guard.defer(move || {
             // Release: pairs with `poll_state`'s Acquire load, carrying what
             // crossbeam ordered before this closure (the unpinned readers'
@@ -129,11 +269,13 @@ unsafe impl crate::GracePeriod for EpochGracePeriod {
         self.counters.completed.load(Ordering::Relaxed) > before
     }
 
-    /// Panics in checked builds when this thread is pinned (see
+    /// Panics in checked builds when this thread is pinned to the default
+    /// collector and the adapter is over it (see
     /// [`Rcu::synchronize`](crate::Rcu::synchronize)): crossbeam's epoch
-    /// cannot advance far enough while it is.
+    /// cannot advance far enough while it is. (Pinned to another collector
+    /// cannot be detected: module docs.)
     fn synchronize(&self) {
-        if CONTEXT_CHECKS && crossbeam_epoch::is_pinned() {
+        if CONTEXT_CHECKS && self.current_thread_in_read_section() {
             illegal_synchronize_panic();
         }
         let target = self.get_state();
@@ -150,10 +292,11 @@ unsafe impl crate::GracePeriod for EpochGracePeriod {
         self.counters.completed.load(Ordering::Relaxed)
     }
 
-    /// crossbeam-epoch's `is_pinned()`: true while this thread holds a
-    /// guard of the default collector.
+    /// Over the default collector, crossbeam-epoch's `is_pinned()`: true
+    /// while this thread holds a guard of it. Over another collector, false:
+    /// crossbeam cannot say (module docs).
     fn current_thread_in_read_section(&self) -> bool {
-        crossbeam_epoch::is_pinned()
+        self.over_default_collector() && crossbeam_epoch::is_pinned()
     }
 }
 
@@ -187,6 +330,75 @@ mod tests {
         gp.synchronize();
         assert!(gp.poll_state(s));
         assert!(gp.grace_periods() >= 1);
+    }
+
+    /// A reader pinned to the adapter's own collector holds its grace
+    /// period; a reader pinned to the default collector does not (which is
+    /// why a guard of the wrong collector is refused).
+    #[test]
+    #[cfg_attr(miri, ignore = "1000 advances: minutes under Miri")]
+    fn own_collector_readers_hold_the_grace_period_and_others_do_not() {
+        let collector = Collector::new();
+        let gp = EpochGracePeriod::with_collector(collector.clone());
+        let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let handle = collector.register();
+            let _guard = handle.pin();
+            pinned_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        });
+        pinned_rx.recv().unwrap();
+        let s = gp.start_poll();
+        for _ in 0..1000 {
+            gp.advance();
+        }
+        assert!(
+            !gp.poll_state(s),
+            "a reader of the adapter's collector is inside"
+        );
+        release_tx.send(()).unwrap();
+        reader.join().unwrap();
+        gp.synchronize();
+        assert!(gp.poll_state(s));
+
+        // Pinned to the default collector: not a reader of this adapter.
+        let default_guard = crossbeam_epoch::pin();
+        assert!(!gp.current_thread_in_read_section());
+        let s = gp.start_poll();
+        gp.synchronize(); // completes while the default guard is held
+        assert!(gp.poll_state(s));
+        assert_eq!(
+            gp.check_guard(&default_guard),
+            Err(CollectorMismatch::OtherCollector)
+        );
+    }
+
+    #[test]
+    fn check_guard_refuses_other_collectors_and_unprotected() {
+        let own = Collector::new();
+        let gp = EpochGracePeriod::with_collector(own.clone());
+        let handle = own.register();
+        assert_eq!(gp.check_guard(&handle.pin()), Ok(()));
+        // SAFETY: the unprotected guard is only compared, never used to load.
+        let unprotected = unsafe { crossbeam_epoch::unprotected() };
+        assert_eq!(
+            gp.check_guard(unprotected),
+            Err(CollectorMismatch::Unprotected)
+        );
+        let default_gp = EpochGracePeriod::new();
+        assert_eq!(default_gp.check_guard(&crossbeam_epoch::pin()), Ok(()));
+        assert_eq!(
+            default_gp.check_guard(&handle.pin()),
+            Err(CollectorMismatch::OtherCollector)
+        );
+        let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            default_gp.assert_guard(&handle.pin())
+        }))
+        .unwrap_err()
+        .downcast::<String>()
+        .unwrap();
+        assert!(message.contains("with_collector"), "{message}");
     }
 
     #[test]

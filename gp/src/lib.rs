@@ -68,6 +68,8 @@
 //! drop(unsafe { Box::from_raw(config.load(Ordering::Relaxed)) });
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod domain;
 // Not under loom: crossbeam-epoch's atomics are not loom's, so a model could
 // not explore them.
@@ -83,7 +85,8 @@ mod sync;
 
 pub use domain::{DEFAULT_CAPACITY, Rcu};
 #[cfg(all(feature = "crossbeam-epoch", not(kvfree_loom)))]
-pub use epoch_adapter::EpochGracePeriod;
+#[cfg_attr(docsrs, doc(cfg(feature = "crossbeam-epoch")))]
+pub use epoch_adapter::{CollectorMismatch, EpochGracePeriod};
 pub use grace_period::GracePeriod;
 pub use guard::RcuReadGuard;
 pub use registry::MAX_DOMAINS;

@@ -26,12 +26,9 @@ fn bench_push(c: &mut Criterion) {
     let record = NonNull::new(ptr::without_provenance_mut(64)).unwrap();
     let mut group = c.benchmark_group("push");
 
-    let pool = Pool::new(Config {
-        low_watermark: 16,
-        high_watermark: 16,
-        ..Config::default()
-    })
-    .unwrap();
+    let mut config = Config::default();
+    (config.low_watermark, config.high_watermark) = (16, 16);
+    let pool = Pool::new(config).unwrap();
     pool.refill().unwrap();
     group.bench_function("pool", |b| {
         b.iter_custom(|iters| {

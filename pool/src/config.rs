@@ -23,7 +23,8 @@ use core::fmt;
 ///
 /// ```
 /// use kvfree_rcu_pool::{Config, MAX_LANES, Pool};
-/// let too_many = Config { lanes: Some(MAX_LANES + 1), ..Config::default() };
+/// let mut too_many = Config::default();
+/// too_many.lanes = Some(MAX_LANES + 1);
 /// assert!(Pool::new(too_many).is_err());
 /// ```
 pub const MAX_LANES: usize = 1 << 16;
@@ -37,10 +38,12 @@ pub const MAX_LANES: usize = 1 << 16;
 /// ```
 /// use kvfree_rcu_pool::{Config, ConfigError, Pool};
 ///
-/// let config = Config { low_watermark: 2, high_watermark: 1, lanes: Some(4) };
+/// let mut config = Config::default();
+/// (config.low_watermark, config.high_watermark, config.lanes) = (2, 1, Some(4));
 /// assert!(matches!(Pool::new(config), Err(ConfigError::HighWatermark { .. })));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// When to ask for pages: a push that leaves its lane's cache below it
     /// asks for a refill, and [`Pool::refill`](crate::Pool::refill) tops up
@@ -114,7 +117,9 @@ impl Config {
 ///
 /// ```
 /// use kvfree_rcu_pool::{Config, ConfigError, MAX_LANES, Pool};
-/// let err = Pool::new(Config { lanes: Some(0), ..Config::default() }).unwrap_err();
+/// let mut config = Config::default();
+/// config.lanes = Some(0);
+/// let err = Pool::new(config).unwrap_err();
 /// assert_eq!(err, ConfigError::Lanes { value: 0, min: 1, max: MAX_LANES });
 /// assert_eq!(err.field(), "lanes");
 /// assert_eq!(err.to_string(), format!("pool lanes must be in 1..={MAX_LANES}, got 0"));

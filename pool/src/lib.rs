@@ -50,6 +50,16 @@
 //! assert_eq!(seen, 1);
 //! pool.recycle(pages);
 //! ```
+//!
+//! # An implementation detail of `kvfree-rcu`
+//! This crate is published so that `kvfree-rcu` can depend on it; its API
+//! follows that crate's needs, and `kvfree-rcu` re-exports only what its
+//! users need (the pool's configuration error and bounds).
+//!
+//! # Test hooks
+//! Items marked `#[doc(hidden)]` (fault injection: `inject_alloc_failures`)
+//! are test hooks for this workspace's tests and benchmarks: not part of the
+//! public API, outside semver, and they may change or go away in any release.
 
 mod config;
 mod cpu;
@@ -112,7 +122,8 @@ pub const USABLE_RECORDS: usize = if sync::SMALL { 6 } else { RECORDS_PER_PAGE }
 ///
 /// ```
 /// use kvfree_rcu_pool::{CACHE_CAPACITY, Config, Pool};
-/// let too_high = Config { high_watermark: CACHE_CAPACITY + 1, ..Config::default() };
+/// let mut too_high = Config::default();
+/// too_high.high_watermark = CACHE_CAPACITY + 1;
 /// assert!(Pool::new(too_high).is_err());
 /// ```
 pub const CACHE_CAPACITY: usize = if sync::SMALL { 2 } else { 16 };

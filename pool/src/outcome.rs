@@ -52,8 +52,7 @@ impl fmt::Display for NoPage {
 impl std::error::Error for NoPage {}
 
 /// A page allocation failed during [`Pool::refill`](crate::Pool::refill)
-/// (really, or injected with
-/// [`Pool::inject_alloc_failures`](crate::Pool::inject_alloc_failures)).
+/// (really, or injected with the hidden test hook `inject_alloc_failures`).
 ///
 /// ```
 /// use kvfree_rcu_pool::{AllocError, Pool};

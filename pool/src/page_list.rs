@@ -183,7 +183,9 @@ impl PageList {
     /// use core::ptr::NonNull;
     /// use kvfree_rcu_pool::{BusyLanes, Config, Kind, Pool};
     ///
-    /// let pool = Pool::new(Config { lanes: Some(1), ..Config::default() }).unwrap();
+    /// let mut config = Config::default();
+    /// config.lanes = Some(1);
+    /// let pool = Pool::new(config).unwrap();
     /// pool.refill().unwrap();
     /// let (a, b) = (Kind::new(NonNull::<u16>::dangling().cast()), Kind::new(NonNull::<u32>::dangling().cast()));
     /// let ptr = NonNull::<u64>::dangling().cast();

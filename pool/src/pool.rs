@@ -66,7 +66,9 @@ impl Pool {
     ///
     /// ```
     /// use kvfree_rcu_pool::{Config, Pool};
-    /// let pool = Pool::new(Config { low_watermark: 1, high_watermark: 2, lanes: Some(2) }).unwrap();
+    /// let mut config = Config::default();
+    /// (config.low_watermark, config.high_watermark, config.lanes) = (1, 2, Some(2));
+    /// let pool = Pool::new(config).unwrap();
     /// assert_eq!(pool.lanes(), 2);
     /// ```
     pub fn new(config: Config) -> Result<Pool, ConfigError> {
@@ -87,7 +89,9 @@ impl Pool {
     ///
     /// ```
     /// use kvfree_rcu_pool::{Config, Pool};
-    /// let pool = Pool::new(Config { lanes: Some(3), ..Config::default() }).unwrap();
+    /// let mut config = Config::default();
+    /// config.lanes = Some(3);
+    /// let pool = Pool::new(config).unwrap();
     /// assert_eq!(pool.lanes(), 3);
     /// ```
     pub fn lanes(&self) -> usize {

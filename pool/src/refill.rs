@@ -55,7 +55,9 @@ impl Pool {
     ///
     /// ```
     /// use kvfree_rcu_pool::{Config, Pool};
-    /// let pool = Pool::new(Config { low_watermark: 1, high_watermark: 2, lanes: Some(2) }).unwrap();
+    /// let mut config = Config::default();
+    /// (config.low_watermark, config.high_watermark, config.lanes) = (1, 2, Some(2));
+    /// let pool = Pool::new(config).unwrap();
     /// assert_eq!(pool.refill(), Ok(4)); // 2 lanes, filled to the high watermark
     /// assert_eq!(pool.refill(), Ok(0)); // nothing under the low watermark
     /// ```
@@ -120,7 +122,9 @@ impl Pool {
     ///
     /// ```
     /// use kvfree_rcu_pool::{Config, Pool};
-    /// let pool = Pool::new(Config { low_watermark: 1, high_watermark: 2, lanes: Some(2) }).unwrap();
+    /// let mut config = Config::default();
+    /// (config.low_watermark, config.high_watermark, config.lanes) = (1, 2, Some(2));
+    /// let pool = Pool::new(config).unwrap();
     /// pool.refill().unwrap();
     /// assert_eq!(pool.shrink(), 4);
     /// assert_eq!(pool.stats().pages_cached, 0);
@@ -136,7 +140,8 @@ impl Pool {
         freed
     }
 
-    /// Makes the next `n` page allocations fail (fault injection for tests).
+    /// Test hook (hidden, outside the API's stability promise: crate docs):
+    /// makes the next `n` page allocations fail (fault injection for tests).
     ///
     /// ```
     /// use kvfree_rcu_pool::{AllocError, Pool};
@@ -146,6 +151,7 @@ impl Pool {
     /// assert_eq!(pool.stats().alloc_failures, 1);
     /// assert!(pool.refill().is_ok()); // only the next one failed
     /// ```
+    #[doc(hidden)]
     pub fn inject_alloc_failures(&self, n: usize) {
         // Relaxed: a test knob, ordered with nothing.
         self.failures_to_inject.store(n, Relaxed);

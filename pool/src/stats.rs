@@ -21,6 +21,7 @@ use crate::sync::{AtomicU64, Ordering::Relaxed};
 /// assert_eq!(stats.records_pushed, 0);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PoolStats {
     /// Pages allocated since the pool was created.
     pub pages_allocated: u64,
@@ -78,7 +79,9 @@ impl crate::Pool {
     ///
     /// ```
     /// use kvfree_rcu_pool::{Config, Pool};
-    /// let pool = Pool::new(Config { low_watermark: 1, high_watermark: 2, lanes: Some(2) }).unwrap();
+    /// let mut config = Config::default();
+    /// (config.low_watermark, config.high_watermark, config.lanes) = (1, 2, Some(2));
+    /// let pool = Pool::new(config).unwrap();
     /// pool.refill().unwrap();
     /// let stats = pool.stats();
     /// assert_eq!((stats.pages_allocated, stats.pages_cached), (4, 4));

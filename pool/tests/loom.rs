@@ -33,11 +33,8 @@ fn kind(k: usize) -> Kind {
 }
 
 fn pool(lanes: usize, low: usize, high: usize) -> Arc<Pool> {
-    let config = Config {
-        low_watermark: low,
-        high_watermark: high,
-        lanes: Some(lanes),
-    };
+    let mut config = Config::default();
+    (config.low_watermark, config.high_watermark, config.lanes) = (low, high, Some(lanes));
     Arc::new(Pool::new(config).unwrap())
 }
 

@@ -74,12 +74,9 @@ fn the_counter_counts() {
 fn push_never_allocates() {
     const ROUNDS: usize = 400;
     const PER_ROUND: usize = 5_000;
-    let pool = Pool::new(Config {
-        low_watermark: 16,
-        high_watermark: 16,
-        ..Config::default()
-    })
-    .unwrap();
+    let mut config = Config::default();
+    (config.low_watermark, config.high_watermark) = (16, 16);
+    let pool = Pool::new(config).unwrap();
     pool.refill().unwrap();
     let kinds: Vec<Kind> = (1..=3)
         .map(|k| Kind::new(NonNull::new(ptr::without_provenance_mut(4096 * k)).unwrap()))

@@ -97,10 +97,7 @@ fn many_producers_one_consumer_default_config() {
 /// refill and recycle race the pushes constantly.
 #[test]
 fn many_producers_tiny_caches() {
-    let config = Config {
-        low_watermark: 1,
-        high_watermark: 2,
-        lanes: Some(3),
-    };
+    let mut config = Config::default();
+    (config.low_watermark, config.high_watermark, config.lanes) = (1, 2, Some(3));
     run(config, 8, 50_000);
 }
