@@ -134,7 +134,7 @@
 //! |---|---|---|---|
 //! | readers' barrier | compiler fence + `membarrier()` on the advancer (`fence(SeqCst)` on kernels without it) | compiler fence + `FlushProcessWriteBuffers()` | `fence(SeqCst)` |
 //! | worker wake | `futex` | std's thread parking (`WakeByAddressSingle`) | std's thread parking (`dispatch_semaphore_signal`, `_umtx_op`) |
-//! | CPU hint for the pool's slots | `sched_getcpu()` | 0 | 0 |
+//! | CPU hint for the pool's lanes | `sched_getcpu()` | 0 | 0 |
 //! | fork safety | `pthread_atfork` | (no fork) | `pthread_atfork` |
 //!
 //! (On other unix targets whose std parks threads with a mutex and a
@@ -145,7 +145,7 @@
 //! kvfree_portable"`, which selects the fallbacks of the other platforms;
 //! CI runs the whole test suite that way, and type-checks the other
 //! targets. Linux x86-64 is where the tests and benchmarks run.
-
+//!
 // The adapter exists only with its feature; without it the link goes to the
 // engine's docs, so `cargo doc` has no broken link either way.
 #![cfg_attr(
