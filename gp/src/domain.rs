@@ -33,7 +33,7 @@ use crate::guard::{RcuReadGuard, SlotOwner};
 use crate::membarrier::Flavour;
 use crate::reader_slot::{ReaderSlotTable, epoch_of, nesting, truncate_epoch};
 use crate::registry::{self, Registration};
-use crate::sync::{Arc, AtomicU64, Ordering, Patience, SMALL, fence};
+use crate::sync::{Arc, AtomicU64, Ordering, SMALL, fence};
 use crate::{CapacityError, DomainId, GpState};
 use core::fmt;
 use crossbeam_utils::CachePadded;
@@ -385,16 +385,7 @@ impl Rcu {
     /// assert!(rcu.grace_periods() >= 1);
     /// ```
     pub fn synchronize(&self) {
-        if CONTEXT_CHECKS && self.current_thread_in_read_section() {
-            illegal_synchronize_panic();
-        }
-        let target = self.get_state();
-        let mut patience = Patience::new();
-        while !self.poll_state(target) {
-            if !self.advance() {
-                patience.wait();
-            }
-        }
+        crate::grace_period::synchronize_by_polling(self);
     }
 
     /// True if the calling thread is inside a read-side critical section of
@@ -461,23 +452,6 @@ impl Rcu {
     pub fn uses_membarrier(&self) -> bool {
         self.domain.flavour == Flavour::Asymmetric
     }
-}
-
-/// Whether misuse checks that cost a lookup are compiled in (debug
-/// assertions, or feature `context-check`, which the kvfree-rcu crate's own
-/// `context-check` feature turns on).
-pub(crate) const CONTEXT_CHECKS: bool = cfg!(any(debug_assertions, feature = "context-check"));
-
-/// The kernel's "Illegal synchronize_rcu() in RCU read-side critical
-/// section", for a wait that could never end.
-#[cold]
-#[inline(never)]
-#[track_caller]
-pub(crate) fn illegal_synchronize_panic() -> ! {
-    panic!(
-        "Illegal synchronize() in RCU read-side critical section of the same domain: \
-         it would wait for itself forever"
-    )
 }
 
 #[cold]

@@ -37,8 +37,7 @@
 //! (with crossbeam's `SeqCst` pin fence) before that, so it has unpinned by
 //! the time the deferral runs.
 
-use crate::domain::{CONTEXT_CHECKS, illegal_synchronize_panic};
-use crate::sync::{Arc, AtomicU64, Ordering, Patience, fence};
+use crate::sync::{Arc, AtomicU64, Ordering, fence};
 use core::fmt;
 use crossbeam_epoch::{Collector, Guard};
 
@@ -275,16 +274,7 @@ unsafe impl crate::GracePeriod for EpochGracePeriod {
     /// cannot advance far enough while it is. (Pinned to another collector
     /// cannot be detected: module docs.)
     fn synchronize(&self) {
-        if CONTEXT_CHECKS && self.current_thread_in_read_section() {
-            illegal_synchronize_panic();
-        }
-        let target = self.get_state();
-        let mut patience = Patience::new();
-        while !self.poll_state(target) {
-            if !self.advance() {
-                patience.wait();
-            }
-        }
+        crate::grace_period::synchronize_by_polling(self);
     }
 
     fn grace_periods(&self) -> u64 {

@@ -2,6 +2,7 @@
 //! grace-period engine, so it can run over [`Rcu`] or over another scheme
 //! (crossbeam-epoch, with the `crossbeam-epoch` feature).
 
+use crate::sync::Patience;
 use crate::{GpState, Rcu};
 
 /// A source of grace periods, blocking and polled.
@@ -156,6 +157,39 @@ pub unsafe trait GracePeriod: Send + Sync + 'static {
     /// assert!(!GracePeriod::current_thread_in_read_section(&rcu));
     /// ```
     fn current_thread_in_read_section(&self) -> bool;
+}
+
+/// Whether misuse checks that cost a lookup are compiled in (debug
+/// assertions, or feature `context-check`, which the kvfree-rcu crate's own
+/// `context-check` feature turns on).
+pub(crate) const CONTEXT_CHECKS: bool = cfg!(any(debug_assertions, feature = "context-check"));
+
+/// The kernel's "Illegal synchronize_rcu() in RCU read-side critical
+/// section", for a wait that could never end.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn illegal_synchronize_panic() -> ! {
+    panic!(
+        "Illegal synchronize() in RCU read-side critical section of the same domain: \
+         it would wait for itself forever"
+    )
+}
+
+/// The blocking wait every source shares: reports a wait that could never
+/// end (the calling thread inside a read section of `gp`, checked builds),
+/// then advances, politely, until a fresh state polls complete.
+pub(crate) fn synchronize_by_polling<G: GracePeriod>(gp: &G) {
+    if CONTEXT_CHECKS && gp.current_thread_in_read_section() {
+        illegal_synchronize_panic();
+    }
+    let target = gp.get_state();
+    let mut patience = Patience::new();
+    while !gp.poll_state(target) {
+        if !gp.advance() {
+            patience.wait();
+        }
+    }
 }
 
 // SAFETY: the protocol and its argument are in the `domain` module docs
