@@ -17,7 +17,7 @@
 //!   through a lock-free ring). It could also switch to `SCHED_FIFO` here.
 //! - Its loop runs inside an [`AtomicSection`]: each period it fills a
 //!   buffer, publishes it with a `swap(AcqRel)`, and retires the previous one
-//!   with [`KvfreeRcu::kvfree_rcu`] on `kvfree_rcu::global()`, which never
+//!   with `KvfreeRcu::kvfree_rcu` on `kvfree_rcu::global()`, which never
 //!   fails, allocates, locks or sleeps (a headed object: when the pool has no
 //!   page, the embedded `RcuHead` goes onto a lock-free list instead).
 //! - The reader loads the current buffer with `Acquire` inside a read
