@@ -2,21 +2,28 @@
 //! unlink nodes under a `RawSpinLock` and retire them with `kvfree_rcu`
 //! *while still holding the lock*.
 //!
+//! A raw-API example (`AtomicPtr` links, headed `Box` nodes, `kvfree_rcu`)
+//! on the process-wide service: `kvfree_rcu::init_global()` at start-up
+//! creates it (allocating, in ordinary context), so that
+//! `kvfree_rcu::global()` under the spinlock is one atomic load; readers use
+//! `Rcu::global()`, the service's domain. (`safe_map` is the same kind of map
+//! on the safe layer, with no `unsafe`.)
+//!
 //! Run: `cargo run --release --example hashmap [ops_per_thread]`
 //!
 //! # The pattern
 //! - A fixed array of buckets, each an `AtomicPtr<Node>` singly linked list,
 //!   and one `RawSpinLock` per bucket that serialises that bucket's writers.
-//! - Readers enter `rcu.read_lock()` and walk a bucket with `Acquire` loads.
+//! - Readers enter `Rcu::global().read_lock()` and walk a bucket with `Acquire` loads.
 //!   They take no lock and write nothing shared: wait-free per node.
 //! - Writers allocate a new node *before* taking the lock (allocation is not
 //!   allowed in atomic context), then under the lock publish it with a
 //!   `Release` store, or unlink a node by storing its successor into its
 //!   predecessor's link, and retire the unlinked node with
-//!   [`KvfreeRcu::kvfree_rcu`]. That call neither allocates nor sleeps, so it
-//!   is legal under the raw spinlock: this is what the library is for. (With
-//!   a classic `call_rcu`/`synchronize` the writer would have to drop the
-//!   lock first, or keep a side list.)
+//!   `KvfreeRcu::kvfree_rcu` on `kvfree_rcu::global()`. That call neither
+//!   allocates nor sleeps, so it is legal under the raw spinlock: this is
+//!   what the library is for. (With a classic `call_rcu`/`synchronize` the
+//!   writer would have to drop the lock first, or keep a side list.)
 //!
 //! # Why it is correct
 //! - A reader can only reach a node through links it loaded inside its read
@@ -38,7 +45,7 @@
 //! the global allocator).
 
 use kvfree_rcu::context::{self, CHECKS};
-use kvfree_rcu::{CheckedAlloc, KvfreeRcu, RawSpinLock, Rcu, RcuHead, impl_rcu_headed};
+use kvfree_rcu::{CheckedAlloc, RawSpinLock, Rcu, RcuHead, impl_rcu_headed};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
@@ -94,17 +101,13 @@ fn value_of(key: u64, version: u64) -> u64 {
 }
 
 struct Map {
-    rcu: Arc<Rcu>,
-    service: KvfreeRcu,
     buckets: Box<[AtomicPtr<Node>]>,
     locks: Box<[RawSpinLock<()>]>,
 }
 
 impl Map {
-    fn new(rcu: Arc<Rcu>) -> Map {
+    fn new() -> Map {
         Map {
-            service: KvfreeRcu::new(rcu.clone()),
-            rcu,
             buckets: (0..BUCKETS)
                 .map(|_| AtomicPtr::new(ptr::null_mut()))
                 .collect(),
@@ -118,7 +121,7 @@ impl Map {
 
     /// Lock-free lookup: the value (as the reader saw it) or `None`.
     fn get(&self, key: u64) -> Option<u64> {
-        let _guard = self.rcu.read_lock();
+        let _guard = Rcu::global().read_lock();
         // Acquire: pairs with the Release stores that published each node.
         let mut cur = self.buckets[Self::bucket(key)].load(Ordering::Acquire);
         while let Some(node) = NonNull::new(cur) {
@@ -169,9 +172,10 @@ impl Map {
                 link.store(new.as_ptr(), Ordering::Release);
                 // SAFETY: (1) `cur` came from Box::leak in `Node::boxed`;
                 // (2) it is unlinked: the store above replaced the only link
-                // to it; (3) it is retired once: only the holder of this lock
+                // to it, and readers use `Rcu::global()`, the global
+                // service's domain; (3) it is retired once: only the holder of this lock
                 // could find it in the list, and it no longer is.
-                unsafe { self.service.kvfree_rcu(cur) };
+                unsafe { kvfree_rcu::global().kvfree_rcu(cur) };
                 return;
             }
             link = &cur_ref.next;
@@ -197,7 +201,7 @@ impl Map {
                 // SAFETY: (1) from Box::leak; (2) unlinked by the store above;
                 // (3) retired once, as in `insert`. Readers standing on it
                 // still follow its unchanged `next`.
-                unsafe { self.service.kvfree_rcu(cur) };
+                unsafe { kvfree_rcu::global().kvfree_rcu(cur) };
                 return true;
             }
             link = &cur_ref.next;
@@ -208,7 +212,7 @@ impl Map {
 impl Drop for Map {
     fn drop(&mut self) {
         // No reader or writer is left (we have `&mut self`): free the
-        // remaining nodes directly, then the service drains what it holds.
+        // remaining nodes directly (the retired ones are the service's).
         for bucket in self.buckets.iter() {
             let mut cur = bucket.swap(ptr::null_mut(), Ordering::Relaxed);
             while !cur.is_null() {
@@ -234,8 +238,8 @@ fn main() {
         .nth(1)
         .map_or(2_000_000, |s| s.parse().expect("ops_per_thread: a number"));
     let (readers, writers) = (2u64, 2u64);
-    let rcu = Arc::new(Rcu::new());
-    let map = Arc::new(Map::new(rcu.clone()));
+    kvfree_rcu::init_global(); // ordinary context, at start-up
+    let map = Arc::new(Map::new());
     for key in 0..KEYS / 2 {
         map.insert(key * 2, value_of(key * 2, 0));
     }
@@ -281,9 +285,10 @@ fn main() {
     }
     let elapsed = start.elapsed();
 
-    let stats = map.service.stats();
     let map = Arc::into_inner(map).expect("every thread has exited");
-    drop(map); // frees the live nodes, then the service drains and frees the retired ones
+    drop(map); // frees the live nodes
+    kvfree_rcu::barrier(); // frees the retired ones
+    let stats = kvfree_rcu::global().stats();
     let (allocated, dropped) = (
         ALLOCATED.load(Ordering::Relaxed),
         DROPPED.load(Ordering::Relaxed),

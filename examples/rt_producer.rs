@@ -1,20 +1,25 @@
 //! A real-time producer: a thread that must never allocate publishes a new
 //! buffer at a steady rate and retires the previous one with `kvfree_rcu`,
-//! while an ordinary thread reads the current buffer under `rcu.read_lock()`.
+//! while an ordinary thread reads the current buffer under
+//! `Rcu::global().read_lock()`. It uses the raw API (a headed `Box`, an
+//! `AtomicPtr`, `kvfree_rcu` on the process-wide service
+//! `kvfree_rcu::global()`, created by `init_global()` at start-up) to show
+//! exactly what the real-time loop does; `RcuCell::replace_with` with
+//! preallocated `Owned` buffers would do the same.
 //!
 //! Run: `cargo run --release --example rt_producer [buffers]`
 //!
 //! # The pattern
 //! - Before its loop, in ordinary context, the producer registers with the
-//!   RCU domain (`register_current_thread`: the first registration may
+//!   global RCU domain (`register_current_thread`: the first registration may
 //!   allocate) and takes its whole supply of buffers, allocated up front
 //!   (here all at once; a real system would hand it preallocated buffers
 //!   through a lock-free ring). It could also switch to `SCHED_FIFO` here.
 //! - Its loop runs inside an [`AtomicSection`]: each period it fills a
 //!   buffer, publishes it with a `swap(AcqRel)`, and retires the previous one
-//!   with [`KvfreeRcu::kvfree_rcu`], which never fails, allocates, locks or
-//!   sleeps (a headed object: when the pool has no page, the embedded
-//!   `RcuHead` goes onto a lock-free list instead).
+//!   with `KvfreeRcu::kvfree_rcu` on `kvfree_rcu::global()`, which never
+//!   fails, allocates, locks or sleeps (a headed object: when the pool has no
+//!   page, the embedded `RcuHead` goes onto a lock-free list instead).
 //! - The reader loads the current buffer with `Acquire` inside a read
 //!   section and checks its contents.
 //!
@@ -88,13 +93,15 @@ fn main() {
         .nth(1)
         .map_or(50_000, |s| s.parse().expect("buffers: a number"));
     context::set_report_mode(context::ReportMode::Count);
-    let rcu = Arc::new(Rcu::new());
-    let service = Arc::new(KvfreeRcu::new(rcu.clone()));
+    // Ordinary context, at start-up: creates the service and its worker, so
+    // that the real-time loop never does.
+    let service: &'static KvfreeRcu = kvfree_rcu::init_global();
+    let rcu: &'static Rcu = Rcu::global();
     let current = Arc::new(AtomicPtr::new(Buffer::boxed(0).as_ptr()));
     let done = Arc::new(AtomicBool::new(false));
 
     let reader = {
-        let (rcu, current, done) = (rcu.clone(), current.clone(), done.clone());
+        let (current, done) = (current.clone(), done.clone());
         std::thread::spawn(move || {
             let (mut reads, mut last) = (0u64, 0u64);
             // Relaxed: only ends the loop; the join orders everything else.
@@ -118,7 +125,7 @@ fn main() {
     };
 
     let producer = {
-        let (rcu, service, current) = (rcu.clone(), service.clone(), current.clone());
+        let current = current.clone();
         std::thread::spawn(move || {
             // Ordinary context: register, take the supply.
             rcu.register_current_thread().expect("a reader slot");
@@ -167,7 +174,6 @@ fn main() {
     drop(unsafe { Box::from_raw(last) });
     service.barrier();
     let stats = service.stats();
-    drop(service);
 
     println!(
         "rt_producer: {buffers} buffers in {:.3} s ({:.0}/s, period {} us, {late} periods late); reader did {reads} reads",

@@ -1,6 +1,17 @@
-//! Retiring objects from a signal handler.
+//! Retiring objects from a signal handler, and under a raw spinlock.
 //!
 //! Run: `cargo run --release --example signal_handler [signals]`
+//!
+//! This is the raw-API example (`AtomicPtr` slots, `Box` pointers,
+//! `kvfree_rcu`/`try_kvfree_rcu`), for the contexts where every step must
+//! be visible: what is allocated beforehand, and what the handler calls.
+//! Readers use the process-wide domain, `Rcu::global()`. The service is the
+//! example's own, over that domain, rather than `kvfree_rcu::global()`: its
+//! point is to drive the handler's retires onto the fallbacks (the head list
+//! for `kvfree_rcu`, `Err` for `try_kvfree_rcu`), which needs pool caches of
+//! one page (`low_watermark(1)`, `high_watermark(1)`), and the global
+//! service's settings are not configurable. That costs one more worker thread
+//! and its own pool pages; other code should reach for the global service.
 //!
 //! # The pattern
 //! - The handler cannot allocate, lock, or wait: it may have interrupted
@@ -10,7 +21,7 @@
 //! - The handler starts with `AtomicSection::enter()` (the context checker
 //!   then reports any allocation or sleeping call it makes), saves `errno`
 //!   (the worker wake-up may make a syscall), reads the shared config under
-//!   `rcu.read_lock()` (nesting inside whatever section it interrupted), and
+//!   `Rcu::global().read_lock()` (nesting inside whatever section it interrupted), and
 //!   retires a headed object with `kvfree_rcu` (never fails) and a head-less
 //!   one with `try_kvfree_rcu`. On `Err` it cannot wait, so it parks the
 //!   object in a "returned" slot; the main thread later retires it with
@@ -18,7 +29,11 @@
 //! - The target thread calls `Rcu::register_current_thread()` before the
 //!   handler can fire (the first registration may allocate), and then keeps
 //!   retiring objects and reading itself, so signals land in the middle of
-//!   its retire calls and read sections: the service is reentrant (a
+//!   its retire calls and read sections. It replaces the shared config under
+//!   a `RawSpinLock` (as a kernel-style writer would) and retires the old one
+//!   with `kvfree_rcu` *while holding the lock*: legal, since the call never
+//!   allocates, locks or sleeps. The handler never takes that lock (it may
+//!   have interrupted its holder). The service is reentrant (a
 //!   producer interrupted mid-push holds its CPU slot `BUSY`; the handler's
 //!   push goes to another slot or to the head list).
 //! - Signals are sent with `pthread_kill` to that thread, one at a time (the
@@ -32,7 +47,7 @@
 //! dropped once and that the checker saw no violation in the handler.
 
 use kvfree_rcu::context::{self, AtomicSection, CHECKS};
-use kvfree_rcu::{CheckedAlloc, KvfreeRcu, Rcu, RcuHead, impl_rcu_headed};
+use kvfree_rcu::{CheckedAlloc, KvfreeRcu, RawSpinLock, Rcu, RcuHead, impl_rcu_headed};
 use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -69,7 +84,6 @@ impl Drop for Plain {
 
 /// Everything the handler touches, built before the handler is installed.
 struct Shared {
-    rcu: Rcu,
     service: KvfreeRcu,
     /// Parked objects, one pair per signal, taken with `swap(null)`.
     headed: Box<[AtomicPtr<Headed>]>,
@@ -78,6 +92,9 @@ struct Shared {
     returned: Box<[AtomicPtr<Plain>]>,
     /// A published value the handler reads under `read_lock`.
     config: AtomicPtr<Headed>,
+    /// Serialises the config's writers (only the target thread here); never
+    /// taken by the handler.
+    config_lock: RawSpinLock<()>,
     handled: AtomicUsize,
     try_failed: AtomicU64,
 }
@@ -95,7 +112,9 @@ extern "C" fn on_signal(_signal: libc::c_int) {
     // so handler runs never overlap; this is just our index.
     let i = s.handled.load(Ordering::Relaxed);
     {
-        let _guard = s.rcu.read_lock();
+        // `Rcu::global()` is one Acquire load: main created it before
+        // installing the handler.
+        let _guard = Rcu::global().read_lock();
         // SAFETY: loaded inside a read section; the config is freed only a
         // grace period after it is replaced.
         let config = unsafe { &*s.config.load(Ordering::Acquire) };
@@ -129,10 +148,11 @@ fn main() {
         .nth(1)
         .map_or(2_000, |s| s.parse().expect("signals: a number"));
     context::set_report_mode(context::ReportMode::Count);
-    let rcu = Rcu::new();
     // Small pool caches, so some handler retires find no page and take the
-    // fallbacks (the head list for `kvfree_rcu`, `Err` for `try_kvfree_rcu`).
-    let service = KvfreeRcu::builder(std::sync::Arc::new(rcu.clone()))
+    // fallbacks (the head list for `kvfree_rcu`, `Err` for `try_kvfree_rcu`):
+    // why this example builds its own service (module docs), over the global
+    // domain. Ordinary context, before the handler is installed.
+    let service = KvfreeRcu::builder(std::sync::Arc::new(Rcu::global().clone()))
         .low_watermark(1)
         .high_watermark(1)
         .build();
@@ -147,7 +167,6 @@ fn main() {
             .collect()
     };
     let shared = Shared {
-        rcu,
         service,
         headed: park(signals),
         plain: (0..signals)
@@ -164,6 +183,7 @@ fn main() {
             value: 1,
             head: RcuHead::new(),
         }))),
+        config_lock: RawSpinLock::new(()),
         handled: AtomicUsize::new(0),
         try_failed: AtomicU64::new(0),
     };
@@ -176,7 +196,9 @@ fn main() {
     let target = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            s.rcu.register_current_thread().expect("a reader slot");
+            Rcu::global()
+                .register_current_thread()
+                .expect("a reader slot");
             // SAFETY: pthread_self has no preconditions.
             tid_tx.send(unsafe { libc::pthread_self() }).unwrap();
             let mut own = 0u64;
@@ -184,17 +206,22 @@ fn main() {
             while !stop.load(Ordering::Relaxed) {
                 // Ordinary-context work the handler interrupts: read sections
                 // and retires of our own (replacing the config).
-                let _guard = s.rcu.read_lock();
+                let _guard = Rcu::global().read_lock();
                 drop(_guard);
+                // Allocate before taking the raw spinlock.
                 let new = Box::into_raw(Box::new(Headed {
                     value: own + 2,
                     head: RcuHead::new(),
                 }));
-                // AcqRel: publishes `new`; makes us the owner of `old`.
-                let old = s.config.swap(new, Ordering::AcqRel);
-                // SAFETY: from Box::into_raw, unlinked by the swap, retired once
-                // (only this thread swaps the config).
-                unsafe { s.service.kvfree_rcu(NonNull::new(old).unwrap()) };
+                {
+                    let _locked = s.config_lock.lock();
+                    // AcqRel: publishes `new`; makes us the owner of `old`.
+                    let old = s.config.swap(new, Ordering::AcqRel);
+                    // SAFETY: (1) from Box::into_raw; (2) unlinked by the
+                    // swap; (3) retired once: config writers hold the lock,
+                    // so each old config is swapped out exactly once.
+                    unsafe { s.service.kvfree_rcu(NonNull::new(old).unwrap()) };
+                }
                 own += 1;
                 // Pace the flood of our own retires a little.
                 for _ in 0..64 {
