@@ -211,11 +211,11 @@ impl<'g, T> Shared<'g, T> {
 
     /// The value, for as long as the guard lives; `None` for null.
     pub fn as_ref(&self) -> Option<&'g T> {
+        // Nodes are freed only after they are unlinked, retired
+        // (`Unlinked::retire`, whose contract 2 puts readers' guards in the
+        // retiring service's domain) and a grace period has passed.
         // SAFETY: a non-null `Shared` was loaded from an `Atomic` under a
-        // guard borrowed for `'g`; nodes are freed only after they are
-        // unlinked, retired (`Unlinked::retire`, whose contract 2 puts the
-        // guard in the retiring service's domain) and a grace period has
-        // passed, which cannot happen while that guard lives.
+        // guard borrowed for `'g`, so that grace period cannot end first.
         NonNull::new(self.ptr).map(|node| unsafe { node.as_ref() }.value())
     }
 
@@ -259,10 +259,10 @@ impl<T: Send + Sync + 'static> Unlinked<T> {
     /// 3. The node is retired once: no other `Unlinked` for it is retired
     ///    (a node linked twice can be unlinked twice).
     pub unsafe fn retire(self, service: &KvfreeRcu) {
-        // SAFETY: kvfree_rcu's (1) the node comes from `Owned::into_raw`
+        // kvfree_rcu's contracts: (1) the node comes from `Owned::into_raw`
         // (a `Box`); (2) our contracts 1 and 2: unreachable for new readers,
-        // and the readers that found it are in the domain that the service
-        // waits for; (3) our contract 3.
+        // whose guards are in the domain the service waits for;
+        // SAFETY: (1) and (2) above, and (3) our contract 3: retired once.
         unsafe { service.kvfree_rcu(self.node) }
     }
 }

@@ -157,12 +157,11 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
         // published the node (or with the cell's construction, which
         // happened-before any `&self`), so its value is initialised.
         let node = self.current.load(Ordering::Acquire);
-        // SAFETY: the node is non-null (the cell always holds one) and was
-        // linked when loaded; a node is freed only after it is unlinked and
-        // retired through `self.service`, after a grace period of
-        // `self.domain`, and `guard` (checked above to be in that domain)
-        // was taken before this load, so that grace period cannot end
-        // before `'g` does.
+        // A node is freed only after it is unlinked and retired through
+        // `self.service`, after a grace period of `self.domain`; `guard`
+        // (checked above to be in that domain) was taken before this load.
+        // SAFETY: the node is non-null (the cell always holds one), was
+        // linked when loaded, and its grace period cannot end before `'g`.
         unsafe { (*node).value() }
     }
 
@@ -250,11 +249,11 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
     /// Retires a node this cell has just unlinked.
     fn retire(&self, old: *mut Node<T>) {
         let old = NonNull::new(old).expect("an RcuCell always holds a node");
-        // SAFETY: (1) every node the cell links comes from `Owned::into_raw`
-        // (a `Box`); (2) the swap/CAS that returned it unlinked it, and the
-        // cell held its only link (`Owned` never exposes its pointer), so
-        // new readers cannot reach it; (3) a swap or successful CAS returns
-        // each node to exactly one caller, so it is retired once.
+        // (1) every node the cell links comes from `Owned::into_raw` (a
+        // `Box`); (2) the swap/CAS that returned it unlinked it, and the cell
+        // held its only link (`Owned` never exposes its pointer);
+        // SAFETY: (1), (2): new readers cannot reach it; (3) a swap or
+        // successful CAS returns each node to one caller: retired once.
         unsafe { self.service().kvfree_rcu(old) };
     }
 }

@@ -135,10 +135,10 @@ mod handlers {
         fn try_quiesce(self: Arc<Self>) -> Option<Box<dyn Quiesced>> {
             let round_state = try_lock(&self.round_state)?;
             let batches = self.batches.try_lock_all()?;
-            // SAFETY: the guards borrow from `*self`, which the `Arc` moved
-            // into the same struct keeps alive (and in place) until after
-            // they drop: fields drop in declaration order, guards first, and
+            // Fields drop in declaration order, guards first, and
             // `repair_in_child` drops them before it forgets the `Arc`.
+            // SAFETY: the guards borrow from `*self`, which the `Arc` moved
+            // into the same struct keeps alive (and in place) until then.
             let (batches, round_state) = unsafe {
                 (
                     core::mem::transmute::<
@@ -166,11 +166,11 @@ mod handlers {
                 round_state,
                 shared,
             } = *self;
+            // Fork from a signal handler or from a destructor the service
+            // runs is not supported (the latter is skipped by `prepare`).
             // SAFETY: (1) we are the only thread of a forked child: every
             // thread that owned a lane at the fork is gone; (2) the forking
-            // thread is inside `fork()`, not inside a pool call (fork from a
-            // signal handler or from a destructor the service runs is not
-            // supported; the latter is skipped by `prepare`).
+            // thread is inside `fork()`, not inside a pool call.
             unsafe { shared.pool.reset_after_fork() };
             drop(batches);
             drop(round_state);

@@ -194,12 +194,12 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         // the object, so the offset stays inside its allocation; deriving from
         // `ptr` keeps the whole object's provenance.
         let head = unsafe { ptr.byte_add(T::RCU_HEAD_OFFSET) }.cast::<RcuHead>();
-        // The check catches callers that break contract 3 (a second retire).
+        // The check catches callers that break contract 3 (a second retire),
+        // but only while the first retire is still pending (the object still
+        // live); once that free has run, the read is a use-after-free no
+        // check here can prevent.
         // SAFETY: reading the head needs a live object: contract 1 gives a
         // live `Box<T>`, and contract 3 (retired once) means no free has run.
-        // A caller that breaks contract 3 is caught only while its first
-        // retire is still pending (the object still live); once that free
-        // has run, the read is a use-after-free no check here can prevent.
         if context::CHECKS && unsafe { head.as_ref() }.mark_retired() {
             context::report(Violation::DoubleRetire);
             return;

@@ -26,7 +26,7 @@ use common::{DropCounter, Headed, Plain};
 use kvfree_rcu::{KvfreeRcu, Rcu};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Forks per test run (scaled by `KVFREE_STRESS_SCALE`, at least 2): each
 /// meets the parent's threads at a different point.
@@ -37,8 +37,6 @@ fn forks() -> usize {
         .unwrap_or(1.0);
     ((20.0 * scale) as usize).max(2)
 }
-/// How long a child may take before the test declares it hung.
-const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// What the child does; returns normally on success (any panic fails it).
 fn child_work(service: KvfreeRcu, rcu: &Rcu, counter: &'static DropCounter) {
@@ -65,39 +63,6 @@ fn child_work(service: KvfreeRcu, rcu: &Rcu, counter: &'static DropCounter) {
         4_001,
         "every object retired in the child is freed"
     );
-}
-
-/// Runs `work` in a forked child and returns its wait status, or kills it
-/// and fails after [`WATCHDOG`].
-fn fork_and_wait(work: impl FnOnce()) -> i32 {
-    // SAFETY: fork has no preconditions; the child only runs `work` and then
-    // `_exit`s, never returning into the test harness.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_ok();
-        // SAFETY: `_exit` ends the child at once, without running the parent's
-        // atexit handlers or the test harness.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-    }
-    let started = Instant::now();
-    loop {
-        let mut status = 0;
-        // SAFETY: `pid` is our child and `status` a valid out-pointer.
-        let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        assert!(done >= 0, "waitpid: {}", std::io::Error::last_os_error());
-        if done == pid {
-            return status;
-        }
-        if started.elapsed() > WATCHDOG {
-            // SAFETY: `pid` is our child, not yet reaped.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            // SAFETY: as above; reap it so no zombie remains.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            panic!("the forked child hung for {WATCHDOG:?} (killed)");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -176,7 +141,7 @@ fn a_child_forked_mid_use_retires_waits_and_drops() {
         // thread itself: the child keeps that section (and its slot), and
         // leaves it before it waits for grace periods.
         let own_section = (round % 2 == 0).then(|| rcu.read_lock());
-        let status = fork_and_wait(|| {
+        let status = common::fork_and_wait("the forked child hung", || {
             drop(own_section);
             let counter = DropCounter::leak();
             child_work(child_service.take().unwrap(), &rcu, counter);

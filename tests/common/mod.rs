@@ -97,3 +97,42 @@ impl Drop for Zst {
 pub fn scaled(n: usize) -> usize {
     if cfg!(debug_assertions) { n } else { n * 4 }
 }
+
+/// How long a forked child may run before [`fork_and_wait`] kills it.
+#[cfg(unix)]
+pub const FORK_WATCHDOG: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `work` in a forked child and returns its wait status, or kills it
+/// and fails with `hung` after [`FORK_FORK_WATCHDOG`] (so a hang fails CI rather
+/// than stalling it).
+#[cfg(unix)]
+pub fn fork_and_wait(hung: &str, work: impl FnOnce()) -> i32 {
+    // SAFETY: fork has no preconditions; the child only runs `work` and then
+    // `_exit`s, never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_ok();
+        // SAFETY: `_exit` ends the child at once, without running the parent's
+        // atexit handlers or the test harness.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: `pid` is our child and `status` a valid out-pointer.
+        let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert!(done >= 0, "waitpid: {}", std::io::Error::last_os_error());
+        if done == pid {
+            return status;
+        }
+        if started.elapsed() > FORK_WATCHDOG {
+            // SAFETY: `pid` is our child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // SAFETY: as above; reap it so no zombie remains.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            panic!("{hung} for {FORK_WATCHDOG:?} (killed)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
