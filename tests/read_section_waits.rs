@@ -22,9 +22,7 @@ use common::*;
 use kvfree_rcu::context::{self, CHECKS, ReportMode};
 use kvfree_rcu::{GracePeriod, KvfreeRcu, Rcu};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 /// One test at a time: each sets the process-wide report mode it needs.
 fn serial(mode: ReportMode) -> MutexGuard<'static, ()> {
@@ -32,44 +30,6 @@ fn serial(mode: ReportMode) -> MutexGuard<'static, ()> {
     let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     context::set_report_mode(mode);
     turn
-}
-
-/// Aborts the process if still armed after 60 s (a wait that never ends).
-struct Watchdog {
-    done: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watchdog {
-    fn arm(what: &'static str) -> Watchdog {
-        let done = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let done = done.clone();
-            std::thread::spawn(move || {
-                let start = Instant::now();
-                while !done.load(Ordering::Relaxed) {
-                    if start.elapsed() > Duration::from_secs(60) {
-                        eprintln!("WATCHDOG: {what} still running after 60 s: hung; aborting");
-                        std::process::abort();
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            })
-        };
-        Watchdog {
-            done,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// How a test enters a read-side critical section of a backend: runs `body`
@@ -167,13 +127,14 @@ fn rcu_inside(rcu: &Rcu) -> impl Fn(&mut dyn FnMut()) + '_ {
 
 #[test]
 fn rcu_nothing_is_reported_outside_a_section() {
-    let _watchdog = Watchdog::arm("rcu_nothing_is_reported_outside_a_section");
+    let _watchdog = common::Watchdog::arm("rcu_nothing_is_reported_outside_a_section");
     nothing_outside(Arc::new(Rcu::new()));
 }
 
 #[test]
 fn rcu_nothing_is_reported_inside_a_section_of_another_domain() {
-    let _watchdog = Watchdog::arm("rcu_nothing_is_reported_inside_a_section_of_another_domain");
+    let _watchdog =
+        common::Watchdog::arm("rcu_nothing_is_reported_inside_a_section_of_another_domain");
     let other = Rcu::new();
     let _section = other.read_lock();
     nothing_outside(Arc::new(Rcu::new()));
@@ -181,7 +142,7 @@ fn rcu_nothing_is_reported_inside_a_section_of_another_domain() {
 
 #[test]
 fn rcu_mightsleep_inside_a_section_is_reported() {
-    let _watchdog = Watchdog::arm("rcu_mightsleep_inside_a_section_is_reported");
+    let _watchdog = common::Watchdog::arm("rcu_mightsleep_inside_a_section_is_reported");
     let rcu = Arc::new(Rcu::new());
     mightsleep_inside_is_reported(rcu.clone(), &rcu_inside(&rcu));
 }
@@ -191,7 +152,7 @@ fn rcu_barrier_inside_a_section_is_reported() {
     if !CHECKS {
         return; // nothing reports it: it would wait forever
     }
-    let _watchdog = Watchdog::arm("rcu_barrier_inside_a_section_is_reported");
+    let _watchdog = common::Watchdog::arm("rcu_barrier_inside_a_section_is_reported");
     let rcu = Arc::new(Rcu::new());
     barrier_inside_is_reported(rcu.clone(), &rcu_inside(&rcu));
 }
@@ -201,7 +162,7 @@ fn rcu_drop_inside_a_section_is_reported() {
     if !CHECKS {
         return; // nothing reports it: it would wait forever
     }
-    let _watchdog = Watchdog::arm("rcu_drop_inside_a_section_is_reported");
+    let _watchdog = common::Watchdog::arm("rcu_drop_inside_a_section_is_reported");
     let rcu = Arc::new(Rcu::new());
     drop_inside_is_reported(rcu.clone(), &rcu_inside(&rcu));
 }
@@ -218,13 +179,13 @@ mod crossbeam_epoch_backend {
 
     #[test]
     fn epoch_nothing_is_reported_outside_a_section() {
-        let _watchdog = Watchdog::arm("epoch_nothing_is_reported_outside_a_section");
+        let _watchdog = common::Watchdog::arm("epoch_nothing_is_reported_outside_a_section");
         nothing_outside(Arc::new(EpochGracePeriod::new()));
     }
 
     #[test]
     fn epoch_mightsleep_while_pinned_is_reported() {
-        let _watchdog = Watchdog::arm("epoch_mightsleep_while_pinned_is_reported");
+        let _watchdog = common::Watchdog::arm("epoch_mightsleep_while_pinned_is_reported");
         mightsleep_inside_is_reported(Arc::new(EpochGracePeriod::new()), &pinned);
     }
 
@@ -233,7 +194,7 @@ mod crossbeam_epoch_backend {
         if !CHECKS {
             return; // nothing reports it: it would wait forever
         }
-        let _watchdog = Watchdog::arm("epoch_barrier_while_pinned_is_reported");
+        let _watchdog = common::Watchdog::arm("epoch_barrier_while_pinned_is_reported");
         barrier_inside_is_reported(Arc::new(EpochGracePeriod::new()), &pinned);
     }
 
@@ -242,7 +203,7 @@ mod crossbeam_epoch_backend {
         if !CHECKS {
             return; // nothing reports it: it would wait forever
         }
-        let _watchdog = Watchdog::arm("epoch_drop_while_pinned_is_reported");
+        let _watchdog = common::Watchdog::arm("epoch_drop_while_pinned_is_reported");
         drop_inside_is_reported(Arc::new(EpochGracePeriod::new()), &pinned);
     }
 }

@@ -17,24 +17,7 @@ use kvfree_rcu::{KvfreeRcu, Rcu, RcuHead, impl_rcu_headed};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// Aborts the process if the returned flag is not set within 60 s.
-fn watchdog(name: &'static str) -> Arc<AtomicBool> {
-    let done = Arc::new(AtomicBool::new(false));
-    let flag = done.clone();
-    std::thread::spawn(move || {
-        let start = Instant::now();
-        while !flag.load(Ordering::SeqCst) {
-            if start.elapsed() > Duration::from_secs(60) {
-                eprintln!("{name}: no progress for 60 s (self-deadlock?); aborting");
-                std::process::abort();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    });
-    done
-}
+use std::time::Duration;
 
 fn manual_service() -> KvfreeRcu {
     KvfreeRcu::builder(Arc::new(Rcu::new())).manual().build()
@@ -94,7 +77,7 @@ impl Drop for UsesOtherService {
 }
 
 fn another_service_from_a_destructor(drop_other: bool, b_has_worker: bool, seen: &'static Seen) {
-    let done = watchdog("another_service_from_a_destructor");
+    let watchdog = common::Watchdog::arm("another_service_from_a_destructor");
     // Count, not Panic: a wrong report must fail the assertions below, not
     // abort the process from inside a destructor.
     context::set_report_mode(ReportMode::Count);
@@ -127,7 +110,7 @@ fn another_service_from_a_destructor(drop_other: bool, b_has_worker: bool, seen:
         "B's barrier/drop inside A's free waited for B's objects"
     );
     assert_eq!(seen.reports.load(Ordering::SeqCst), 0, "nothing reported");
-    done.store(true, Ordering::SeqCst);
+    drop(watchdog);
 }
 
 #[test]
@@ -168,7 +151,7 @@ impl Drop for UsesOwnService {
 
 #[test]
 fn barrier_shrink_and_run_once_from_their_own_services_destructor_return_at_once() {
-    let done = watchdog("own service re-entry");
+    let watchdog = common::Watchdog::arm("own service re-entry");
     context::set_report_mode(ReportMode::Count);
     let counter = DropCounter::leak();
     let service = Arc::new(manual_service());
@@ -210,7 +193,7 @@ fn barrier_shrink_and_run_once_from_their_own_services_destructor_return_at_once
     }
     service.barrier();
     assert_eq!(counter.dropped(), 30, "nothing lost");
-    done.store(true, Ordering::SeqCst);
+    drop(watchdog);
 }
 
 /// A service with a worker dropped from a destructor that same service runs
@@ -236,7 +219,7 @@ impl Drop for OwnsItsService {
 
 #[test]
 fn a_service_dropped_from_its_own_destructor_frees_everything() {
-    let done = watchdog("own service drop");
+    let watchdog = common::Watchdog::arm("own service drop");
     context::set_report_mode(ReportMode::Count);
     static SEEN: Seen = Seen::new();
     let seen = &SEEN;
@@ -264,5 +247,5 @@ fn a_service_dropped_from_its_own_destructor_frees_everything() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(seen.reports.load(Ordering::SeqCst), u64::from(CHECKS));
-    done.store(true, Ordering::SeqCst);
+    drop(watchdog);
 }

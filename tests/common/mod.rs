@@ -136,3 +136,43 @@ pub fn fork_and_wait(hung: &str, work: impl FnOnce()) -> i32 {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// Aborts the process if still armed after 60 s, so a test that would hang
+/// (a wait that never ends, a self-deadlock) fails CI instead of stalling it.
+pub struct Watchdog {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Arms it; dropping it disarms it.
+    pub fn arm(what: &'static str) -> Watchdog {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if start.elapsed() > std::time::Duration::from_secs(60) {
+                        eprintln!("WATCHDOG: {what} still running after 60 s: hung; aborting");
+                        std::process::abort();
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+        };
+        Watchdog {
+            done,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
