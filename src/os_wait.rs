@@ -1,14 +1,15 @@
-//! The OS-facing half of the worker's doorbell ([`WakeWord`]): how the
-//! worker sleeps while the wake word is 0, and how a notifier that set it to
-//! 1 wakes the worker. The word's protocol is in `wake.rs`; this file only
+//! The OS-facing half of the worker's wake word ([`WakeWord`]): how the
+//! worker sleeps while the word holds a given state, and how a caller that
+//! changed it wakes the worker. The word's protocol is in `wake.rs`; this file only
 //! sleeps and wakes, and either may return spuriously (the caller re-reads
 //! the word, and the worker always sleeps with a timeout).
 //!
 //! Three implementations, chosen at compile time:
 //! - **Linux** (not Miri, not `--cfg kvfree_portable`): a private futex on the
 //!   word itself, through rustix. `FUTEX_WAKE` never blocks and is
-//!   async-signal-safe; `FUTEX_WAIT` sleeps only while the word is still 0
-//!   (the kernel's compare), so a notification cannot be lost in between.
+//!   async-signal-safe; `FUTEX_WAIT` sleeps only while the word still holds
+//!   the state it was given (the kernel's compare), so a wake cannot be lost
+//!   in between.
 //! - **Everywhere else** (macOS, Windows, the BSDs, Miri, and Linux under
 //!   `--cfg kvfree_portable`): std's thread parking. The first `wait`
 //!   registers the calling thread (the worker); `wake` unparks it through the
@@ -24,7 +25,8 @@
 //!   among the supported targets.) A notification that lands between the
 //!   worker's check of the word and its `park_timeout` is kept by the
 //!   parker's token, so `park_timeout` returns at once.
-//! - **loom**: no OS call; the word alone is modelled and `wait` yields.
+//! - **loom**: no OS call; `wait` yields until the word changes (no
+//!   timeout: a lost wake never returns, and loom reports the model).
 //!
 //! **fork()**: in a forked child there is no worker. The futex wake is then
 //! a harmless syscall on a word nobody waits on, but the parent's worker's
@@ -59,15 +61,17 @@ mod imp {
             let _ = futex::wake(word, futex::Flags::PRIVATE, 1);
         }
 
-        /// Sleeps while `word` is 0, up to `timeout`. Ordinary context.
-        pub(crate) fn wait(&self, word: &AtomicU32, timeout: Duration) {
+        /// Sleeps while `word` is `expected`, up to `timeout`. Ordinary
+        /// context.
+        pub(crate) fn wait(&self, word: &AtomicU32, expected: u32, timeout: Duration) {
             let timeout = futex::Timespec {
                 tv_sec: timeout.as_secs().try_into().unwrap_or(futex::Secs::MAX),
                 tv_nsec: timeout.subsec_nanos().into(),
             };
-            // Spurious returns (EINTR, EAGAIN when the word is no longer 0,
-            // ETIMEDOUT) are all fine: the caller re-reads the word.
-            let _ = futex::wait(word, futex::Flags::PRIVATE, 0, Some(&timeout));
+            // Spurious returns (EINTR, EAGAIN when the word no longer holds
+            // `expected`, ETIMEDOUT) are all fine: the caller re-reads the
+            // word.
+            let _ = futex::wait(word, futex::Flags::PRIVATE, expected, Some(&timeout));
         }
     }
 }
@@ -99,11 +103,11 @@ mod imp {
         #[inline]
         pub(crate) fn wake(&self, _word: &AtomicU32) {
             // SeqCst: pairs with the SeqCst fence in `wait`. The caller's
-            // swap of the word to 1 comes before this fence and the load of
+            // change of the word comes before this fence and the load of
             // the registration after it; the waiter registers before its
             // fence and reads the word after it. So either we see the
-            // registration (and unpark), or the waiter sees the word at 1
-            // (and does not park).
+            // registration (and unpark), or the waiter sees the changed
+            // word (and does not park).
             fence(Ordering::SeqCst);
             if let Some(registered) = self.sleeper.get() {
                 if registered.generation == crate::fork::generation() {
@@ -112,10 +116,11 @@ mod imp {
             }
         }
 
-        /// Sleeps while `word` is 0, up to `timeout`. Ordinary context. Only
-        /// the first thread to call it is ever unparked; any other caller
-        /// (there is none in the service: one worker per word) polls.
-        pub(crate) fn wait(&self, word: &AtomicU32, timeout: Duration) {
+        /// Sleeps while `word` is `expected`, up to `timeout`. Ordinary
+        /// context. Only the first thread to call it is ever unparked; any
+        /// other caller (there is none in the service: one worker per word)
+        /// polls.
+        pub(crate) fn wait(&self, word: &AtomicU32, expected: u32, timeout: Duration) {
             let registered = self.sleeper.get_or_init(|| Registered {
                 thread: thread::current(),
                 generation: crate::fork::generation(),
@@ -130,7 +135,7 @@ mod imp {
             fence(Ordering::SeqCst);
             // Relaxed: only decides whether to park; the caller's own
             // Acquire swap afterwards is what synchronises with a notifier.
-            if word.load(Ordering::Relaxed) == 0 {
+            if word.load(Ordering::Relaxed) == expected {
                 thread::park_timeout(timeout);
             }
         }
@@ -149,8 +154,15 @@ mod imp {
         #[inline]
         pub(crate) fn wake(&self, _word: &AtomicU32) {}
 
-        pub(crate) fn wait(&self, _word: &AtomicU32, _timeout: Duration) {
-            loom::thread::yield_now();
+        /// Waits, yielding, until the word changes: a sleep without its
+        /// timeout, so a lost wake is a model that never ends (loom fails
+        /// it), not a late return that hides it.
+        pub(crate) fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Duration) {
+            // Relaxed: only decides whether to go on waiting, as the futex's
+            // compare does.
+            while word.load(crate::sync::Ordering::Relaxed) == expected {
+                loom::thread::yield_now();
+            }
         }
     }
 }
@@ -195,7 +207,7 @@ mod tests {
         let sleeper: Sleeper = Default::default();
         word.store(1, Ordering::Release);
         sleeper.wake(&word);
-        with_watchdog(|| sleeper.wait(&word, LONG));
+        with_watchdog(|| sleeper.wait(&word, 0, LONG));
     }
 
     /// A wake reaches a thread that sleeps (or is about to) on the word.
@@ -211,7 +223,7 @@ mod tests {
                 std::thread::spawn(move || {
                     // Loop: a return may be spurious.
                     while word.load(Ordering::Acquire) == 0 {
-                        sleeper.wait(&word, LONG);
+                        sleeper.wait(&word, 0, LONG);
                     }
                 })
             };

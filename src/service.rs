@@ -10,8 +10,10 @@
 //! - [`KvfreeRcu::kvfree_rcu_mightsleep`] waits for a grace period and frees
 //!   inline: ordinary context only, checked by `might_sleep()`.
 //!
-//! Every fallback, and every push that leaves a cache under its low
-//! watermark, rings the worker's wake word (allocation-free, lock-free). See
+//! Every retire call then reads the worker's wake word, and only the first
+//! one after the worker went idle makes a syscall, to wake it (`wake.rs`);
+//! while traffic flows the worker polls. A push that leaves a cache under
+//! its low watermark, and every fallback, set the refill flag. See
 //! `docs/DESIGN.md` for the protocols and `docs/CONTEXTS.md` for which call is
 //! allowed where.
 //!
@@ -579,7 +581,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     pub fn resume_worker(&self) {
         // Relaxed: as in `pause_worker`.
         self.shared.paused.store(false, Ordering::Relaxed);
-        self.shared.wake.notify();
+        self.shared.wake.kick();
     }
 
     /// Test hook (hidden). Makes the next `n` page allocations of the
@@ -659,7 +661,7 @@ impl<G: GracePeriod> Drop for KvfreeRcu<G> {
             // its wait, so this thread's last retires happen before the
             // worker's exit barrier.
             self.shared.stop.store(true, Ordering::Release);
-            self.shared.wake.notify_always();
+            self.shared.wake.kick();
             if nested {
                 return; // detached: see above
             }

@@ -59,7 +59,6 @@ pub(crate) struct Shared<G: GracePeriod> {
     pub(crate) timing: Timing,
     pub(crate) batches: BatchQueue<G::State>,
     pub(crate) round_state: Mutex<RoundState>,
-    pub(crate) worker_wakeups: AtomicU64,
     /// Worker rounds that panicked (caught; the worker goes on).
     pub(crate) worker_panics: AtomicU64,
     /// Test hook: the next this many rounds panic at their start.
@@ -73,12 +72,11 @@ pub(crate) struct Shared<G: GracePeriod> {
 /// Why a round runs: it decides what the round collects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Trigger {
-    /// The worker's timer (or the build's first round): open pages are
-    /// collected once the drain interval has passed, nothing else.
-    Timer,
-    /// The retire path rang (a refill request or a flood): full pages and
-    /// heads are collected at once; open pages as for `Timer`.
-    Rung,
+    /// The build's first round: refills the caches, collects nothing.
+    Start,
+    /// The worker's polling round: full pages and heads at once, open pages
+    /// once the drain interval has passed since they were last taken.
+    Poll,
     /// `run_once`: everything queued, open pages included.
     Forced,
 }
@@ -150,13 +148,17 @@ impl RoundState {
         drain_interval: Duration,
     ) -> Option<OpenPages> {
         let interval_passed = now.duration_since(self.last_collect) >= drain_interval;
-        if trigger == Trigger::Forced || interval_passed {
-            self.last_collect = now;
-            Some(OpenPages::TakeIdle)
-        } else if trigger == Trigger::Rung {
-            Some(OpenPages::Leave)
-        } else {
-            None
+        match trigger {
+            Trigger::Start => None,
+            Trigger::Forced => {
+                self.last_collect = now;
+                Some(OpenPages::TakeIdle)
+            }
+            Trigger::Poll if interval_passed => {
+                self.last_collect = now;
+                Some(OpenPages::TakeIdle)
+            }
+            Trigger::Poll => Some(OpenPages::Leave),
         }
     }
 }
@@ -220,26 +222,28 @@ impl<G: GracePeriod> Shared<G> {
             timing,
             batches: BatchQueue::new(),
             round_state: Mutex::new(RoundState::new()),
-            worker_wakeups: AtomicU64::new(0),
             worker_panics: AtomicU64::new(0),
             injected_round_panics: AtomicU64::new(0),
             queued_heads: CachePadded::new(AtomicU64::new(0)),
             try_failed: CachePadded::new(AtomicU64::new(0)),
             freed_inline: CachePadded::new(AtomicU64::new(0)),
         });
-        shared.round(Trigger::Timer);
+        shared.round(Trigger::Start);
         shared
     }
 
-    /// The fast path of every retire call: records `ptr` in a page, and
-    /// asks for a refill when the push left a cache low. On `NoPage` the
-    /// caller runs its own fallback, then asks for the refill itself (after
-    /// queueing, so a worker woken by the request finds what was queued).
+    /// The fast path of every retire call: records `ptr` in a page, asks
+    /// for a refill when the push left a cache low, and wakes the worker if
+    /// it is idle. On `NoPage` the caller runs its own fallback, then asks
+    /// for the refill itself (after queueing: the wake check must come after
+    /// the record's stores, see `wake.rs`).
     #[inline]
     pub(crate) fn push_record(&self, ptr: NonNull<()>, free: FreeFn) -> Result<(), pool::NoPage> {
         let pushed = self.pool.push(ptr, kind_of(free))?;
         if pushed.refill_wanted {
             self.request_refill();
+        } else {
+            self.wake.wake_if_idle();
         }
         Ok(())
     }
@@ -274,18 +278,39 @@ impl<G: GracePeriod> Shared<G> {
         self.freed_inline.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Asks the worker to refill: any context.
+    /// Asks the worker to refill, and wakes it if it is idle: any context.
     #[inline]
     pub(crate) fn request_refill(&self) {
         // Relaxed: the flag carries no data (the pages a refill makes are
-        // published by the pool itself), and nothing orders it for the
-        // worker: `notify` may return without a store. Every round reads
-        // it, so a round that misses this store finds it in a later one
-        // (the worker's timed wait bounds how much later).
+        // published by the pool itself). Every polling round reads it, and
+        // an idle worker is woken below (the refill requests of a push that
+        // found no page come with a queued record, which the idle handshake
+        // covers, see `wake.rs`).
         if !self.refill_requested.load(Ordering::Relaxed) {
             self.refill_requested.store(true, Ordering::Relaxed);
         }
-        self.wake.notify();
+        self.wake.wake_if_idle();
+    }
+
+    /// Whether records wait to be freed: pushed into pages or queued on
+    /// head lists, and not freed yet. The worker's check before it sleeps
+    /// (`wake.rs`): the counters it reads are written by retire calls
+    /// before their wake check (the pool's per-lane push count, inside the
+    /// push; `queued_heads`, in `queue_head`).
+    pub(crate) fn has_queued_records(&self) -> bool {
+        let queued = self.pool.records_pushed() + self.queued_heads.load(Ordering::Relaxed);
+        // Relaxed: counters. A stale (smaller) `freed` only keeps the
+        // worker awake one more round.
+        queued > self.batches.freed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the worker has reasons to keep polling: records queued or
+    /// waiting for their grace period, or a refill still to do.
+    pub(crate) fn has_work(&self) -> bool {
+        self.has_queued_records()
+            || self.batches.has_pending()
+            || self.refill_requested.load(Ordering::Relaxed)
+            || lock(&self.round_state).refill_pending
     }
 
     /// Whether this thread is running a destructor for this service (its
@@ -362,7 +387,7 @@ impl<G: GracePeriod> Shared<G> {
     /// Makes the next `n` rounds panic at their start (test hook).
     pub(crate) fn inject_round_panics(&self, n: u64) {
         self.injected_round_panics.store(n, Ordering::Relaxed);
-        self.wake.notify();
+        self.wake.kick();
     }
 
     /// Frees every object retired before the call, on this thread: collects
@@ -387,11 +412,6 @@ impl<G: GracePeriod> Shared<G> {
         self.pool.shrink()
     }
 
-    /// Whether batches wait for their grace period.
-    pub(crate) fn has_pending_batches(&self) -> bool {
-        self.batches.has_pending()
-    }
-
     /// A snapshot of the counters (each read separately: approximate while
     /// other threads retire).
     pub(crate) fn stats(&self) -> Stats {
@@ -412,7 +432,7 @@ impl<G: GracePeriod> Shared<G> {
             alloc_failures: p.alloc_failures,
             grace_periods: self.gp.grace_periods(),
             batches: self.batches.batches_collected.load(Ordering::Relaxed),
-            worker_wakeups: self.worker_wakeups.load(Ordering::Relaxed),
+            worker_wakeups: self.wake.wakes(),
             worker_panics: self.worker_panics.load(Ordering::Relaxed),
         }
     }
@@ -442,9 +462,9 @@ mod tests {
         let drain = Duration::from_secs(3600);
         let mut st = RoundState::new();
         let now = st.last_collect;
-        assert_eq!(st.what_to_collect(Trigger::Timer, now, drain), None);
+        assert_eq!(st.what_to_collect(Trigger::Start, now, drain), None);
         assert_eq!(
-            st.what_to_collect(Trigger::Rung, now, drain),
+            st.what_to_collect(Trigger::Poll, now, drain),
             Some(OpenPages::Leave)
         );
         assert_eq!(
@@ -453,8 +473,12 @@ mod tests {
         );
         let later = now + drain;
         assert_eq!(
-            st.what_to_collect(Trigger::Timer, later, drain),
+            st.what_to_collect(Trigger::Poll, later, drain),
             Some(OpenPages::TakeIdle)
+        );
+        assert_eq!(
+            st.what_to_collect(Trigger::Poll, later, drain),
+            Some(OpenPages::Leave)
         );
     }
 }

@@ -44,7 +44,10 @@ pub struct Stats {
     pub grace_periods: u64,
     /// Batches collected (each waits for one grace-period stamp).
     pub batches: u64,
-    /// Times the worker was woken by the retire path.
+    /// Times a retire call woke the idle worker: each is one OS wake
+    /// (`futex(FUTEX_WAKE)` on Linux), the only syscall a retire call makes.
+    /// While traffic flows the worker polls and this does not grow: it
+    /// counts the first retire after each idle period.
     pub worker_wakeups: u64,
     /// Worker rounds that panicked (a panicking `GracePeriod`): each is
     /// caught, counted here and the worker goes on; the first is also

@@ -1,9 +1,17 @@
-//! The worker thread: the loop that sleeps on the wake word and runs the
-//! service's rounds ([`Shared::round`], in `shared.rs`).
+//! The worker thread: polls while traffic flows, sleeps when there is none.
 //!
-//! The thread sleeps on the wake word between rounds: `poll_interval` while
-//! batches wait, `drain_interval` otherwise. With `Builder::manual()` there
-//! is no thread and the owner calls `KvfreeRcu::run_once`.
+//! While records are queued, batches wait for their grace period or a
+//! refill is due ([`Shared::has_work`]), the worker runs a polling round
+//! ([`Shared::round`], in `shared.rs`) every `poll_interval`: it collects
+//! full pages and heads, refills the caches, advances the grace period and
+//! frees what is ready, and retire calls make no syscall at all (the wake
+//! word stays `AWAKE`, see `wake.rs`). After a drain interval with nothing
+//! to do it goes idle: it marks the word `IDLE`, checks once more, and
+//! sleeps until the first retire call wakes it, or [`IDLE_TIMEOUT`] passes.
+//! An idle worker therefore costs one wake-up a second (a futex wait that
+//! times out, a check of a few counters: a few microseconds of CPU).
+//! With `Builder::manual()` there is no thread and the owner calls
+//! `KvfreeRcu::run_once`.
 //!
 //! A worker must not die unnoticed. A round cannot panic on its own, but the
 //! grace-period source is user code (see `shared.rs`). So the worker runs
@@ -14,9 +22,10 @@
 use crate::gp::GracePeriod;
 use crate::shared::{Shared, Trigger};
 use crate::sync::Ordering;
+use crate::wake::{IDLE_TIMEOUT, IdleEnd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Spawns the worker thread, named `name`, over `shared`.
 pub(crate) fn spawn<G: GracePeriod>(
@@ -30,21 +39,9 @@ pub(crate) fn spawn<G: GracePeriod>(
 
 /// The worker thread's body.
 fn run<G: GracePeriod>(shared: Arc<Shared<G>>) {
+    // When the worker last had something to do.
+    let mut last_busy = Instant::now();
     loop {
-        // Relaxed `paused`: a test switch with no data behind it. Acquire
-        // `stop`: as below.
-        if shared.paused.load(Ordering::Relaxed) && !shared.stop.load(Ordering::Acquire) {
-            // Leave the wake word rung while paused: producers then see it
-            // set and make no futex syscall per fallback.
-            std::thread::sleep(shared.timing.poll_interval.max(Duration::from_micros(100)));
-            continue;
-        }
-        let timeout = if shared.has_pending_batches() {
-            shared.timing.poll_interval
-        } else {
-            shared.timing.drain_interval
-        };
-        let woken = shared.wake.wait(timeout);
         // Acquire: pairs with the Release store of `stop` in
         // `KvfreeRcu::drop`, so what the dropping thread did before (its
         // last retires) happens before this exit barrier.
@@ -55,13 +52,32 @@ fn run<G: GracePeriod>(shared: Arc<Shared<G>>) {
             shared.barrier();
             return;
         }
-        let trigger = if woken {
-            shared.worker_wakeups.fetch_add(1, Ordering::Relaxed);
-            Trigger::Rung
-        } else {
-            Trigger::Timer
-        };
-        round_catching_panics(&shared, trigger);
+        // Relaxed `paused`: a test switch with no data behind it. The word
+        // stays AWAKE while paused: retire calls make no syscall.
+        if shared.paused.load(Ordering::Relaxed) {
+            shared
+                .wake
+                .nap(shared.timing.poll_interval.max(Duration::from_micros(100)));
+            continue;
+        }
+        round_catching_panics(&shared, Trigger::Poll);
+        let now = Instant::now();
+        if shared.has_work() {
+            last_busy = now;
+        } else if now.duration_since(last_busy) >= shared.timing.drain_interval {
+            match shared
+                .wake
+                .sleep_while_idle(|| shared.has_work(), IDLE_TIMEOUT)
+            {
+                // Poll again for at least a drain interval.
+                IdleEnd::Woken | IdleEnd::FoundWork => last_busy = Instant::now(),
+                // One round (the safety net), then idle again if it finds
+                // nothing: `last_busy` stays old.
+                IdleEnd::TimedOut => {}
+            }
+            continue;
+        }
+        shared.wake.nap(shared.timing.poll_interval);
     }
 }
 

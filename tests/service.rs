@@ -494,3 +494,31 @@ fn dropping_the_service_from_its_own_destructor_is_reported_and_frees_everything
     assert_eq!(owner_counter.dropped(), 1);
     assert_eq!(counter.dropped(), 100);
 }
+
+/// Issue 11: an idle worker is woken by the first retire call after it went
+/// idle (one OS wake, counted in `worker_wakeups`), and frees the object.
+/// While the worker polls, retire calls make no wake at all; that is the
+/// unit tests' and the main job's to show (`wake.rs`, `bench/syscalls.sh`).
+#[test]
+fn the_first_retire_after_idle_wakes_the_worker() {
+    let _watchdog = Watchdog::arm("the_first_retire_after_idle_wakes_the_worker");
+    let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+        .drain_interval(std::time::Duration::from_micros(100))
+        .build();
+    let counter = DropCounter::leak();
+    // The worker goes idle a drain interval after its last work; on a busy
+    // machine it may not have yet, so try again until a retire woke it.
+    for round in 1..1000 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        // SAFETY: fresh from Box::leak, never published, retired once.
+        unsafe { service.kvfree_rcu(Headed::boxed(round as u64, counter)) };
+        // Freed by the worker on its own: no barrier, no run_once.
+        while counter.dropped() < round {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if service.stats().worker_wakeups >= 1 {
+            return;
+        }
+    }
+    panic!("no retire call ever found the worker idle");
+}

@@ -70,6 +70,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod asymmetric_fence;
 mod domain;
 // Not under loom: crossbeam-epoch's atomics are not loom's, so a model could
 // not explore them.
@@ -83,6 +84,7 @@ mod reader_slot;
 mod registry;
 mod sync;
 
+pub use asymmetric_fence::AsymmetricFence;
 pub use domain::{DEFAULT_CAPACITY, Rcu};
 #[cfg(all(feature = "crossbeam-epoch", not(kvfree_loom)))]
 #[cfg_attr(docsrs, doc(cfg(feature = "crossbeam-epoch")))]

@@ -99,10 +99,27 @@ impl crate::Pool {
             pages_live,
             pages_cached,
             pages_in_flight: pages_live.saturating_sub(pages_cached),
-            records_pushed: self.lanes.iter().map(|s| s.pushed()).sum(),
+            records_pushed: self.records_pushed(),
             refill_requests: c.refill_requests.load(Relaxed),
             no_page: c.no_page.load(Relaxed),
             alloc_failures: c.alloc_failures.load(Relaxed),
         }
+    }
+
+    /// Records pushed so far, over all lanes: [`PoolStats::records_pushed`]
+    /// without the rest of the snapshot (one load per lane). Each lane's
+    /// count is written inside the push that stores the record, before the
+    /// push returns.
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kvfree_rcu_pool::{Kind, Pool};
+    /// let pool = Pool::default();
+    /// pool.refill().unwrap();
+    /// pool.push(NonNull::<u64>::dangling().cast(), Kind::new(NonNull::<u8>::dangling().cast())).unwrap();
+    /// assert_eq!(pool.records_pushed(), 1);
+    /// ```
+    pub fn records_pushed(&self) -> u64 {
+        self.lanes.iter().map(|s| s.pushed()).sum()
     }
 }
