@@ -31,7 +31,7 @@
 use crate::fork;
 use crate::guard::{RcuReadGuard, SlotOwner};
 use crate::membarrier::Flavour;
-use crate::reader_slot::{ReaderSlotTable, epoch_of, nesting, truncate_epoch};
+use crate::reader_slot::{ReaderSlot, ReaderSlotTable, epoch_of, nesting, truncate_epoch};
 use crate::registry::{self, Registration};
 use crate::sync::{Arc, AtomicU64, Ordering, SMALL, fence};
 use crate::{CapacityError, DomainId, GpState};
@@ -247,6 +247,20 @@ impl Rcu {
     /// ```
     #[inline]
     pub fn read_lock(&self) -> RcuReadGuard<'_> {
+        let (slot, owner) = match registry::cached_slot(&self.domain) {
+            Some(slot) => (slot, SlotOwner::Thread),
+            None => self.reader_slot_slow(),
+        };
+        if slot.enter(&self.domain.epoch) {
+            self.domain.flavour.light();
+        }
+        RcuReadGuard::new(slot, owner, self.domain_id())
+    }
+
+    /// `read_lock`'s slot when it is not the thread's last one: the table
+    /// lookup (registering on first use), or an ephemeral slot.
+    #[cold]
+    fn reader_slot_slow(&self) -> (&ReaderSlot, SlotOwner) {
         let (index, owner) = match registry::reader_slot_of(&self.domain) {
             Ok(Registration::Owned(index)) => (index, SlotOwner::Thread),
             Ok(Registration::Unavailable) => {
@@ -257,11 +271,7 @@ impl Rcu {
             }
             Err(e) => capacity_panic(e),
         };
-        let slot = self.domain.reader_slots.get(index);
-        if slot.enter(&self.domain.epoch) {
-            self.domain.flavour.light();
-        }
-        RcuReadGuard::new(slot, owner, self.domain_id())
+        (self.domain.reader_slots.get(index), owner)
     }
 
     /// The state a caller must wait for after unlinking an object: once

@@ -221,6 +221,24 @@ impl ReaderSlotTable {
         &self.slots[index]
     }
 
+    /// The slot `slot` points to, if it is one of this table's slots: one
+    /// subtraction and one compare (the address range of the slot array).
+    /// Never dereferences `slot` unless it lies inside this table.
+    #[inline(always)]
+    pub(crate) fn find(&self, slot: *const ReaderSlot) -> Option<&ReaderSlot> {
+        let base = self.slots.as_ptr().addr();
+        let offset = slot.addr().wrapping_sub(base);
+        let size = core::mem::size_of::<CachePadded<ReaderSlot>>();
+        if offset < self.slots.len() * size && offset % size == 0 {
+            // SAFETY: `offset` is a multiple of the element size below the
+            // array's length in bytes, so it is the offset of an element of
+            // `slots`, which lives as long as `self`.
+            Some(unsafe { &*self.slots.as_ptr().byte_add(offset) })
+        } else {
+            None
+        }
+    }
+
     /// Every slot that has ever been claimed (a prefix of the table).
     pub(crate) fn in_use(&self) -> impl Iterator<Item = &ReaderSlot> {
         // Acquire: pairs with the Release fetch_max in `claim`.

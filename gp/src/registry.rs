@@ -32,7 +32,7 @@
 
 use crate::CapacityError;
 use crate::domain::Domain;
-use crate::reader_slot::ReaderSlotTable;
+use crate::reader_slot::{ReaderSlot, ReaderSlotTable};
 use crate::sync::{Arc, AtomicPtr, AtomicUsize, Ordering, SMALL, thread_local};
 use core::cell::Cell;
 use core::ptr;
@@ -82,6 +82,24 @@ thread_local! {
 #[cfg(kvfree_loom)]
 thread_local! {
     static REGISTRY_IN_USE: Cell<bool> = Cell::new(false);
+}
+
+// The slot of the domain this thread last read through its registration:
+// `read_lock`'s fast path (`cached_slot`), one thread-local word and a range
+// check instead of the table lookup. Set only to a slot the thread owns
+// through a live entry, which holds a strong reference to the slot's
+// domain, so while the word names a slot that slot's table is allocated and
+// no other domain's table can share its addresses; cleared before the
+// entries are dropped at thread exit. One word, so a signal handler reads
+// the old or the new slot, each owned by this thread. `const`, no
+// destructor: readable even while other thread-locals are being destroyed.
+#[cfg(not(kvfree_loom))]
+thread_local! {
+    static LAST_SLOT: Cell<*const ReaderSlot> = const { Cell::new(ptr::null()) };
+}
+#[cfg(kvfree_loom)]
+thread_local! {
+    static LAST_SLOT: Cell<*const ReaderSlot> = Cell::new(ptr::null());
 }
 
 /// Where the current thread reads a domain from.
@@ -158,6 +176,8 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
+        // Before any entry lets its domain go (see `LAST_SLOT`).
+        let _ = LAST_SLOT.try_with(|last| last.set(ptr::null()));
         for entry in &self.entries {
             // Acquire: pairs with the Release publication in `register`, so
             // the `reader_slot` written before it is the one we read below
@@ -191,11 +211,28 @@ impl Drop for Registry {
 pub(crate) fn reader_slot_of(domain: &Arc<Domain>) -> Result<Registration, CapacityError> {
     let key = Arc::as_ptr(domain).cast_mut();
     REGISTRY
-        .try_with(|registry| match registry.lookup(key) {
-            Some(index) => Ok(Registration::Owned(index)),
-            None => registry.register(domain),
+        .try_with(|registry| {
+            let registration = match registry.lookup(key) {
+                Some(index) => Registration::Owned(index),
+                None => registry.register(domain)?,
+            };
+            if let Registration::Owned(index) = registration {
+                let slot: *const ReaderSlot = domain.reader_slots().get(index);
+                // Inside `try_with`: the registry, and so the entry, is live.
+                let _ = LAST_SLOT.try_with(|last| last.set(slot));
+            }
+            Ok(registration)
         })
         .unwrap_or(Ok(Registration::Unavailable))
+}
+
+/// The current thread's slot in `domain` if it is the one it last read
+/// (`read_lock`'s fast path; `None`: use [`reader_slot_of`]). Wait-free: a
+/// thread-local load and a range check, no lookup.
+#[inline(always)]
+pub(crate) fn cached_slot(domain: &Domain) -> Option<&ReaderSlot> {
+    let last = LAST_SLOT.try_with(Cell::get).unwrap_or(ptr::null());
+    domain.reader_slots().find(last)
 }
 
 /// True if the current thread holds a registered slot in `domain` (no

@@ -412,3 +412,32 @@ fn synchronize_while_pinned_panics() {
     drop(guard);
     gp.synchronize();
 }
+
+/// `read_lock`'s fast path remembers the slot of the domain the thread last
+/// read: alternating domains, each guard must still land in its own
+/// domain's slot (a guard of one domain holds back that domain only), and a
+/// dropped domain's slot is never used for a new one.
+#[test]
+fn alternating_domains_each_use_their_own_slot() {
+    let (a, b) = (Rcu::new(), Rcu::new());
+    for _ in 0..3 {
+        let in_a = a.read_lock();
+        assert!(b.advance() && b.advance(), "a reader of `a` held back `b`");
+        let in_b = b.read_lock();
+        drop(in_a);
+        assert!(a.advance() && a.advance(), "`a` has no reader left");
+        assert!(b.advance(), "the reader of `b` announced the current epoch");
+        assert!(!b.advance(), "the reader of `b` holds it back");
+        drop(in_b);
+        assert!(b.advance());
+    }
+    // A domain dropped while this thread is registered in it stays
+    // allocated (the thread's table holds it), so a new domain never shares
+    // its slots' addresses: the new domain's first read registers anew.
+    drop(a);
+    let c = Rcu::new();
+    let in_c = c.read_lock();
+    assert!(c.advance());
+    assert!(!c.advance(), "the reader of `c` is in `c`'s own slot");
+    drop(in_c);
+}
