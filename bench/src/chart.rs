@@ -12,6 +12,7 @@
 //! allocating and freeing costs with no deferral at all.
 
 use crate::report::FloodRow;
+use crate::schemes::SchemeKind;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -19,20 +20,20 @@ use std::path::Path;
 /// The chart's size in pixels.
 pub const SIZE: (u32, u32) = (1100, 900);
 
-/// Bar colours, in scheme order (colour-blind-safe "tab10" hues).
-const BAR_COLOURS: [RGBColor; 8] = [
-    RGBColor(0x1f, 0x77, 0xb4),
-    RGBColor(0x6b, 0xae, 0xd6),
-    RGBColor(0xff, 0x7f, 0x0e),
-    RGBColor(0x2c, 0xa0, 0x2c),
-    RGBColor(0xd6, 0x27, 0x28),
-    RGBColor(0x94, 0x67, 0xbd),
-    RGBColor(0x8c, 0x56, 0x4b),
-    RGBColor(0xe3, 0x77, 0xc2),
-];
-
-/// Reference line colours, in order.
-const REFERENCE_COLOURS: [RGBColor; 2] = [RGBColor(0, 0, 0), RGBColor(0x7f, 0x7f, 0x7f)];
+/// Each scheme's colour, fixed whatever else ran (colour-blind-safe
+/// "tab10" hues for the bars; black and grey for the reference lines).
+fn colour_of(kind: SchemeKind) -> RGBColor {
+    match kind {
+        SchemeKind::KvfreeHeaded => RGBColor(0x1f, 0x77, 0xb4),
+        SchemeKind::KvfreeHeadless => RGBColor(0x6b, 0xae, 0xd6),
+        SchemeKind::CallRcu => RGBColor(0xff, 0x7f, 0x0e),
+        SchemeKind::CrossbeamEpoch => RGBColor(0x2c, 0xa0, 0x2c),
+        #[cfg(feature = "liburcu")]
+        SchemeKind::Liburcu => RGBColor(0x94, 0x67, 0xbd),
+        SchemeKind::Floor => RGBColor(0x7f, 0x7f, 0x7f),
+        SchemeKind::Direct => RGBColor(0, 0, 0),
+    }
+}
 
 /// A value in nanoseconds, short: "68", "1.4 µs", "12 ms".
 fn short_ns(ns: f64) -> String {
@@ -56,8 +57,8 @@ struct Panel<'a> {
 /// compared schemes and references apart.
 struct Layout<'a> {
     threads: Vec<usize>,
-    bars: Vec<&'a str>,
-    references: Vec<&'a str>,
+    bars: Vec<(&'a str, RGBColor)>,
+    references: Vec<(&'a str, RGBColor)>,
 }
 
 impl<'a> Layout<'a> {
@@ -76,8 +77,8 @@ impl<'a> Layout<'a> {
             } else {
                 &mut layout.bars
             };
-            if !list.contains(&r.scheme.as_str()) {
-                list.push(&r.scheme);
+            if !list.iter().any(|(name, _)| *name == r.scheme) {
+                list.push((&r.scheme, colour_of(r.kind)));
             }
         }
         layout
@@ -100,7 +101,7 @@ fn y_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if hi == 0.0 {
         return (1.0, 10.0);
     }
-    let lo = 10f64.powf((lo * 0.7).log10().floor());
+    let lo = 10f64.powf((lo / 3.0).log10().floor());
     (lo, hi * 1.8)
 }
 
@@ -140,41 +141,49 @@ fn threads_label(threads: usize) -> String {
     }
 }
 
-/// The legend, in one row above the panels: a swatch per compared scheme,
-/// a dashed line per reference.
+/// Legend rows' height, pixels.
+const LEGEND_ROW: i32 = 22;
+
+/// The legend above the panels: a swatch per compared scheme, a dashed
+/// line per reference, wrapped onto a second row when one is not enough.
 fn draw_legend(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     layout: &Layout<'_>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let font = ("sans-serif", 15).into_font();
-    let y = area.dim_in_pixel().1 as i32 / 2;
-    let mut x = 80;
-    for (k, scheme) in layout.bars.iter().enumerate() {
-        let colour = BAR_COLOURS[k % BAR_COLOURS.len()];
-        area.draw(&Rectangle::new(
-            [(x, y - 7), (x + 16, y + 7)],
-            colour.filled(),
-        ))?;
-        area.draw(&Text::new(
-            scheme.to_string(),
-            (x + 22, y - 8),
-            font.clone(),
-        ))?;
-        x += 22 + 8 * scheme.len() as i32 + 24;
-    }
-    for (k, scheme) in layout.references.iter().enumerate() {
-        let colour = REFERENCE_COLOURS[k % REFERENCE_COLOURS.len()];
-        area.draw(&PathElement::new(
-            [(x, y), (x + 8, y)],
-            colour.stroke_width(2),
-        ))?;
-        area.draw(&PathElement::new(
-            [(x + 12, y), (x + 20, y)],
-            colour.stroke_width(2),
-        ))?;
-        let label = format!("{scheme} (reference)");
-        area.draw(&Text::new(label.clone(), (x + 26, y - 8), font.clone()))?;
-        x += 26 + 8 * label.len() as i32 + 24;
+    let right = area.dim_in_pixel().0 as i32 - 10;
+    let (mut x, mut y) = (80, LEGEND_ROW / 2 + 2);
+    let entries = layout
+        .bars
+        .iter()
+        .map(|&(scheme, colour)| (scheme.to_owned(), colour, false))
+        .chain(
+            layout
+                .references
+                .iter()
+                .map(|&(scheme, colour)| (format!("{scheme} (reference)"), colour, true)),
+        );
+    for (label, colour, reference) in entries {
+        // About 8 pixels a character at this size.
+        let width = 26 + 8 * label.chars().count() as i32;
+        if x + width > right {
+            (x, y) = (80, y + LEGEND_ROW);
+        }
+        if reference {
+            for dash in [x, x + 12] {
+                area.draw(&PathElement::new(
+                    [(dash, y), (dash + 8, y)],
+                    colour.stroke_width(2),
+                ))?;
+            }
+        } else {
+            area.draw(&Rectangle::new(
+                [(x, y - 7), (x + 18, y + 7)],
+                colour.filled(),
+            ))?;
+        }
+        area.draw(&Text::new(label, (x + 26, y - 8), font.clone()))?;
+        x += width + 20;
     }
     Ok(())
 }
@@ -214,11 +223,10 @@ fn draw_panel(
         .label_style(("sans-serif", 14))
         .draw()?;
     let width = 0.84 / layout.bars.len().max(1) as f64;
-    for (k, scheme) in layout.bars.iter().enumerate() {
-        let colour = BAR_COLOURS[k % BAR_COLOURS.len()];
+    for (k, &(scheme, colour)) in layout.bars.iter().enumerate() {
         let mine: Vec<(f64, f64)> = rows
             .iter()
-            .filter(|r| r.scheme == *scheme)
+            .filter(|r| r.scheme == scheme)
             .filter_map(|r| {
                 let x0 = layout.group(r.threads)? - 0.42 + k as f64 * width;
                 Some((x0, (panel.value)(r)))
@@ -241,10 +249,9 @@ fn draw_panel(
             )
         }))?;
     }
-    for (k, scheme) in layout.references.iter().enumerate() {
-        let colour = REFERENCE_COLOURS[k % REFERENCE_COLOURS.len()];
+    for &(scheme, colour) in &layout.references {
         let style = colour.stroke_width(2);
-        for r in rows.iter().filter(|r| r.scheme == *scheme) {
+        for r in rows.iter().filter(|r| r.scheme == scheme) {
             let Some(g) = layout.group(r.threads) else {
                 continue;
             };
@@ -271,7 +278,7 @@ pub fn write_svg(
     root.fill(&WHITE)?;
     let root = root.titled(subtitle, ("sans-serif", 16))?;
     let layout = Layout::of(rows);
-    let (legend, root) = root.split_vertically(36);
+    let (legend, root) = root.split_vertically(2 * LEGEND_ROW + 6);
     draw_legend(&legend, &layout)?;
     let panels = [
         Panel {

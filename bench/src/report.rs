@@ -9,6 +9,7 @@
 //! the worker running and stalled.
 
 use crate::latency::Percentiles;
+use crate::schemes::SchemeKind;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -18,6 +19,8 @@ use std::path::Path;
 pub struct FloodRow {
     /// Scheme name.
     pub scheme: String,
+    /// Which scheme.
+    pub kind: SchemeKind,
     /// Whether the scheme is a reference (never waits for readers).
     pub reference: bool,
     /// Retiring threads.

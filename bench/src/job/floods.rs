@@ -119,6 +119,7 @@ fn summarise(kind: SchemeKind, threads: usize, runs: Vec<ConfigRun>) -> FloodRow
     let fallbacks: Option<u64> = runs.iter().map(|r| r.run.fallbacks).sum();
     FloodRow {
         scheme: median.scheme.clone(),
+        kind,
         reference: kind.is_reference(),
         threads,
         objects: median.run.retired,
