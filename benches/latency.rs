@@ -48,7 +48,7 @@ fn main() {
     }
     let timer = Timer::get();
     println!(
-        "retire latency, one thread, {calls} calls back to back, each timed with {} (its cost included):",
+        "retire latency, one thread, {calls} calls back to back, each timed with {}, its cost included:",
         timer.describe()
     );
     print!("{}", latency_table(&rows, &timer.overhead(calls)));
