@@ -33,18 +33,18 @@ const QUICK_LATENCY_CALLS: usize = 5_000;
 #[command(version, about)]
 pub(crate) struct Args {
     /// Thread counts to run, comma-separated [default: 1,2,8; --quick: 1,2].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = at_least_one())]
     threads: Vec<usize>,
     /// Objects each thread allocates and retires per loop (rcuscale's
     /// kfree_alloc_num) [default: 2000000; --quick: 100000].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one())]
     objects: Option<usize>,
     /// Loops per thread (rcuscale's kfree_loops).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
     loops: usize,
     /// Runs per configuration, each in a fresh process, interleaved; the
     /// table shows the median end-to-end time [default: 3; --quick: 1].
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one())]
     runs: Option<usize>,
     /// Schemes to run, comma-separated [default: all but floor].
     #[arg(long, value_delimiter = ',', value_enum)]
@@ -81,6 +81,12 @@ pub(crate) struct Args {
     mark_loop: bool,
 }
 
+/// Counts that must be at least 1 (clap names the option and the value
+/// when one is not).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
 /// What the job runs, resolved from [`Args`].
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -114,7 +120,7 @@ impl Args {
             threads,
             objects: pick(self.objects, QUICK_OBJECTS, OBJECTS),
             loops: self.loops,
-            runs: pick(self.runs, QUICK_RUNS, RUNS).max(1),
+            runs: pick(self.runs, QUICK_RUNS, RUNS),
             schemes: if self.schemes.is_empty() {
                 SchemeKind::default_set()
             } else {
