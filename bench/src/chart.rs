@@ -144,32 +144,49 @@ fn threads_label(threads: usize) -> String {
 /// Legend rows' height, pixels.
 const LEGEND_ROW: i32 = 22;
 
-/// The legend above the panels: a swatch per compared scheme, a dashed
-/// line per reference, wrapped onto a second row when one is not enough.
-fn draw_legend(
-    area: &DrawingArea<SVGBackend<'_>, Shift>,
-    layout: &Layout<'_>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let font = ("sans-serif", 15).into_font();
-    let right = area.dim_in_pixel().0 as i32 - 10;
-    let (mut x, mut y) = (80, LEGEND_ROW / 2 + 2);
-    let entries = layout
+/// The legend's entries: label, colour, and whether it is a reference line.
+fn legend_entries(layout: &Layout<'_>) -> Vec<(String, RGBColor, bool)> {
+    let bars = layout
         .bars
         .iter()
-        .map(|&(scheme, colour)| (scheme.to_owned(), colour, false))
-        .chain(
-            layout
-                .references
-                .iter()
-                .map(|&(scheme, colour)| (format!("{scheme} (reference)"), colour, true)),
-        );
-    for (label, colour, reference) in entries {
-        // About 8 pixels a character at this size.
-        let width = 26 + 8 * label.chars().count() as i32;
-        if x + width > right {
-            (x, y) = (80, y + LEGEND_ROW);
-        }
-        if reference {
+        .map(|&(scheme, colour)| (scheme.to_owned(), colour, false));
+    let references = layout
+        .references
+        .iter()
+        .map(|&(scheme, colour)| (format!("{scheme} (reference)"), colour, true));
+    bars.chain(references).collect()
+}
+
+/// Where each legend entry goes within `width` pixels, wrapping onto
+/// further rows: (x, y) per entry.
+fn legend_places(entries: &[(String, RGBColor, bool)], width: i32) -> Vec<(i32, i32)> {
+    let right = width - 10;
+    let (mut x, mut y) = (80, LEGEND_ROW / 2 + 2);
+    entries
+        .iter()
+        .map(|(label, _, _)| {
+            // About 8 pixels a character at this size.
+            let w = 26 + 8 * label.chars().count() as i32;
+            if x + w > right && x > 80 {
+                (x, y) = (80, y + LEGEND_ROW);
+            }
+            let place = (x, y);
+            x += w + 20;
+            place
+        })
+        .collect()
+}
+
+/// The legend above the panels: a swatch per compared scheme, a dashed
+/// line per reference, wrapped onto more rows when one is not enough.
+fn draw_legend(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    entries: &[(String, RGBColor, bool)],
+    places: &[(i32, i32)],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let font = ("sans-serif", 15).into_font();
+    for ((label, colour, reference), &(x, y)) in entries.iter().zip(places) {
+        if *reference {
             for dash in [x, x + 12] {
                 area.draw(&PathElement::new(
                     [(dash, y), (dash + 8, y)],
@@ -182,8 +199,7 @@ fn draw_legend(
                 colour.filled(),
             ))?;
         }
-        area.draw(&Text::new(label, (x + 26, y - 8), font.clone()))?;
-        x += width + 20;
+        area.draw(&Text::new(label.as_str(), (x + 26, y - 8), font.clone()))?;
     }
     Ok(())
 }
@@ -278,8 +294,11 @@ pub fn write_svg(
     root.fill(&WHITE)?;
     let root = root.titled(subtitle, ("sans-serif", 16))?;
     let layout = Layout::of(rows);
-    let (legend, root) = root.split_vertically(2 * LEGEND_ROW + 6);
-    draw_legend(&legend, &layout)?;
+    let entries = legend_entries(&layout);
+    let places = legend_places(&entries, SIZE.0 as i32);
+    let bottom = places.iter().map(|&(_, y)| y).max().unwrap_or(0);
+    let (legend, root) = root.split_vertically(bottom + LEGEND_ROW / 2 + 6);
+    draw_legend(&legend, &entries, &places)?;
     let panels = [
         Panel {
             title: "End to end, start to last free: ns per object (lower is better)".into(),
