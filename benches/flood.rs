@@ -7,7 +7,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kvfree_rcu_bench::alloc_count::CountingAlloc;
-use kvfree_rcu_bench::flood::{FloodConfig, run_flood};
+use kvfree_rcu_bench::flood::{FloodConfig, HeapPeak, run_flood};
 use kvfree_rcu_bench::schemes::{Scheme, SchemeVisitor, visit_all};
 use std::time::Duration;
 
@@ -27,12 +27,7 @@ impl SchemeVisitor for FloodBench<'_> {
         let mut group = self.c.benchmark_group("flood");
         group.sample_size(10);
         for threads in THREADS {
-            let cfg = FloodConfig {
-                threads,
-                objects: OBJECTS,
-                loops: LOOPS,
-                sample_every: 0,
-            };
+            let cfg = FloodConfig::plain(threads, OBJECTS, LOOPS);
             group.throughput(Throughput::Elements(cfg.total()));
             group.bench_with_input(BenchmarkId::new(scheme.name(), threads), &cfg, |b, cfg| {
                 b.iter_custom(|iters| {
@@ -41,12 +36,18 @@ impl SchemeVisitor for FloodBench<'_> {
                         .sum::<Duration>()
                 })
             });
-            let run = run_flood(scheme, &cfg);
+            let run = run_flood(
+                scheme,
+                &FloodConfig {
+                    heap_peak: HeapPeak::Sampled,
+                    ..cfg
+                },
+            );
             println!(
                 "flood {:<22} threads {threads}: grace periods {}, peak deferred {:.2} MiB, allocations per retire {:.3}",
                 scheme.name(),
                 run.grace_periods.map_or("-".into(), |g| g.to_string()),
-                run.peak_bytes as f64 / (1024.0 * 1024.0),
+                run.peak_heap_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0),
                 run.allocs_in_retire as f64 / run.retired as f64,
             );
         }

@@ -5,9 +5,10 @@
 //! version; other arguments are ignored.
 
 use kvfree_rcu_bench::alloc_count::CountingAlloc;
-use kvfree_rcu_bench::latency::{measure_latency, timer_overhead};
+use kvfree_rcu_bench::latency::measure_latency;
 use kvfree_rcu_bench::report::{LatencyRow, latency_table};
 use kvfree_rcu_bench::schemes::{Scheme, SchemeVisitor, visit_all};
+use kvfree_rcu_bench::timer::Timer;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -45,6 +46,10 @@ fn main() {
         visit_all(&mut v);
         rows.append(&mut v.rows);
     }
-    println!("retire latency, one thread, {calls} calls back to back (timer cost included):");
-    print!("{}", latency_table(&rows, &timer_overhead(calls)));
+    let timer = Timer::get();
+    println!(
+        "retire latency, one thread, {calls} calls back to back, each timed with {}, its cost included:",
+        timer.describe()
+    );
+    print!("{}", latency_table(&rows, &timer.overhead(calls)));
 }

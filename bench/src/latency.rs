@@ -1,16 +1,16 @@
 //! Per-call retire latency: one thread retires `calls` preallocated objects
-//! back to back and times each call with `Instant` (the timer's own cost,
-//! [`timer_overhead`], is in every sample), with the scheme's worker running
-//! or stalled. Reports p50, p99, p99.99 and max, and the allocations the
+//! back to back and times each call with the calibrated [`Timer`] (its own
+//! cost, [`Timer::overhead`], is in every sample), with the scheme's worker
+//! running or stalled. Reports p50, p99, p99.99 and max, and the allocations the
 //! calls made.
 
 use crate::alloc_count::thread_allocations;
 use crate::object::FloodObj;
 use crate::schemes::Scheme;
-use std::time::Instant;
+use crate::timer::Timer;
 
 /// Percentiles of a set of samples, in nanoseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Percentiles {
     /// Number of samples.
     pub count: u64,
@@ -75,13 +75,15 @@ pub fn measure_latency<S: Scheme + ?Sized>(
         return None;
     }
     let mut allocs = 0;
+    let timer = Timer::get();
     let fallbacks_before = scheme.fallbacks();
     for obj in objects {
         let before = thread_allocations();
-        let t = Instant::now();
+        let t0 = timer.ticks();
         // SAFETY: a fresh FloodObj::alloc object, never shared, retired once.
         unsafe { scheme.retire(obj) };
-        samples.push(t.elapsed().as_nanos() as u64);
+        let t1 = timer.ticks();
+        samples.push(timer.ns_between(t0, t1));
         allocs += thread_allocations() - before;
     }
     let fallbacks = scheme
@@ -99,15 +101,4 @@ pub fn measure_latency<S: Scheme + ?Sized>(
         allocs_in_retire: allocs,
         fallbacks,
     })
-}
-
-/// The same loop with nothing between the two timer reads.
-pub fn timer_overhead(calls: usize) -> Percentiles {
-    let mut samples = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let t = Instant::now();
-        std::hint::black_box(());
-        samples.push(t.elapsed().as_nanos() as u64);
-    }
-    Percentiles::of(&mut samples)
 }

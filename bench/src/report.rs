@@ -1,43 +1,55 @@
-//! Results as a text table, JSON and an SVG chart.
+//! Results as text tables and JSON (the chart is [`crate::chart`]).
 //!
-//! One [`FloodRow`] per (scheme, thread count): the median flood run's
-//! throughput (objects retired per second, to the last free), its ratio
-//! against the naive `call_rcu` at the same thread count, sampled retire-call
-//! percentiles, allocations per retire, peak deferred memory and grace
-//! periods. The latency rows hold the per-call percentiles with the worker
-//! running and stalled.
+//! One [`FloodRow`] per (scheme, thread count), summarising that
+//! configuration's runs (each in a fresh process): the median run's
+//! end-to-end nanoseconds per object, the sampled retire-call percentiles
+//! over all runs' samples, the retiring threads' syscalls per million
+//! retires, the fast-path miss share, allocations per retire and the
+//! largest peak RSS. The latency rows hold the per-call percentiles with
+//! the worker running and stalled.
 
 use crate::latency::Percentiles;
-use plotters::prelude::*;
+use crate::schemes::SchemeKind;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// One cell of the flood table.
+/// One configuration of the flood table.
 #[derive(Clone, Debug, Serialize)]
 pub struct FloodRow {
     /// Scheme name.
     pub scheme: String,
+    /// Which scheme.
+    pub kind: SchemeKind,
+    /// Whether the scheme is a reference (never waits for readers).
+    pub reference: bool,
     /// Retiring threads.
     pub threads: usize,
-    /// Runs measured (the median is reported).
-    pub runs: usize,
-    /// Median time from start to last free, milliseconds.
-    pub median_ms: f64,
-    /// Objects retired (and freed) per second in the median run, millions.
-    pub mobj_per_sec: f64,
-    /// Throughput divided by the naive call_rcu's at the same thread count.
-    pub vs_call_rcu: Option<f64>,
-    /// Sampled retire-call latency (all runs), nanoseconds.
+    /// Objects retired per run, all threads.
+    pub objects: u64,
+    /// End-to-end nanoseconds per object of each run, in run order.
+    pub e2e_ns_per_op_runs: Vec<f64>,
+    /// The median of `e2e_ns_per_op_runs`: time from the start to the last
+    /// free over objects retired.
+    pub e2e_ns_per_op: f64,
+    /// Sampled retire-call latency over all runs, nanoseconds (timer cost included).
     pub retire_ns: Percentiles,
-    /// Allocations made inside retire calls, per call (all runs).
-    pub allocs_per_retire: f64,
-    /// Largest peak of live heap bytes above the run's start (all runs).
-    pub peak_deferred_bytes: u64,
-    /// Grace periods (epochs) used by the median run, if the scheme counts them.
-    pub grace_periods: Option<u64>,
+    /// Syscalls of the retiring threads over all runs, if counted in every run.
+    pub syscalls: Option<u64>,
+    /// `syscalls` per retire call.
+    pub syscalls_per_op: Option<f64>,
+    /// Memory-management syscalls (the allocator's) among `syscalls`, over all runs.
+    pub memory_syscalls: Option<u64>,
+    /// `memory_syscalls` per retire call.
+    pub memory_syscalls_per_op: Option<f64>,
     /// Share of retire calls (all runs) that missed the fast path, if the scheme has one.
     pub fallback_share: Option<f64>,
+    /// Allocations made inside retire calls, per call (all runs).
+    pub allocs_per_retire: f64,
+    /// Largest peak RSS (VmHWM) of the runs' processes, bytes, if known.
+    pub peak_rss_bytes: Option<u64>,
+    /// Grace periods (epochs) used by the median run, if the scheme counts them.
+    pub grace_periods: Option<u64>,
 }
 
 /// One latency measurement.
@@ -55,6 +67,17 @@ pub struct LatencyRow {
     pub fallback_share: Option<f64>,
 }
 
+/// The timer that timed the sampled calls, and its own cost.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimerReport {
+    /// `"rdtsc (N GHz)"` or `"Instant"`.
+    pub kind: String,
+    /// Cost of the two timer reads around each timed call, nanoseconds.
+    pub overhead_ns: Percentiles,
+    /// The smallest step the clock takes, nanoseconds.
+    pub resolution_ns: f64,
+}
+
 /// Everything one run of the main job measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct Results {
@@ -66,16 +89,24 @@ pub struct Results {
     pub objects: usize,
     /// Loops per thread.
     pub loops: usize,
+    /// Runs (fresh processes) per configuration.
+    pub runs: usize,
+    /// About one retire call in this many was timed.
+    pub sample_every: usize,
     /// The allocator under the counting one: "system" or "mimalloc".
     pub allocator: &'static str,
     /// Whether the counting allocator was installed (allocation columns are meaningful).
     pub counting_allocator: bool,
+    /// How syscalls were counted, or why they were not.
+    pub syscall_counter: String,
+    /// The timer and its cost.
+    pub timer: TimerReport,
     /// The flood table.
     pub flood: Vec<FloodRow>,
     /// The latency table.
     pub latency: Vec<LatencyRow>,
-    /// Cost of the two timer reads around each timed call.
-    pub timer_ns: Percentiles,
+    /// Wall time of the whole job, seconds.
+    pub wall_seconds: f64,
 }
 
 fn percent(share: Option<f64>) -> String {
@@ -86,41 +117,46 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+fn or_na<T>(value: Option<T>, show: impl FnOnce(T) -> String) -> String {
+    value.map_or("n/a".into(), show)
+}
+
 /// The flood table, as aligned text.
 pub fn flood_table(rows: &[FloodRow]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<22} {:>3} {:>9} {:>8} {:>8} {:>7} {:>7} {:>9} {:>8} {:>9} {:>6} {:>9}",
+        "{:<21} {:>3} {:>9} {:>5} {:>6} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>7}",
         "scheme",
         "thr",
-        "Mobj/s",
-        "vs call",
-        "ms",
-        "p50 ns",
-        "p99 ns",
-        "max ns",
+        "e2e ns/op",
+        "p50",
+        "p99",
+        "p99.99",
+        "max",
+        "sysc/1M",
+        "mm/1M",
+        "fallback",
         "alloc/op",
-        "peak MiB",
-        "GPs",
-        "fallback"
+        "RSS MiB"
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<22} {:>3} {:>9.2} {:>8} {:>8.1} {:>7} {:>7} {:>9} {:>8.3} {:>9.2} {:>6} {:>9}",
+            "{:<21} {:>3} {:>9.1} {:>5} {:>6} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8.3} {:>7}",
             r.scheme,
             r.threads,
-            r.mobj_per_sec,
-            r.vs_call_rcu.map_or("-".into(), |v| format!("{v:.2}x")),
-            r.median_ms,
+            r.e2e_ns_per_op,
             r.retire_ns.p50,
             r.retire_ns.p99,
+            r.retire_ns.p9999,
             r.retire_ns.max,
+            or_na(r.syscalls_per_op, |s| format!("{:.1}", s * 1e6)),
+            or_na(r.memory_syscalls_per_op, |s| format!("{:.1}", s * 1e6)),
+            r.fallback_share
+                .map_or("-".into(), |s| format!("{:.1}%", s * 100.0)),
             r.allocs_per_retire,
-            mib(r.peak_deferred_bytes),
-            r.grace_periods.map_or("-".into(), |g| g.to_string()),
-            percent(r.fallback_share),
+            or_na(r.peak_rss_bytes, |b| format!("{:.0}", mib(b))),
         );
     }
     out
@@ -175,80 +211,4 @@ pub fn latency_table(rows: &[LatencyRow], timer: &Percentiles) -> String {
 pub fn write_json(path: &Path, results: &Results) -> std::io::Result<()> {
     let json = serde_json::to_string_pretty(results).map_err(std::io::Error::other)?;
     std::fs::write(path, json + "\n")
-}
-
-/// Writes a grouped bar chart of flood throughput: one group per thread
-/// count, one bar per scheme.
-pub fn write_svg(path: &Path, rows: &[FloodRow]) -> Result<(), Box<dyn std::error::Error>> {
-    let mut threads: Vec<usize> = rows.iter().map(|r| r.threads).collect();
-    threads.sort_unstable();
-    threads.dedup();
-    let mut schemes: Vec<&str> = Vec::new();
-    for r in rows {
-        if !schemes.contains(&r.scheme.as_str()) {
-            schemes.push(&r.scheme);
-        }
-    }
-    let top = rows
-        .iter()
-        .map(|r| r.mobj_per_sec)
-        .fold(0.0, f64::max)
-        .max(1e-9)
-        * 1.15;
-    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Flood: objects retired and freed per second (to the last free), {} allocator",
-                crate::alloc_count::ALLOCATOR
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(-0.5f64..threads.len() as f64 - 0.5, 0f64..top)?;
-    let labels = threads.clone();
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(threads.len() * 2 + 1)
-        .x_label_formatter(&|x| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
-                format!("{} thread(s)", labels[i as usize])
-            } else {
-                String::new()
-            }
-        })
-        .y_desc("million objects / s")
-        .draw()?;
-    let width = 0.8 / schemes.len() as f64;
-    for (k, scheme) in schemes.iter().enumerate() {
-        let color = Palette99::pick(k).to_rgba();
-        let bars: Vec<_> = rows
-            .iter()
-            .filter(|r| r.scheme == *scheme)
-            .filter_map(|r| {
-                let g = threads.iter().position(|&t| t == r.threads)? as f64;
-                let x0 = g - 0.4 + k as f64 * width;
-                Some(Rectangle::new(
-                    [(x0, 0.0), (x0 + width * 0.9, r.mobj_per_sec)],
-                    color.filled(),
-                ))
-            })
-            .collect();
-        chart
-            .draw_series(bars)?
-            .label(*scheme)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.9))
-        .draw()?;
-    root.present()?;
-    Ok(())
 }

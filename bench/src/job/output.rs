@@ -2,6 +2,7 @@
 //! the `--out` directory. A directory that cannot be created ends the job
 //! with status 1; a file that cannot be written is reported and skipped.
 
+use kvfree_rcu_bench::chart;
 use kvfree_rcu_bench::report::{self, Results};
 use std::path::Path;
 
@@ -16,7 +17,11 @@ pub(crate) fn write(out: &Path, results: &Results) {
         Ok(()) => println!("\nwrote {}", json.display()),
         Err(e) => eprintln!("cannot write {}: {e}", json.display()),
     }
-    match report::write_svg(&svg, &results.flood) {
+    let subtitle = format!(
+        "Flood: {} objects x {} loop(s) per thread, {} allocator, {} CPU(s); median of {} fresh-process run(s)",
+        results.objects, results.loops, results.allocator, results.cpus, results.runs
+    );
+    match chart::write_svg(&svg, &results.flood, &subtitle) {
         Ok(()) => println!("wrote {}", svg.display()),
         Err(e) => eprintln!("cannot write {}: {e}", svg.display()),
     }

@@ -32,6 +32,14 @@ impl Progress {
         }
     }
 
+    /// A message that must be seen (a failure), even with `--quiet`.
+    pub(crate) fn println(&self, msg: String) {
+        match &self.bar {
+            Some(bar) => bar.println(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+
     /// One step finished.
     pub(crate) fn done_one(&self) {
         if let Some(bar) = &self.bar {

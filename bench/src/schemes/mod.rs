@@ -101,6 +101,30 @@ impl SchemeKind {
         SchemeKind::value_variants().to_vec()
     }
 
+    /// The schemes the main job runs by default: all but the floor (whose
+    /// flood cost is the direct free's; it stays available by name).
+    pub fn default_set() -> Vec<SchemeKind> {
+        SchemeKind::all()
+            .into_iter()
+            .filter(|&k| k != SchemeKind::Floor)
+            .collect()
+    }
+
+    /// Whether the scheme is a reference (not a valid RCU scheme: it never
+    /// waits for readers), drawn as a line rather than a bar.
+    pub fn is_reference(self) -> bool {
+        matches!(self, SchemeKind::Floor | SchemeKind::Direct)
+    }
+
+    /// The name the command line takes (`kvfree-headed`, ...).
+    pub fn cli_name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .expect("no scheme is skipped")
+            .get_name()
+            .to_owned()
+    }
+
     /// Builds a fresh instance.
     pub fn build(self) -> Box<dyn Scheme> {
         match self {
@@ -145,14 +169,26 @@ pub trait SchemeVisitor {
     fn visit<S: Scheme>(&mut self, scheme: &S);
 }
 
+impl SchemeKind {
+    /// Calls `visitor` with a fresh instance of this scheme, by its
+    /// concrete type.
+    pub fn visit(self, visitor: &mut impl SchemeVisitor) {
+        match self {
+            SchemeKind::KvfreeHeaded => visitor.visit(&KvfreeHeaded::new()),
+            SchemeKind::KvfreeHeadless => visitor.visit(&KvfreeHeadless::new()),
+            SchemeKind::CallRcu => visitor.visit(&CallRcu::new()),
+            SchemeKind::CrossbeamEpoch => visitor.visit(&Epoch::new()),
+            #[cfg(feature = "liburcu")]
+            SchemeKind::Liburcu => visitor.visit(&Urcu::new()),
+            SchemeKind::Floor => visitor.visit(&Floor::new()),
+            SchemeKind::Direct => visitor.visit(&Direct::new()),
+        }
+    }
+}
+
 /// Calls `visitor` with a fresh instance of every scheme, in table order.
 pub fn visit_all(visitor: &mut impl SchemeVisitor) {
-    visitor.visit(&KvfreeHeaded::new());
-    visitor.visit(&KvfreeHeadless::new());
-    visitor.visit(&CallRcu::new());
-    visitor.visit(&Epoch::new());
-    #[cfg(feature = "liburcu")]
-    visitor.visit(&Urcu::new());
-    visitor.visit(&Floor::new());
-    visitor.visit(&Direct::new());
+    for kind in SchemeKind::all() {
+        kind.visit(visitor);
+    }
 }
