@@ -155,6 +155,7 @@ fn main() {
     let service = KvfreeRcu::builder(std::sync::Arc::new(Rcu::global().clone()))
         .low_watermark(1)
         .high_watermark(1)
+        .max_watermark(1)
         .build();
     let park = |n: usize| -> Box<[AtomicPtr<Headed>]> {
         (0..n)

@@ -96,8 +96,12 @@ impl<G: GracePeriod> Builder<G> {
         }
     }
 
-    /// Empty pages each CPU keeps cached; below it the worker refills
-    /// (default 5, the kernel's `rcu_min_cached_objs`).
+    /// The low watermark, in pages per lane: a retire that leaves a lane's
+    /// cache of empty pages below its low mark asks the worker to refill it
+    /// (default 5, the kernel's `rcu_min_cached_objs`). This is the low mark
+    /// at the base target; a lane whose target grew (see
+    /// [`max_watermark`](Self::max_watermark)) asks sooner: its low mark
+    /// grows by half of what its target grew by. In `1..=high_watermark`.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -110,7 +114,13 @@ impl<G: GracePeriod> Builder<G> {
         self
     }
 
-    /// Most empty pages a CPU keeps; drained pages beyond it are freed.
+    /// The base target, in pages per lane (default 16): a refill fills a
+    /// lane's cache up to its target, and drained pages beyond it are freed.
+    /// Every lane starts here; a lane that runs dry (a retire found no page
+    /// on it) doubles its target, up to [`max_watermark`](Self::max_watermark),
+    /// and shrinks back here, halving per drain interval, once it has been
+    /// idle (no retire on it) for a whole interval. In
+    /// `low_watermark..=CACHE_CAPACITY`.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -123,6 +133,29 @@ impl<G: GracePeriod> Builder<G> {
     /// ```
     pub fn high_watermark(mut self, pages: usize) -> Self {
         self.pool.high_watermark = pages;
+        self
+    }
+
+    /// The most a lane's target grows to under a flood, in pages per lane
+    /// (default [`CACHE_CAPACITY`](crate::CACHE_CAPACITY), 128: 512 KiB per
+    /// lane at the most, held only while the lane's traffic needs it). Set
+    /// it to the high watermark to keep every cache at a fixed size (small
+    /// fixed caches make the fallbacks run often, for tests). In
+    /// `high_watermark..=CACHE_CAPACITY`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .lanes(3)
+    ///     .low_watermark(2)
+    ///     .high_watermark(4)
+    ///     .max_watermark(4) // fixed: never grows
+    ///     .build();
+    /// assert_eq!(service.stats().cache_target, 3 * 4);
+    /// ```
+    pub fn max_watermark(mut self, pages: usize) -> Self {
+        self.pool.max_watermark = pages;
         self
     }
 

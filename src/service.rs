@@ -7,8 +7,10 @@
 //!   [`RcuHead`] onto this CPU's head list: it never fails, in any context;
 //! - [`KvfreeRcu::try_kvfree_rcu`] and [`KvfreeRcu::kvfree_rcu_with`] return
 //!   `Err(ptr)` at once: the caller keeps the object and decides;
-//! - [`KvfreeRcu::kvfree_rcu_mightsleep`] waits for a grace period and frees
-//!   inline: ordinary context only, checked by `might_sleep()`.
+//! - [`KvfreeRcu::kvfree_rcu_mightsleep`] allocates a page on the spot (the
+//!   kernel's `can_alloc` path) and, only if that fails, waits for a grace
+//!   period and frees inline: ordinary context only, checked by
+//!   `might_sleep()`.
 //!
 //! Every retire call then reads the worker's wake word, and only the first
 //! one after the worker went idle makes a syscall, to wake it (`wake.rs`);
@@ -372,8 +374,11 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     }
 
     /// Retires a head-less object from **ordinary context**: when no page is
-    /// available it waits for a grace period and drops the object inline.
-    /// Reports [`Violation::SleepInAtomic`] in checked builds when called in
+    /// available it allocates one for this CPU's lane and records the object
+    /// there (the next retires on this CPU use the same page; counted in
+    /// [`Stats::inline_page_allocs`]), and only if that allocation fails does
+    /// it wait for a grace period and drop the object inline (counted in
+    /// [`Stats::freed_inline`]). Reports [`Violation::SleepInAtomic`] in checked builds when called in
     /// atomic context (it always checks, even when a page is available, as
     /// the kernel's `might_sleep()` does), and
     /// [`Violation::WaitForGpInReadSection`] when called inside a read-side
@@ -393,6 +398,7 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// service.barrier();
     /// let stats = service.stats();
     /// assert_eq!(stats.freed + stats.freed_inline, 1);
+    /// assert_eq!(stats.freed_inline, 0); // a page was there, or was allocated
     /// ```
     pub unsafe fn kvfree_rcu_mightsleep<T: Send + 'static>(&self, ptr: NonNull<T>) {
         // SAFETY: contract 1 makes `free_box::<T>` the right free function;
@@ -411,6 +417,11 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         context::might_wait_for_grace_period(&*self.shared.gp);
         if self.shared.push_record(ptr, free).is_err() {
             self.shared.request_refill();
+            // Ordinary context (the caller's contract, as the kernel's
+            // `can_alloc`): a page allocation beats a grace-period wait.
+            if self.shared.push_with_new_page(ptr, free).is_ok() {
+                return;
+            }
             self.shared.gp.synchronize();
             // SAFETY: contract 1 (`free(ptr)` is sound once after a grace
             // period), 2 (unreachable, retired once), and a full grace

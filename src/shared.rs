@@ -273,6 +273,23 @@ impl<G: GracePeriod> Shared<G> {
         self.request_refill();
     }
 
+    /// `kvfree_rcu_mightsleep`'s answer to `NoPage` before it waits for a
+    /// grace period: records `ptr` in a page it allocates now (ordinary
+    /// context only). `Err` only if the allocation failed.
+    pub(crate) fn push_with_new_page(
+        &self,
+        ptr: NonNull<()>,
+        free: FreeFn,
+    ) -> Result<(), pool::AllocError> {
+        let pushed = self.pool.push_with_new_page(ptr, kind_of(free))?;
+        if pushed.refill_wanted {
+            self.request_refill();
+        } else {
+            self.wake.wake_if_idle();
+        }
+        Ok(())
+    }
+
     /// Counts an object `kvfree_rcu_mightsleep` freed inline.
     pub(crate) fn count_inline_free(&self) {
         self.freed_inline.fetch_add(1, Ordering::Relaxed);
@@ -364,6 +381,11 @@ impl<G: GracePeriod> Shared<G> {
             )
         };
         let pass = self.collect_advance_reap(collect);
+        if collect == Some(OpenPages::TakeIdle) {
+            // Once per drain interval: caches of lanes idle since the last
+            // time shrink back toward their base (pool `watermark.rs`).
+            self.pool.relax();
+        }
         RoundReport {
             pages_refilled: refilled.pages,
             refill_failed: refilled.failed,
@@ -428,6 +450,8 @@ impl<G: GracePeriod> Shared<G> {
             pages_allocated: p.pages_allocated,
             pages_live: p.pages_live,
             pages_cached: p.pages_cached,
+            cache_target: p.cache_target,
+            inline_page_allocs: p.inline_pages,
             refill_requests: p.refill_requests,
             alloc_failures: p.alloc_failures,
             grace_periods: self.gp.grace_periods(),

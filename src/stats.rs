@@ -26,8 +26,12 @@ pub struct Stats {
     pub freed: u64,
     /// Objects queued and not yet freed.
     pub pending: u64,
-    /// Objects `kvfree_rcu_mightsleep` freed inline after `synchronize()`.
+    /// Objects `kvfree_rcu_mightsleep` freed inline after `synchronize()`
+    /// (no page, and allocating one failed).
     pub freed_inline: u64,
+    /// Pages `kvfree_rcu_mightsleep` allocated on the spot because no page
+    /// was available (also counted in `pages_allocated`).
+    pub inline_page_allocs: u64,
     /// `try_kvfree_rcu`/`kvfree_rcu_with` calls that returned `Err`.
     pub try_failed: u64,
     /// Pages allocated since creation.
@@ -36,6 +40,10 @@ pub struct Stats {
     pub pages_live: u64,
     /// Empty pages cached for the retire path.
     pub pages_cached: u64,
+    /// Empty pages the caches are filled up to, summed over the lanes: the
+    /// base is lanes x `high_watermark`; a lane that runs dry doubles its
+    /// share (up to `max_watermark`) and an idle one shrinks back.
+    pub cache_target: u64,
     /// Times the retire path asked for a refill.
     pub refill_requests: u64,
     /// Page allocations that failed (real or injected).

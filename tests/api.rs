@@ -69,6 +69,9 @@ fn head_list_fallback_frees_through_the_embedded_head() {
     let p = counted(&DROPS);
     // SAFETY: as above; Err hands it back.
     let p = unsafe { s.try_kvfree_rcu(p) }.expect_err("no page");
+    // No page, and the page the sleeping variant would allocate fails too:
+    // it waits for a grace period and frees inline.
+    s.inject_alloc_failures(1);
     // SAFETY: ours again.
     unsafe { s.kvfree_rcu_mightsleep(p) };
     assert_eq!(s.stats().freed_inline, 1);

@@ -71,6 +71,7 @@ fn allocation_failures_injected_while_many_threads_retire_lose_nothing_then_reco
         KvfreeRcu::builder(Arc::new(Rcu::new()))
             .low_watermark(2)
             .high_watermark(4)
+            .max_watermark(4)
             .max_refill_backoff(std::time::Duration::from_millis(4))
             .build(),
     );

@@ -46,6 +46,12 @@ fn service(rcu: Arc<Rcu>) -> KvfreeRcu {
         .lanes(1)
         .low_watermark(1)
         .high_watermark(1)
+        .max_watermark(1)
+        // Rounds must not depend on the wall clock, or the model is not
+        // deterministic: with a short interval the build's first round
+        // seals and relaxes the pool only when the build happened to take
+        // longer than the interval (seen with the models run in parallel).
+        .drain_interval(std::time::Duration::from_secs(10))
         .build()
 }
 

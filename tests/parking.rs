@@ -36,17 +36,34 @@ fn flush_retires_through_a_page_when_one_is_available() {
 }
 
 #[test]
-fn flush_frees_inline_when_no_page_is_available() {
+fn flush_allocates_a_page_or_frees_inline_when_no_page_is_available() {
     let counter = DropCounter::leak();
     let service = manual();
     let parking = Parking::with_capacity(3);
-    for i in 0..3 {
-        // SAFETY: from Box::leak, unpublished, retired once.
-        unsafe { parking.park(Plain::boxed(i, counter)) }.expect("a free slot");
-    }
-    service.shrink(); // a manual service refills only in its rounds: none here
+    let park_three = |first: u64| {
+        for i in first..first + 3 {
+            // SAFETY: from Box::leak, unpublished, retired once.
+            unsafe { parking.park(Plain::boxed(i, counter)) }.expect("a free slot");
+        }
+    };
+    park_three(0);
+    // A manual service refills only in its rounds: none here. Empty the
+    // caches and seal the open pages, so no page is left at all.
+    service.barrier();
+    service.shrink();
+    // No page: the flush allocates one (ordinary context), no grace-period wait.
     assert_eq!(parking.flush(&service), 3);
-    assert_eq!(counter.dropped(), 3, "freed inline after a grace period");
+    let s = service.stats();
+    assert_eq!((s.freed_inline, s.inline_page_allocs), (0, 1), "{s:?}");
+    service.barrier();
+    assert_eq!(counter.dropped(), 3);
+    // No page and the allocation fails: freed inline after a grace period.
+    park_three(3);
+    service.barrier();
+    service.shrink();
+    service.inject_alloc_failures(3);
+    assert_eq!(parking.flush(&service), 3);
+    assert_eq!(counter.dropped(), 6, "freed inline after a grace period");
     assert_eq!(service.stats().freed_inline, 3);
 }
 
@@ -76,6 +93,7 @@ fn parking_and_flushing_race_without_loss_or_double_free() {
         KvfreeRcu::builder(Rcu::global())
             .low_watermark(1)
             .high_watermark(1)
+            .max_watermark(1)
             .build(),
     );
     let parking = Arc::new(Parking::with_capacity(16));

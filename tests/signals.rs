@@ -300,6 +300,7 @@ fn signal_handlers_retire_while_the_thread_is_retiring_allocating_or_locked() {
     let service = KvfreeRcu::builder(rcu.clone())
         .low_watermark(2)
         .high_watermark(4)
+        .max_watermark(4)
         .build();
     let state = RetireState {
         rcu: rcu.clone(),

@@ -1,17 +1,22 @@
 //! Pool configuration: the per-lane cache watermarks and the lane count.
 //!
-//! The low watermark is when to ask for pages: a push that leaves its lane's
-//! cache below it asks for a refill, and [`Pool::refill`](crate::Pool::refill)
-//! tops up every lane below it. The high watermark is how far: a refill fills
-//! such a lane's cache up to it, and [`Pool::recycle`](crate::Pool::recycle)
-//! keeps at most that many, freeing the rest. Both are bounded by
-//! [`CACHE_CAPACITY`], the fixed size of the cache array (a push never
-//! allocates, so the cache cannot grow).
+//! Each lane's cache has a *target*, the pages a refill fills it up to and
+//! [`Pool::recycle`](crate::Pool::recycle) keeps at most (freeing the rest),
+//! and a *low mark*: a push that leaves fewer cached pages asks for a
+//! refill, and [`Pool::refill`](crate::Pool::refill) tops up the lanes below
+//! it. Both adapt to the lane's traffic (`watermark.rs`): the target starts
+//! at the high watermark (the base), doubles when the lane runs dry, up to
+//! the max watermark, and halves back toward the base once the lane is idle;
+//! the low mark is the low watermark at the base and grows by half of what
+//! the target grows by. All three are bounded by [`CACHE_CAPACITY`], the
+//! fixed size of the cache array (a push never allocates, so the cache
+//! cannot grow past it). `max_watermark == high_watermark` fixes the target.
 //!
 //! Every value is checked by [`Pool::new`](crate::Pool::new), in every build:
 //! a low watermark of 0 would never ask for a page (every push would fail),
 //! a high watermark below the low one would make each refill stop short of
-//! what was asked, and a lane count of 0 or above [`MAX_LANES`] has no pool
+//! what was asked, a max watermark below the high one would cap the target
+//! below its start, and a lane count of 0 or above [`MAX_LANES`] has no pool
 //! (or a useless one of megabytes). The error names the field and its range.
 
 use crate::CACHE_CAPACITY;
@@ -31,8 +36,8 @@ pub const MAX_LANES: usize = 1 << 16;
 
 /// How a [`Pool`](crate::Pool) is sized.
 ///
-/// Allowed values: `1 <= low_watermark <= high_watermark <= CACHE_CAPACITY`
-/// and `lanes` in `1..=MAX_LANES` (or `None`).
+/// Allowed values: `1 <= low_watermark <= high_watermark <= max_watermark
+/// <= CACHE_CAPACITY` and `lanes` in `1..=MAX_LANES` (or `None`).
 ///
 /// # Example
 /// ```
@@ -45,15 +50,23 @@ pub const MAX_LANES: usize = 1 << 16;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// When to ask for pages: a push that leaves its lane's cache below it
-    /// asks for a refill, and [`Pool::refill`](crate::Pool::refill) tops up
-    /// the lanes below it. In `1..=high_watermark`.
+    /// When to ask for pages, at the base target: a push that leaves its
+    /// lane's cache below the lane's low mark asks for a refill, and
+    /// [`Pool::refill`](crate::Pool::refill) tops up the lanes below theirs.
+    /// A lane's low mark is this plus half of what its target grew by above
+    /// the base. In `1..=high_watermark`.
     pub low_watermark: usize,
-    /// How many empty pages per lane [`Pool::refill`](crate::Pool::refill)
-    /// fills a low cache up to, and [`Pool::recycle`](crate::Pool::recycle)
-    /// keeps at most (the rest are freed). In
-    /// `low_watermark..=CACHE_CAPACITY`.
+    /// The base target: how many empty pages per lane
+    /// [`Pool::refill`](crate::Pool::refill) fills a low cache up to, and
+    /// [`Pool::recycle`](crate::Pool::recycle) keeps at most (the rest are
+    /// freed), until the lane runs dry; then its target doubles, up to
+    /// `max_watermark`, and [`Pool::relax`](crate::Pool::relax) brings it
+    /// back here once the lane is idle. In `low_watermark..=CACHE_CAPACITY`.
     pub high_watermark: usize,
+    /// The most a lane's target grows to under a flood (pages per lane). In
+    /// `high_watermark..=CACHE_CAPACITY`; equal to `high_watermark`, the
+    /// targets stay fixed.
+    pub max_watermark: usize,
     /// Number of lanes, in `1..=MAX_LANES`; `None`: two lanes per possible
     /// CPU (`sysconf(_SC_NPROCESSORS_CONF)`, at most [`MAX_LANES`] in all),
     /// or 2 in all under loom and Miri.
@@ -61,12 +74,15 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// Low watermark 5 (1 under loom and Miri), high watermark
-    /// [`CACHE_CAPACITY`], two lanes per possible CPU.
+    /// Low watermark 5 and high watermark 16 (the base: the kernel's
+    /// `rcu_min_cached_objs` pages, and room for a flood between two
+    /// refills), max watermark [`CACHE_CAPACITY`], two lanes per possible
+    /// CPU. Under loom and Miri: 1, 2 and 2.
     fn default() -> Self {
         Config {
             low_watermark: if crate::sync::SMALL { 1 } else { 5 },
-            high_watermark: CACHE_CAPACITY,
+            high_watermark: if crate::sync::SMALL { 2 } else { 16 },
+            max_watermark: CACHE_CAPACITY,
             lanes: None,
         }
     }
@@ -89,6 +105,14 @@ impl Config {
             return Err(ConfigError::HighWatermark {
                 value: high,
                 min: low,
+                max: CACHE_CAPACITY,
+            });
+        }
+        let max = self.max_watermark;
+        if !(high..=CACHE_CAPACITY).contains(&max) {
+            return Err(ConfigError::MaxWatermark {
+                value: max,
+                min: high,
                 max: CACHE_CAPACITY,
             });
         }
@@ -145,6 +169,15 @@ pub enum ConfigError {
         /// The largest value allowed ([`CACHE_CAPACITY`]).
         max: usize,
     },
+    /// `max_watermark` is outside `high_watermark..=CACHE_CAPACITY`.
+    MaxWatermark {
+        /// The value given.
+        value: usize,
+        /// The smallest value allowed (the high watermark given).
+        min: usize,
+        /// The largest value allowed ([`CACHE_CAPACITY`]).
+        max: usize,
+    },
     /// `lanes` is outside `1..=MAX_LANES`.
     Lanes {
         /// The value given.
@@ -162,6 +195,7 @@ impl ConfigError {
         match self {
             ConfigError::LowWatermark { .. } => "low_watermark",
             ConfigError::HighWatermark { .. } => "high_watermark",
+            ConfigError::MaxWatermark { .. } => "max_watermark",
             ConfigError::Lanes { .. } => "lanes",
         }
     }
@@ -171,6 +205,7 @@ impl ConfigError {
         match *self {
             ConfigError::LowWatermark { value, min, max }
             | ConfigError::HighWatermark { value, min, max }
+            | ConfigError::MaxWatermark { value, min, max }
             | ConfigError::Lanes { value, min, max } => (value, min, max),
         }
     }
@@ -191,6 +226,9 @@ impl fmt::Display for ConfigError {
             ConfigError::HighWatermark { .. } => {
                 f.write_str(" (from the low watermark to the cache capacity)")
             }
+            ConfigError::MaxWatermark { .. } => {
+                f.write_str(" (from the high watermark to the cache capacity)")
+            }
             _ => Ok(()),
         }
     }
@@ -209,6 +247,7 @@ mod tests {
         let config = |low, high, lanes| Config {
             low_watermark: low,
             high_watermark: high,
+            max_watermark: CACHE_CAPACITY,
             lanes,
         };
         let cap = CACHE_CAPACITY;
@@ -251,6 +290,30 @@ mod tests {
                 format!("pool high_watermark must be in 1..={cap}, got {}", cap + 1),
             ),
             (
+                Config {
+                    max_watermark: 1,
+                    ..config(1, 2, None)
+                },
+                ConfigError::MaxWatermark {
+                    value: 1,
+                    min: 2,
+                    max: cap,
+                },
+                format!("pool max_watermark must be in 2..={cap}, got 1"),
+            ),
+            (
+                Config {
+                    max_watermark: cap + 1,
+                    ..config(1, 2, None)
+                },
+                ConfigError::MaxWatermark {
+                    value: cap + 1,
+                    min: 2,
+                    max: cap,
+                },
+                format!("pool max_watermark must be in 2..={cap}, got {}", cap + 1),
+            ),
+            (
                 config(1, 1, Some(0)),
                 ConfigError::Lanes {
                     value: 0,
@@ -284,6 +347,10 @@ mod tests {
             config(1, 1, Some(1)),
             config(cap, cap, Some(MAX_LANES)),
             config(1, cap, None),
+            Config {
+                max_watermark: 1,
+                ..config(1, 1, None)
+            },
         ] {
             // Checked without building: MAX_LANES lanes take megabytes.
             config

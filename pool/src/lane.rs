@@ -1,46 +1,100 @@
-//! A per-CPU lane: the open page, a cache of empty pages, a push counter.
+//! A per-CPU lane: the open page, a cache of empty pages, the lane owner's
+//! counters, and the low mark that tells a push when to ask for pages.
 //!
 //! `open` holds null (no open page), the open page, or [`BUSY`]. Whoever swaps
-//! `BUSY` in owns the lane (its open page and its `pushed` counter) until it
-//! stores a page or null back; producers and the consumer take a lane the same
-//! way, and a party that finds `BUSY` goes elsewhere instead of waiting. The
-//! swap is `Acquire` and the store back `Release`, so each owner sees all the
-//! writes the previous owner made to the page and the counter.
+//! `BUSY` in owns the lane (its open page, its `pushed` and `dry` counters
+//! and its `next_pop` hint) until it stores a page or null back; producers
+//! and the consumer take a lane the same way, and a party that finds `BUSY`
+//! goes elsewhere instead of waiting. The swap is `Acquire` and the store
+//! back `Release`, so each owner sees all the writes the previous owner made
+//! to the page, the counters and the hint.
 //!
-//! The cache is an array of words, each null or an empty page. The owner of
-//! the lane takes a page with `swap(null)` (`Acquire`); the consumer puts one
-//! with `compare_exchange(null, page)` (`Release`) and `shrink` takes them
-//! with `swap(null)` too, without owning the lane. Each swap and CAS moves a
-//! page between exactly two parties, so a cached page always has one owner.
-//! Cache entries are independent of `open`, so the consumer can refill a lane
-//! whose owner is preempted mid-push.
+//! The cache is an array of words, each null or an empty page, plus a count.
+//! The owner of the lane takes a page with `swap(null)` (`Acquire`); the
+//! consumer puts one with `compare_exchange(null, page)` (`Release`), and
+//! `relax`, `shrink` and `Drop` take them with `swap(null)` too, without
+//! owning the lane. Each swap and CAS moves a page between exactly two
+//! parties, so a cached page always has one owner. Cache entries are
+//! independent of `open`, so the consumer can refill a lane whose owner is
+//! preempted mid-push.
+//!
+//! # The count
+//! `count` is a hint, never an owner of anything: the consumer adds one
+//! *before* its CAS puts a page (and takes it back if no entry was free),
+//! and whoever swaps a page out subtracts one *after* its swap. The CAS is
+//! `Release` and the swap that reads it `Acquire`, so each page's increment
+//! happens before its decrement, and by write-write coherence it comes
+//! first in the count's modification order: the count never wraps below
+//! zero, and it is exact when no put or take is in progress (in between it
+//! may count a page being put or taken). It makes the two questions the push path
+//! asks O(1): "is the cache empty?" (one load) and "how many are left?"
+//! (the value the decrement returns), instead of a scan of the whole array
+//! (`CACHE_CAPACITY` entries, up to 16 cache lines). A stale read costs a
+//! hint (one `NoPage`, or one refill request too many or too few), never a
+//! page.
+//!
+//! # Layout
+//! The words a push writes on every call (`open`, `pushed`) and on every
+//! page switch (`next_pop`) sit in the first cache line, with the words it
+//! writes or reads rarely (`dry`, `low_mark`); the cache, which the consumer
+//! writes on every refill, starts on a line of its own, so a refill does not
+//! take the hot line away from the producer.
 
 use crate::CACHE_CAPACITY;
 use crate::page::Page;
 use crate::sync::{
-    AtomicPtr, AtomicU64,
+    AtomicPtr, AtomicU64, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
 use core::ptr::{self, NonNull};
+use crossbeam_utils::CachePadded;
 
 /// The `open` value meaning "owned by someone right now". Pages are
 /// 4096-aligned, so address 1 is never a page.
 pub(crate) const BUSY: *mut Page = ptr::without_provenance_mut(1);
 
 /// One per-CPU lane (see the module doc).
+#[repr(C)]
 pub(crate) struct Lane {
     open: AtomicPtr<Page>,
     /// Records pushed through this lane; written only by the lane's owner.
     pushed: AtomicU64,
-    cache: [AtomicPtr<Page>; CACHE_CAPACITY],
+    /// Where the owner's next look for a cached page starts (the entry after
+    /// the one it took last); written only by the lane's owner. A hint: the
+    /// consumer fills the lowest free entries, so the pages usually follow.
+    next_pop: AtomicUsize,
+    /// Pushes that found this lane dry (no room in the open page and no
+    /// cached page); written only by the lane's owner, read by the consumer
+    /// to grow the lane's target (`watermark.rs`).
+    dry: AtomicU64,
+    /// A push that leaves fewer cached pages than this asks for a refill.
+    /// Written by the consumer when the lane's target changes
+    /// (`watermark.rs`), read by the lane's owner on a page switch.
+    low_mark: AtomicUsize,
+    cache: CachePadded<Cache>,
+}
+
+/// The cache of empty pages (see "The count" in the module doc).
+struct Cache {
+    /// The pages in `entries`, counting those being put or taken; exact
+    /// when no put or take is in progress.
+    count: AtomicUsize,
+    entries: [AtomicPtr<Page>; CACHE_CAPACITY],
 }
 
 impl Lane {
-    pub(crate) fn new() -> Lane {
+    /// An empty lane that asks for pages below `low_mark` cached.
+    pub(crate) fn new(low_mark: usize) -> Lane {
         Lane {
             open: AtomicPtr::new(ptr::null_mut()),
             pushed: AtomicU64::new(0),
-            cache: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            next_pop: AtomicUsize::new(0),
+            dry: AtomicU64::new(0),
+            low_mark: AtomicUsize::new(low_mark),
+            cache: CachePadded::new(Cache {
+                count: AtomicUsize::new(0),
+                entries: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            }),
         }
     }
 
@@ -49,7 +103,8 @@ impl Lane {
     #[inline(always)]
     pub(crate) fn take(&self) -> *mut Page {
         // Acquire: pairs with the Release store in `release`, so the previous
-        // owner's writes to the page and the counter happen before ours.
+        // owner's writes to the page, the counters and the hint happen
+        // before ours.
         self.open.swap(BUSY, Acquire)
     }
 
@@ -58,8 +113,8 @@ impl Lane {
     #[inline(always)]
     pub(crate) fn release(&self, open: *mut Page) {
         debug_assert_ne!(open, BUSY);
-        // Release: publishes our writes to the page and the counter; pairs
-        // with the Acquire swap in `take`.
+        // Release: publishes our writes to the page, the counters and the
+        // hint; pairs with the Acquire swap in `take`.
         //
         // Natively a plain store suffices: while we own the lane every other
         // access to `open` is a swap writing BUSY over BUSY, and an RMW reads
@@ -90,71 +145,151 @@ impl Lane {
 
     /// Records pushed through this lane.
     pub(crate) fn pushed(&self) -> u64 {
-        // Relaxed: a statistic for `stats`, ordered with nothing.
+        // Relaxed: a statistic, and the consumer's idle test: "did the
+        // count move since I last looked" needs some recent value only.
         self.pushed.load(Relaxed)
+    }
+
+    /// Counts a push that found this lane dry. The caller must own the lane
+    /// (the only writer, as in `count_push`).
+    #[inline]
+    pub(crate) fn count_dry(&self) {
+        // Relaxed: as in `count_push`; the consumer only compares values.
+        let dry = self.dry.load(Relaxed);
+        self.dry.store(dry + 1, Relaxed);
+    }
+
+    /// Pushes that found this lane dry so far.
+    pub(crate) fn dry_events(&self) -> u64 {
+        // Relaxed: a hint for the watermark policy; a stale value delays a
+        // growth by one refill.
+        self.dry.load(Relaxed)
+    }
+
+    /// The lane's low mark: a push that leaves fewer cached pages asks for a
+    /// refill.
+    #[inline]
+    pub(crate) fn low_mark(&self) -> usize {
+        // Relaxed: a hint written by the consumer; the old value for a
+        // while costs a refill request too early or too late.
+        self.low_mark.load(Relaxed)
+    }
+
+    /// Sets the low mark (consumer side, when the lane's target changes).
+    pub(crate) fn set_low_mark(&self, low_mark: usize) {
+        // Relaxed: as in `low_mark`. Only stored when it changes, so the
+        // producer's line is not taken away on every refill.
+        if self.low_mark.load(Relaxed) != low_mark {
+            self.low_mark.store(low_mark, Relaxed);
+        }
     }
 
     /// Takes an empty page from the cache, owned by the caller from now on,
     /// and counts the pages left (a hint: the consumer may be adding some).
-    /// Used by the lane's owner on the push path: loads, one swap, no loop
-    /// that could spin.
+    /// Used by the lane's owner on the push path: one load when the cache is
+    /// empty; otherwise loads from where the last one was found (usually
+    /// one), one swap and one decrement. No loop that could spin: at most
+    /// one pass over the entries.
     #[inline]
     pub(crate) fn pop_cached(&self) -> Option<(NonNull<Page>, usize)> {
-        let mut entries = self.cache.iter();
-        let page = loop {
-            let entry = entries.next()?;
+        // Relaxed: a hint (module doc, "The count"): 0 means no page, unless
+        // one is being put right now, which costs this push a `NoPage`.
+        if self.cache.count.load(Relaxed) == 0 {
+            return None;
+        }
+        // Relaxed: our own hint (the owner is its only writer, ordered for
+        // the next owner by take/release).
+        let start = self.next_pop.load(Relaxed);
+        let mut index = if start < CACHE_CAPACITY { start } else { 0 };
+        for _ in 0..CACHE_CAPACITY {
+            let entry = &self.cache.entries[index];
+            index += 1;
+            if index == CACHE_CAPACITY {
+                index = 0;
+            }
             // Relaxed: only a hint to skip empty entries without a
             // read-modify-write; the swap below decides.
             if entry.load(Relaxed).is_null() {
                 continue;
             }
             // Acquire: pairs with the Release CAS in `put_cached`, so the
-            // consumer's initialisation of the page happens before our writes.
+            // consumer's initialisation of the page (and its increment of
+            // the count) happens before our writes (and our decrement).
             if let Some(page) = NonNull::new(entry.swap(ptr::null_mut(), Acquire)) {
-                break page;
+                // Relaxed: our own hint, as above.
+                self.next_pop.store(index, Relaxed);
+                let before = self.count_out();
+                return Some((page, before - 1));
             }
-        };
-        // Relaxed: a count for the refill hint only.
-        let left = entries.filter(|e| !e.load(Relaxed).is_null()).count();
-        Some((page, left))
+        }
+        None
     }
 
-    /// Puts an empty page, owned by the caller, into a free cache entry.
-    /// Returns the page back if every entry is taken.
-    pub(crate) fn put_cached(&self, page: NonNull<Page>) -> Result<(), NonNull<Page>> {
-        for entry in &self.cache {
-            // Release: publishes the page's initialisation or reset to
-            // whoever takes it: the Acquire swap in `pop_cached` (a producer)
-            // or in `take_cached` (`shrink` or `Drop`, which free it).
+    /// Subtracts one page from the count after a swap took it; returns the
+    /// count before.
+    fn count_out(&self) -> usize {
+        // Relaxed: a hint; the count never goes below zero because the
+        // page's increment happens before this (module doc, "The count").
+        let before = self.cache.count.fetch_sub(1, Relaxed);
+        // Checked in the loom models too (built without debug assertions).
+        #[cfg(kvfree_loom)]
+        assert!(before > 0, "cache count below zero");
+        debug_assert!(before > 0, "cache count below zero");
+        before
+    }
+
+    /// Puts an empty page, owned by the caller, into a free cache entry at or
+    /// after index `from`. Returns the index after the entry used (where the
+    /// caller's next put may start: the consumer fills lanes in order), or
+    /// the page back if every entry from `from` on is taken.
+    pub(crate) fn put_cached(
+        &self,
+        page: NonNull<Page>,
+        from: usize,
+    ) -> Result<usize, NonNull<Page>> {
+        // Relaxed: counted before the CAS publishes the page, so the count
+        // never falls below the pages cached (module doc, "The count").
+        self.cache.count.fetch_add(1, Relaxed);
+        for (index, entry) in self.cache.entries.iter().enumerate().skip(from) {
+            // Relaxed: a hint to skip taken entries without a CAS.
+            if !entry.load(Relaxed).is_null() {
+                continue;
+            }
+            // Release: publishes the page's initialisation or reset (and the
+            // increment above) to whoever takes it: the Acquire swap in
+            // `pop_cached` (a producer) or in `take_cached` (`relax`,
+            // `shrink` or `Drop`, which free it).
             if entry
                 .compare_exchange(ptr::null_mut(), page.as_ptr(), Release, Relaxed)
                 .is_ok()
             {
-                return Ok(());
+                return Ok(index + 1);
             }
         }
+        // Relaxed: our own increment above, taken back.
+        self.cache.count.fetch_sub(1, Relaxed);
         Err(page)
     }
 
-    /// Takes one cached page, if any, without owning the lane (`shrink`,
-    /// `Drop`).
+    /// Takes one cached page, if any, without owning the lane (`relax`,
+    /// `shrink`, `Drop`).
     pub(crate) fn take_cached(&self) -> Option<NonNull<Page>> {
-        self.cache.iter().find_map(|entry| {
+        let page = self.cache.entries.iter().find_map(|entry| {
             // Relaxed: a hint, as in `pop_cached`.
             if entry.load(Relaxed).is_null() {
                 return None;
             }
             // Acquire: pairs with the Release CAS in `put_cached`.
             NonNull::new(entry.swap(ptr::null_mut(), Acquire))
-        })
+        })?;
+        self.count_out();
+        Some(page)
     }
 
-    /// Pages in the cache (a snapshot).
+    /// Pages in the cache, counting those being put or taken: exact when no
+    /// put or take is in progress (module doc, "The count").
     pub(crate) fn cached(&self) -> usize {
-        // Relaxed: a count; no page is accessed through these loads.
-        self.cache
-            .iter()
-            .filter(|e| !e.load(Relaxed).is_null())
-            .count()
+        // Relaxed: a count; no page is accessed through it.
+        self.cache.count.load(Relaxed)
     }
 }

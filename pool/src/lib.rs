@@ -6,7 +6,11 @@
 //! it is lock-free, reentrant and migration-safe. One consumer, in ordinary
 //! context, collects full pages ([`Pool::take_sealed`]), seals the open ones
 //! ([`Pool::seal_open`]), refills the per-CPU caches of empty pages
-//! ([`Pool::refill`]) and gives drained pages back ([`Pool::recycle`]).
+//! ([`Pool::refill`]), gives drained pages back ([`Pool::recycle`]) and
+//! lets idle caches shrink ([`Pool::relax`]). Each lane's cache adapts to
+//! its traffic: it grows when the lane runs dry and shrinks back when the
+//! lane is idle (`watermark.rs`). A caller in ordinary context whose push
+//! found no page can allocate one on the spot ([`Pool::push_with_new_page`]).
 //!
 //! # The protocol (docs/DESIGN.md, section 2)
 //!
@@ -20,7 +24,8 @@
 //!   stores a page (or null) back with `Release`. A party that finds `BUSY`
 //!   moves on to another lane: nobody ever waits for a producer.
 //! - Each lane has a cache of empty pages: producers take one with
-//!   `swap(null)`, the consumer puts one with a CAS from null.
+//!   `swap(null)`, the consumer puts one with a CAS from null; a count
+//!   beside it is only a hint (`lane.rs`).
 //! - Full pages are handed off on a Treiber list (`hand_off.rs`) that the
 //!   consumer takes whole.
 //! - A page (`page.rs`) stores records as a run-length stream: `MARKER, kind` when the
@@ -72,12 +77,14 @@ mod page;
 mod page_list;
 mod pool;
 mod push;
+mod push_new_page;
 mod refill;
 mod seal;
 mod stats;
 mod sync;
 #[cfg(all(test, not(kvfree_loom)))]
 mod test_support;
+mod watermark;
 
 pub use config::{Config, ConfigError, MAX_LANES};
 #[cfg(any(miri, kvfree_loom))]
@@ -117,16 +124,19 @@ pub const RECORDS_PER_PAGE: usize = 502;
 /// ```
 pub const USABLE_RECORDS: usize = if sync::SMALL { 6 } else { RECORDS_PER_PAGE };
 
-/// Entries in each lane's cache of empty pages; the upper bound of the high
-/// watermark. 16 normally, 2 under loom and Miri (`sync::SMALL`).
+/// Entries in each lane's cache of empty pages: the most a lane's target
+/// can grow to (the upper bound of every watermark). 128 normally (512 KiB
+/// of pages, about 64 000 records, per lane at the most), 2 under loom and
+/// Miri (`sync::SMALL`). A lane caches that many only while its traffic
+/// needs them (`watermark.rs`).
 ///
 /// ```
 /// use kvfree_rcu_pool::{CACHE_CAPACITY, Config, Pool};
 /// let mut too_high = Config::default();
-/// too_high.high_watermark = CACHE_CAPACITY + 1;
+/// too_high.max_watermark = CACHE_CAPACITY + 1;
 /// assert!(Pool::new(too_high).is_err());
 /// ```
-pub const CACHE_CAPACITY: usize = if sync::SMALL { 2 } else { 16 };
+pub const CACHE_CAPACITY: usize = if sync::SMALL { 2 } else { 128 };
 
 /// The number of possible CPUs as the pool counts them (2 under loom and
 /// Miri): every [`current_cpu`] is below it. Ordinary context (a syscall or

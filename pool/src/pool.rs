@@ -1,11 +1,13 @@
-//! The pool itself: its lanes, the hand-off list of full pages, the
-//! counters, and the `dry` hint; construction, and `Drop`, which frees every
-//! page once.
+//! The pool itself: its lanes, the consumer's per-lane targets, the
+//! hand-off list of full pages, the counters, and the `dry` hint;
+//! construction, and `Drop`, which frees every page once.
 //!
 //! Producers call [`Pool::push`] (`push.rs`) from any context. Everything
 //! else is the consumer's, in ordinary context: taking full and open pages
-//! (`seal.rs`), and the supply of empty pages (`refill.rs`: refill, recycle,
-//! shrink). Several consumers at once are safe too (each operation moves
+//! (`seal.rs`), the supply of empty pages (`refill.rs`: refill, recycle,
+//! shrink) and the adaptive targets (`watermark.rs`: relax). A caller in
+//! ordinary context may also push through a page it allocates itself
+//! (`push_new_page.rs`). Several consumers at once are safe too (each operation moves
 //! pages with a swap or a CAS), but the service runs one.
 //!
 //! # Ownership
@@ -21,6 +23,7 @@ use crate::hand_off::HandOff;
 use crate::lane::{BUSY, Lane};
 use crate::stats::Counters;
 use crate::sync::{AtomicBool, AtomicUsize};
+use crate::watermark::LaneTarget;
 use core::fmt;
 use core::ptr::{self, NonNull};
 use crossbeam_utils::CachePadded;
@@ -42,6 +45,9 @@ use crossbeam_utils::CachePadded;
 /// ```
 pub struct Pool {
     pub(crate) lanes: Box<[CachePadded<Lane>]>,
+    /// The consumer's state for each lane, by the same index (its own
+    /// allocation: producers never touch it).
+    pub(crate) targets: Box<[LaneTarget]>,
     pub(crate) sealed: CachePadded<HandOff>,
     pub(crate) counters: CachePadded<Counters>,
     /// Page allocations still to fail (fault injection).
@@ -61,8 +67,9 @@ pub struct Pool {
 impl Pool {
     /// Creates a pool with empty caches (call [`Pool::refill`] before the
     /// first push). Fails, naming the field and its range, unless
-    /// `1 <= low_watermark <= high_watermark <= CACHE_CAPACITY` and `lanes`
-    /// is `None` or in `1..=MAX_LANES` (see [`Config`]).
+    /// `1 <= low_watermark <= high_watermark <= max_watermark <=
+    /// CACHE_CAPACITY` and `lanes` is `None` or in `1..=MAX_LANES` (see
+    /// [`Config`]).
     ///
     /// ```
     /// use kvfree_rcu_pool::{Config, Pool};
@@ -75,7 +82,12 @@ impl Pool {
         let config = config.validate()?;
         let lanes = config.lanes.unwrap_or(1);
         Ok(Pool {
-            lanes: (0..lanes).map(|_| CachePadded::new(Lane::new())).collect(),
+            lanes: (0..lanes)
+                .map(|_| CachePadded::new(Lane::new(config.low_watermark)))
+                .collect(),
+            targets: (0..lanes)
+                .map(|_| LaneTarget::new(config.high_watermark))
+                .collect(),
             sealed: CachePadded::new(HandOff::new()),
             counters: CachePadded::new(Counters::new()),
             failures_to_inject: AtomicUsize::new(0),

@@ -11,15 +11,17 @@
 //! for each lane, starting at ours (our CPU's lane at our rank):
 //!     open = lane.open.swap(BUSY, Acquire)        // BUSY: owned by someone, try the next
 //!     if open is null or full for this record: page = pop a cached page
-//!         none: lane.open.store(open, Release); try the next lane (this one is dry)
+//!         none: count a dry event (the lane's own counter: the refill grows
+//!               its target); lane.open.store(open, Release); try the next lane
 //!     write the record(s); hand the full page off
 //!     lane.open.store(page, Release)
 //! every lane BUSY or dry: return NoPage
 //! ```
 //! The loop is bounded by the lane count, nothing waits on anyone, and a
 //! signal handler that interrupts a push finds our lane `BUSY` and uses
-//! another: lock-free, reentrant, migration-safe. Allocation happens only in
-//! [`Pool::refill`].
+//! another: lock-free, reentrant, migration-safe. Allocation happens only on
+//! the consumer's side ([`Pool::refill`]) and in [`Pool::push_with_new_page`]
+//! (ordinary context, `push_new_page.rs`).
 
 use crate::lane::{BUSY, Lane};
 use crate::page::Page;
@@ -61,11 +63,7 @@ impl Pool {
             return Err(NoPage);
         }
         let lanes = self.lanes.len();
-        // Our CPU's lane in our lane: lanes are `cpus` lanes apart.
-        let mut index = cpu::current() + cpu::lane_rank() * self.cpus;
-        if index >= lanes {
-            index %= lanes;
-        }
+        let mut index = self.first_lane();
         let mut all_dry = true;
         for _ in 0..lanes {
             let lane = &self.lanes[index];
@@ -94,6 +92,18 @@ impl Pool {
         Err(NoPage)
     }
 
+    /// The lane a push starts at: our CPU's lane at our rank (a CPU's lanes
+    /// are `cpus` apart).
+    #[inline(always)]
+    pub(crate) fn first_lane(&self) -> usize {
+        let index = cpu::current() + cpu::lane_rank() * self.cpus;
+        if index >= self.lanes.len() {
+            index % self.lanes.len()
+        } else {
+            index
+        }
+    }
+
     /// The rest of `push`, once we own `lane` and its open page `open`;
     /// `None` (lane released) when the lane is dry.
     #[inline]
@@ -116,6 +126,9 @@ impl Pool {
         }
         // No open page, or it is full for this record: take a cached one.
         let Some((page, left)) = lane.pop_cached() else {
+            // Dry: the refill this push's `NoPage` asks for grows the lane's
+            // target (`watermark.rs`).
+            lane.count_dry();
             lane.release(open);
             return None;
         };
@@ -129,7 +142,7 @@ impl Pool {
             unsafe { self.sealed.push(full) };
         }
         lane.release(page.as_ptr());
-        let refill_wanted = left < self.config.low_watermark;
+        let refill_wanted = left < lane.low_mark();
         if refill_wanted {
             bump(&self.counters.refill_requests);
         }

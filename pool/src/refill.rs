@@ -1,7 +1,8 @@
 //! The supply of empty pages, consumer side: [`Pool::refill`] allocates pages
-//! into the lanes' caches, [`Pool::recycle`] puts drained pages back (or
-//! frees them), [`Pool::shrink`] frees the cached ones; plus the page
-//! allocator they share, with its fault injection.
+//! into the lanes' caches, up to each lane's target (growing the targets of
+//! lanes that ran dry, `watermark.rs`), [`Pool::recycle`] puts drained pages
+//! back up to the targets (or frees them), [`Pool::shrink`] frees the cached
+//! ones; plus the page allocator they share, with its fault injection.
 //!
 //! # Ownership
 //! A page this file allocates, or takes from a `PageList` it was given, is
@@ -31,7 +32,8 @@ impl Drop for ClearDry<'_> {
 }
 
 impl Pool {
-    /// True if some lane's cache is below the low watermark.
+    /// True if some lane's cache is below its low mark (the low watermark,
+    /// raised with the lane's target: `watermark.rs`).
     ///
     /// ```
     /// use kvfree_rcu_pool::Pool;
@@ -43,12 +45,15 @@ impl Pool {
     pub fn needs_refill(&self) -> bool {
         self.lanes
             .iter()
-            .any(|lane| lane.cached() < self.config.low_watermark)
+            .any(|lane| lane.cached() < lane.low_mark())
     }
 
-    /// Fills each lane whose cache is below the low watermark up to the high
-    /// watermark with newly allocated pages (consumer side, ordinary context:
-    /// this allocates). Filling to the high mark leaves room for a flood
+    /// Fills each lane whose cache is below its low mark up to its target
+    /// with newly allocated pages (consumer side, ordinary context: this
+    /// allocates). First, a lane that ran dry since the last refill, after
+    /// being filled to its target, has its target doubled (up to
+    /// [`Config::max_watermark`](crate::Config::max_watermark), see
+    /// `watermark.rs`). Filling to the target leaves room for a flood
     /// between two refills; the low mark is when to ask. Returns the
     /// number of pages allocated, or [`AllocError`] at the first allocation
     /// failure (pages allocated before it are kept); never panics.
@@ -66,28 +71,34 @@ impl Pool {
         // stale hint lives at most until the refill its `NoPage` asked for.
         let _clear_dry = ClearDry(&self.dry);
         let mut allocated = 0;
-        for lane in self.lanes.iter() {
+        for (lane, state) in self.lanes.iter().zip(self.targets.iter()) {
+            let target = self.adapt(lane, state);
             let mut cached = lane.cached();
-            if cached >= self.config.low_watermark {
+            if cached >= lane.low_mark() {
                 continue;
             }
-            while cached < self.config.high_watermark {
+            let mut from = 0;
+            while cached < target {
                 let page = self.alloc_page()?;
                 allocated += 1;
-                if let Err(page) = lane.put_cached(page) {
-                    // Another consumer filled the cache meanwhile.
-                    self.free_page(page);
-                    break;
+                match lane.put_cached(page, from) {
+                    Ok(next) => from = next,
+                    Err(page) => {
+                        // Another consumer filled the cache meanwhile.
+                        self.free_page(page);
+                        break;
+                    }
                 }
                 cached += 1;
             }
+            Pool::arm(state);
         }
         Ok(allocated)
     }
 
-    /// Takes drained pages back: resets each, caches them up to the high
-    /// watermark per lane, frees the rest. Records still in the pages are
-    /// forgotten (leaked); drain first.
+    /// Takes drained pages back: resets each, caches them up to each lane's
+    /// target, frees the rest. Records still in the pages are forgotten
+    /// (leaked); drain first.
     ///
     /// ```
     /// use kvfree_rcu_pool::{BusyLanes, PageList, Pool};
@@ -100,25 +111,32 @@ impl Pool {
     pub fn recycle(&self, pages: PageList) {
         let _clear_dry = ClearDry(&self.dry);
         let mut pages = pages;
-        for lane in self.lanes.iter() {
-            let room = self.config.high_watermark.saturating_sub(lane.cached());
+        for (lane, state) in self.lanes.iter().zip(self.targets.iter()) {
+            let room = state.target().saturating_sub(lane.cached());
+            let mut from = 0;
             for _ in 0..room {
                 let Some(page) = pages.pop() else { return };
                 // SAFETY: `pop` made us the owner of the page.
                 unsafe { Page::reset(page) };
-                if let Err(page) = lane.put_cached(page) {
-                    self.free_page(page);
-                    break;
+                match lane.put_cached(page, from) {
+                    Ok(next) => from = next,
+                    Err(page) => {
+                        self.free_page(page);
+                        break;
+                    }
                 }
             }
+            Pool::arm(state);
         }
         while let Some(page) = pages.pop() {
             self.free_page(page);
         }
     }
 
-    /// Frees every cached page; returns how many. Pushes then fail with
-    /// [`NoPage`](crate::NoPage) once their open page is full, until the next refill.
+    /// Frees every cached page and puts every lane's target back at the
+    /// base (memory pressure); returns how many pages it freed. Pushes then
+    /// fail with [`NoPage`](crate::NoPage) once their open page is full,
+    /// until the next refill; running dry this way does not grow a target.
     ///
     /// ```
     /// use kvfree_rcu_pool::{Config, Pool};
@@ -130,6 +148,7 @@ impl Pool {
     /// assert_eq!(pool.stats().pages_cached, 0);
     /// ```
     pub fn shrink(&self) -> usize {
+        self.reset_targets();
         let mut freed = 0;
         for lane in self.lanes.iter() {
             while let Some(page) = lane.take_cached() {

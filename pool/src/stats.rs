@@ -1,8 +1,9 @@
 //! Counters of the pool and the snapshot [`Pool::stats`](crate::Pool::stats)
 //! returns.
 //!
-//! The per-push counter (`pushed`) lives in each lane and is written only by
-//! the lane's owner (see `lane.rs`). The counters here are bumped off the fast
+//! The per-push counters (`pushed`, and `dry` for pushes that found the lane
+//! dry) live in each lane and are written only by the lane's owner (see
+//! `lane.rs`); the targets are the consumer's (`watermark.rs`). The counters here are bumped off the fast
 //! path: page allocation and freeing (consumer side) and the rare events of a
 //! push (asking for a refill, finding no page), with a `Relaxed` `fetch_add`
 //! that is lock-free and reentrant. Page counts in the snapshot are derived,
@@ -42,8 +43,20 @@ pub struct PoolStats {
     pub refill_requests: u64,
     /// Pushes that returned `NoPage`.
     pub no_page: u64,
-    /// Page allocations that failed in `refill` (real or injected).
+    /// Page allocations that failed (real or injected), in `refill` or
+    /// `push_with_new_page`.
     pub alloc_failures: u64,
+    /// Pages allocated by [`Pool::push_with_new_page`](crate::Pool::push_with_new_page)
+    /// (also counted in `pages_allocated`).
+    pub inline_pages: u64,
+    /// Pushes that found a lane dry: no room in its open page and no cached
+    /// page (each grows that lane's target at the next refill, at most once
+    /// per fill: `watermark.rs`).
+    pub dry_pushes: u64,
+    /// The sum of the lanes' targets: the empty pages the caches hold when
+    /// full. The base is `lanes * high_watermark`; it grows while lanes run
+    /// dry and shrinks back with [`Pool::relax`](crate::Pool::relax).
+    pub cache_target: u64,
 }
 
 /// The pool-wide counters (the per-lane `pushed` counters are in the lanes).
@@ -54,6 +67,10 @@ pub(crate) struct Counters {
     pub(crate) refill_requests: AtomicU64,
     pub(crate) no_page: AtomicU64,
     pub(crate) alloc_failures: AtomicU64,
+    pub(crate) inline_pages: AtomicU64,
+    /// Records `push_with_new_page` handed off in a page of their own because
+    /// every lane was busy (no lane counted them).
+    pub(crate) pushed_past_lanes: AtomicU64,
 }
 
 impl Counters {
@@ -64,6 +81,8 @@ impl Counters {
             refill_requests: AtomicU64::new(0),
             no_page: AtomicU64::new(0),
             alloc_failures: AtomicU64::new(0),
+            inline_pages: AtomicU64::new(0),
+            pushed_past_lanes: AtomicU64::new(0),
         }
     }
 }
@@ -103,13 +122,16 @@ impl crate::Pool {
             refill_requests: c.refill_requests.load(Relaxed),
             no_page: c.no_page.load(Relaxed),
             alloc_failures: c.alloc_failures.load(Relaxed),
+            inline_pages: c.inline_pages.load(Relaxed),
+            dry_pushes: self.lanes.iter().map(|s| s.dry_events()).sum(),
+            cache_target: self.targets.iter().map(|t| t.target() as u64).sum(),
         }
     }
 
-    /// Records pushed so far, over all lanes: [`PoolStats::records_pushed`]
-    /// without the rest of the snapshot (one load per lane). Each lane's
-    /// count is written inside the push that stores the record, before the
-    /// push returns.
+    /// Records pushed so far: [`PoolStats::records_pushed`] without the
+    /// rest of the snapshot (one load per lane, and one more). Each count is
+    /// written inside the push that stores the record, before the push
+    /// returns.
     ///
     /// ```
     /// use core::ptr::NonNull;
@@ -120,6 +142,8 @@ impl crate::Pool {
     /// assert_eq!(pool.records_pushed(), 1);
     /// ```
     pub fn records_pushed(&self) -> u64 {
-        self.lanes.iter().map(|s| s.pushed()).sum()
+        // Relaxed: a count (see the doc comment).
+        self.lanes.iter().map(|s| s.pushed()).sum::<u64>()
+            + self.counters.pushed_past_lanes.load(Relaxed)
     }
 }

@@ -13,10 +13,18 @@ pub(crate) fn kind(k: usize) -> Kind {
     Kind::new(NonNull::new(ptr::without_provenance_mut(16 * (k + 1))).unwrap())
 }
 
+/// A pool whose targets stay fixed at `high` (the tests written before the
+/// targets adapted count pages exactly).
 pub(crate) fn pool(lanes: usize, low: usize, high: usize) -> Pool {
+    pool_growing(lanes, low, high, high)
+}
+
+/// A pool whose targets start at `high` and grow up to `max`.
+pub(crate) fn pool_growing(lanes: usize, low: usize, high: usize, max: usize) -> Pool {
     Pool::new(Config {
         low_watermark: low,
         high_watermark: high,
+        max_watermark: max,
         lanes: Some(lanes),
     })
     .unwrap()

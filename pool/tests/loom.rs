@@ -32,10 +32,26 @@ fn kind(k: usize) -> Kind {
     Kind::new(NonNull::new(ptr::without_provenance_mut(4096 * (k + 1))).unwrap())
 }
 
+/// A pool whose targets stay at `high`.
 fn pool(lanes: usize, low: usize, high: usize) -> Arc<Pool> {
+    growing_pool(lanes, low, high, high)
+}
+
+/// A pool whose targets start at `high` and may grow to `max`.
+fn growing_pool(lanes: usize, low: usize, high: usize, max: usize) -> Arc<Pool> {
     let mut config = Config::default();
     (config.low_watermark, config.high_watermark, config.lanes) = (low, high, Some(lanes));
+    config.max_watermark = max;
     Arc::new(Pool::new(config).unwrap())
+}
+
+/// Checks the cache count is exact once everything is quiescent: `shrink`
+/// takes every cached page out by swapping the entries, and must find as
+/// many as the count said.
+fn assert_count_exact(pool: &Pool) {
+    let counted = pool.stats().pages_cached;
+    assert_eq!(pool.shrink() as u64, counted);
+    assert_eq!(pool.stats().pages_cached, 0);
 }
 
 /// Pushes `count` records as `producer`, with the kind `kind_of(seq)`;
@@ -244,5 +260,98 @@ fn recycle_races_pushes() {
         stored.extend(producer.join().unwrap());
         drain_all(&pool, &mut delivered);
         assert_exactly_once(stored, delivered);
+    });
+}
+
+/// A producer runs its lane dry while the refill looks at it: the refill
+/// either sees the dry event (and grows the lane's target to 2) or not, and
+/// its pages race the producer's next pop. Nothing is lost or doubled, and
+/// the cache count is exact at the end.
+#[test]
+fn refill_grows_a_lane_a_producer_runs_dry() {
+    loom::model(|| {
+        let pool = growing_pool(1, 1, 1, 2);
+        pool.refill().unwrap(); // filled to its target: armed
+        // The cached page becomes the open page, and fills up.
+        let mut stored = produce(&pool, 0, PER_PAGE, |_| kind(0));
+        let producer = {
+            let pool = pool.clone();
+            // The first push finds the lane dry; the second may find the
+            // refill's pages.
+            thread::spawn(move || produce(&pool, 1, 2, |_| kind(1)))
+        };
+        let allocated = pool.refill().unwrap();
+        let target = pool.stats().cache_target;
+        assert!(
+            (allocated, target) == (1, 1) || (allocated, target) == (2, 2),
+            "{allocated} pages, target {target}"
+        );
+        stored.extend(producer.join().unwrap());
+        let mut delivered = Vec::new();
+        drain_all(&pool, &mut delivered);
+        assert_exactly_once(stored, delivered);
+        assert_count_exact(&pool);
+    });
+}
+
+/// `relax` takes cached pages back (the lane looked idle) while a producer
+/// starts pushing again and pops from the same cache: each page goes to
+/// exactly one of them.
+#[test]
+fn relax_races_a_producer_on_the_cache() {
+    loom::model(|| {
+        let pool = growing_pool(1, 1, 1, 2);
+        pool.refill().unwrap();
+        let mut stored = produce(&pool, 0, PER_PAGE + 1, |_| kind(0)); // the last push finds it dry
+        assert!(produce(&pool, 0, 1, |_| kind(0)).is_empty()); // still dry
+        pool.refill().unwrap(); // grown to 2, filled
+        assert_eq!(pool.stats().cache_target, 2);
+        pool.relax(); // records the push count
+        let producer = {
+            let pool = pool.clone();
+            thread::spawn(move || produce(&pool, 1, PER_PAGE, |_| kind(1)))
+        };
+        // Idle unless the producer already pushed: halves to 1, frees one page.
+        let freed = pool.relax();
+        assert!(freed <= 1);
+        stored.extend(producer.join().unwrap());
+        let mut delivered = Vec::new();
+        drain_all(&pool, &mut delivered);
+        assert_exactly_once(stored, delivered);
+        assert_count_exact(&pool);
+    });
+}
+
+/// A push that brings its own page races a producer on the same lane and
+/// the consumer sealing it: the new page becomes the open page, or is
+/// cached, or carries its record to the consumer alone.
+#[test]
+fn push_with_new_page_races_a_producer_and_seal() {
+    loom::model(|| {
+        let pool = pool(1, 1, 1);
+        pool.refill().unwrap();
+        let mut stored = produce(&pool, 0, PER_PAGE, |_| kind(0)); // the open page is full
+        let allocating = {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                let r = record(1, 0);
+                pool.push_with_new_page(r, kind(1)).unwrap();
+                vec![(r.as_ptr().addr(), kind(1))]
+            })
+        };
+        let producer = {
+            let pool = pool.clone();
+            thread::spawn(move || produce(&pool, 2, 1, |_| kind(2)))
+        };
+        let mut delivered = Vec::new();
+        let mut pages = pool.take_sealed();
+        pool.seal_open(&mut pages, BusyLanes::Skip);
+        drain(&pages, &mut delivered);
+        pool.recycle(pages);
+        stored.extend(allocating.join().unwrap());
+        stored.extend(producer.join().unwrap());
+        drain_all(&pool, &mut delivered);
+        assert_exactly_once(stored, delivered);
+        assert_count_exact(&pool);
     });
 }

@@ -1,8 +1,9 @@
 //! Stress test: more producer threads than cores (so they migrate between
 //! CPUs, and so between lanes, mid-stream) push tagged records of several
 //! kinds while one consumer thread refills, seals open pages, takes sealed
-//! pages, checks and recycles them. At the end every record must have arrived
-//! exactly once with its kind.
+//! pages, checks and recycles them, and lets idle caches shrink (`relax`,
+//! which races the producers on the cache entries; in one run also `shrink`).
+//! At the end every record must have arrived exactly once with its kind.
 //!
 //! Records are never dereferenced by the pool: each is an address encoding
 //! `(producer, sequence number)`, made with `without_provenance_mut`.
@@ -36,7 +37,16 @@ fn kind_of(producer: usize, seq: usize) -> Kind {
     kind((producer + seq / (1 + producer % 5)) % KINDS)
 }
 
-fn run(config: Config, producers: usize, per_producer: usize) {
+/// What the consumer does besides collecting, each round.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Supply {
+    /// Refill and relax.
+    Adaptive,
+    /// Refill, relax, and every few rounds `shrink` (memory pressure).
+    Shrinking,
+}
+
+fn run(config: Config, producers: usize, per_producer: usize, supply: Supply) {
     let pool = Pool::new(config).unwrap();
     pool.refill().unwrap();
     let done = AtomicUsize::new(0);
@@ -58,7 +68,12 @@ fn run(config: Config, producers: usize, per_producer: usize) {
             });
         }
         // The consumer (this thread).
+        let mut round = 0u64;
         let mut collect = |busy: BusyLanes| {
+            round += 1;
+            if supply == Supply::Shrinking && round % 16 == 0 {
+                pool.shrink();
+            }
             let _ = pool.refill(); // allocation failure is not expected, but harmless
             let mut pages = pool.take_sealed();
             pool.seal_open(&mut pages, busy);
@@ -68,6 +83,7 @@ fn run(config: Config, producers: usize, per_producer: usize) {
                 kinds_ok &= k == kind_of(p, seq);
             });
             pool.recycle(pages);
+            pool.relax();
         };
         while done.load(Relaxed) < producers {
             collect(BusyLanes::Skip);
@@ -90,14 +106,25 @@ fn run(config: Config, producers: usize, per_producer: usize) {
 
 #[test]
 fn many_producers_one_consumer_default_config() {
-    run(Config::default(), 8, 100_000);
+    run(Config::default(), 8, 100_000, Supply::Adaptive);
 }
 
-/// Tiny caches and more lanes than CPUs: producers run dry often, so `NoPage`,
-/// refill and recycle race the pushes constantly.
+/// Tiny fixed caches and more lanes than CPUs: producers run dry often, so
+/// `NoPage`, refill and recycle race the pushes constantly.
 #[test]
 fn many_producers_tiny_caches() {
     let mut config = Config::default();
     (config.low_watermark, config.high_watermark, config.lanes) = (1, 2, Some(3));
-    run(config, 8, 50_000);
+    config.max_watermark = 2;
+    run(config, 8, 50_000, Supply::Adaptive);
+}
+
+/// Tiny caches that grow (up to 8 pages), `relax` and `shrink` racing the
+/// producers: targets go up and down all the time.
+#[test]
+fn many_producers_growing_and_shrinking_caches() {
+    let mut config = Config::default();
+    (config.low_watermark, config.high_watermark, config.lanes) = (1, 1, Some(3));
+    config.max_watermark = 8.min(kvfree_rcu_pool::CACHE_CAPACITY);
+    run(config, 8, 50_000, Supply::Shrinking);
 }

@@ -18,6 +18,9 @@ pub struct Config {
     /// Small per-CPU caches, so floods run the fallbacks often.
     pub low_watermark: usize,
     pub high_watermark: usize,
+    /// How far a lane's cache may grow when it runs dry (equal to
+    /// `high_watermark`: fixed caches, the fallbacks keep running).
+    pub max_watermark: usize,
     /// Print a progress line every this many seconds (soak only).
     pub progress: Option<Duration>,
 }
@@ -32,6 +35,7 @@ impl Default for Config {
             slots: 16,
             low_watermark: 2,
             high_watermark: 4,
+            max_watermark: 4,
             progress: None,
         }
     }

@@ -40,6 +40,7 @@ impl Shared {
         let service = KvfreeRcu::builder(rcu.clone())
             .low_watermark(config.low_watermark)
             .high_watermark(config.high_watermark)
+            .max_watermark(config.max_watermark)
             .build();
         let counts = TypeCounts::new();
         let table = Table::new(config.slots, &counts);

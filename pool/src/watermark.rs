@@ -1,0 +1,375 @@
+//! Adaptive per-lane watermarks: how many empty pages a lane's cache is
+//! filled to (its *target*) and below how many cached pages a push asks for
+//! more (its *low mark*).
+//!
+//! # Why adaptive
+//! Between two refills a lane can store at most its target's worth of
+//! records. At the base target (16 pages, about 8 000 records) a producer
+//! pushing 20 M records/s empties its lane in 400 µs, less than one round of
+//! a busy worker, and every push after that takes its fallback; at 8
+//! threads on 2 CPUs that was 97% of them. A large fixed cache fixes the
+//! flood but costs its memory on every lane, busy or not (the kernel keeps a
+//! fixed 5 pages per CPU and falls back more). So each lane starts at the
+//! base, [`Config::high_watermark`](crate::Config::high_watermark), and
+//! follows its own traffic:
+//!
+//! - **Grow when it ran dry.** A push that finds its lane's open page full
+//!   and no cached page counts a *dry* event on the lane (`Lane::count_dry`,
+//!   a counter only the lane's owner writes) and asks for a refill. The
+//!   refill sees that the counter moved since its last look and doubles the
+//!   lane's target, up to [`Config::max_watermark`](crate::Config::max_watermark)
+//!   (at most [`CACHE_CAPACITY`](crate::CACHE_CAPACITY)), before topping the
+//!   lane up. Only a lane that had been filled to its target is *armed* to
+//!   grow: a new lane, or one that `shrink` emptied, ran dry because nobody
+//!   had given it pages yet, not because its target is too small. Growing
+//!   disarms the lane until it is filled to the new target, so any number of
+//!   dry pushes between two fills grows it once.
+//! - **Shrink back after idle.** [`Pool::relax`], called by the consumer
+//!   now and then (the service calls it once per drain interval, when its
+//!   round seals the idle open pages), halves the target, not below the
+//!   base, of every lane that stored no record since the previous call, and
+//!   frees the cached pages above the new target. An idle lane is back at
+//!   the base after log2(max / base) calls (3 with the defaults, about 15 ms
+//!   at the service's default drain interval); a lane in use keeps the target
+//!   its traffic needs, however long the flood lasts.
+//! - **The low mark follows the target**: `low_watermark + (target -
+//!   high_watermark) / 2` ([`low_mark`]). At the base it is the configured
+//!   low watermark; each page the target grows by raises it by half a page,
+//!   so a grown lane asks sooner (more headroom for the worker to answer)
+//!   and still refills in batches of at least `high - low` pages.
+//!
+//! # Memory
+//! Only lanes that ran dry grow, and only while they are in use. A lane at
+//! the default cap caches 128 pages (512 KiB, about 64 000 records) where the
+//! base caches 16 (64 KiB); the pages in flight (open, sealed, waiting for
+//! their grace period) are bounded by the traffic and the worker's speed,
+//! not by the watermarks.
+//!
+//! # Concurrency
+//! The state here belongs to the consumer: a refill, `recycle`, `relax` or
+//! `shrink` reads and writes it; producers only read the low mark and write
+//! their lane's dry counter. Everything is `Relaxed`: a watermark is a hint,
+//! and pages still move only by the lanes' swaps and CASes (`lane.rs`), so
+//! no state here can make a page owned twice or lost. The service runs one
+//! consumer at a time; several at once may race on a lane's state, which
+//! costs at most a growth or relax step done twice or not at all.
+
+use crate::Pool;
+use crate::config::Config;
+use crate::lane::Lane;
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+/// The consumer's state for one lane (see the module doc).
+pub(crate) struct LaneTarget {
+    /// Pages the consumer fills the lane's cache up to.
+    target: AtomicUsize,
+    /// The lane's dry counter at the consumer's last look.
+    dry_seen: AtomicU64,
+    /// The lane's push counter at the last `relax`.
+    pushed_seen: AtomicU64,
+    /// Whether the lane was filled to its target since it last grew or was
+    /// emptied: only then does running dry mean the target is too small.
+    armed: AtomicBool,
+}
+
+impl LaneTarget {
+    /// A lane's state at the base target, not armed (its cache is empty).
+    pub(crate) fn new(base: usize) -> LaneTarget {
+        LaneTarget {
+            target: AtomicUsize::new(base),
+            dry_seen: AtomicU64::new(0),
+            pushed_seen: AtomicU64::new(0),
+            armed: AtomicBool::new(false),
+        }
+    }
+
+    /// The lane's current target.
+    pub(crate) fn target(&self) -> usize {
+        // Relaxed: consumer state, a hint (module doc, "Concurrency").
+        self.target.load(Relaxed)
+    }
+}
+
+/// The target after the lane ran dry: doubled, at most `max`.
+pub(crate) fn grown(target: usize, max: usize) -> usize {
+    target.saturating_mul(2).min(max)
+}
+
+/// The target after an idle interval: halved, at least `base`.
+pub(crate) fn relaxed(target: usize, base: usize) -> usize {
+    (target / 2).max(base)
+}
+
+/// The low mark for `target`: the configured low watermark at the base
+/// target, plus half of what the target grew by. Always in
+/// `low_watermark..=target` for a target of at least the base (`Config`
+/// guarantees `low_watermark <= high_watermark`).
+pub(crate) fn low_mark(config: &Config, target: usize) -> usize {
+    config.low_watermark + target.saturating_sub(config.high_watermark) / 2
+}
+
+impl Pool {
+    /// Sets a lane's target and the low mark that goes with it.
+    fn set_target(&self, lane: &Lane, state: &LaneTarget, target: usize) {
+        // Relaxed: consumer state (module doc, "Concurrency").
+        state.target.store(target, Relaxed);
+        lane.set_low_mark(low_mark(&self.config, target));
+    }
+
+    /// The refill's look at a lane: grows its target if it ran dry since
+    /// the last look and was armed; returns the target to fill up to.
+    pub(crate) fn adapt(&self, lane: &Lane, state: &LaneTarget) -> usize {
+        let target = state.target();
+        let dry = lane.dry_events();
+        // Relaxed: consumer state (module doc, "Concurrency").
+        if state.dry_seen.swap(dry, Relaxed) == dry || !state.armed.swap(false, Relaxed) {
+            return target;
+        }
+        let grown = grown(target, self.config.max_watermark);
+        if grown != target {
+            self.set_target(lane, state, grown);
+        }
+        grown
+    }
+
+    /// Notes that a lane's cache reached its target: running dry from now
+    /// on grows it.
+    pub(crate) fn arm(state: &LaneTarget) {
+        // Relaxed: consumer state (module doc, "Concurrency").
+        if !state.armed.load(Relaxed) {
+            state.armed.store(true, Relaxed);
+        }
+    }
+
+    /// Puts every lane back at the base target and disarms it (`shrink`:
+    /// the caches are being emptied on purpose).
+    pub(crate) fn reset_targets(&self) {
+        for (lane, state) in self.lanes.iter().zip(self.targets.iter()) {
+            // Relaxed: consumer state (module doc, "Concurrency").
+            state.armed.store(false, Relaxed);
+            state.dry_seen.store(lane.dry_events(), Relaxed);
+            self.set_target(lane, state, self.config.high_watermark);
+        }
+    }
+
+    /// Shrinks the lanes that stored no record since the previous call
+    /// toward the base target (one halving step each) and frees their
+    /// cached pages above the new target; returns the pages freed. Consumer
+    /// side, ordinary context (it frees). Call it periodically: the service
+    /// calls it once per drain interval, so an idle lane is back at the base
+    /// in a few intervals (see the module doc).
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kvfree_rcu_pool::{BusyLanes, Config, Kind, PageList, Pool, USABLE_RECORDS};
+    /// let mut config = Config::default();
+    /// (config.low_watermark, config.high_watermark, config.lanes) = (1, 1, Some(1));
+    /// let pool = Pool::new(config).unwrap();
+    /// pool.refill().unwrap();
+    /// let kind = Kind::new(NonNull::<u8>::dangling().cast());
+    /// // Fill the open page and the one cached page: the lane runs dry.
+    /// for _ in 0..2 * (USABLE_RECORDS - 2) + 1 {
+    ///     if pool.push(NonNull::<u64>::dangling().cast(), kind).is_err() {
+    ///         pool.refill().unwrap(); // it ran dry after a fill: grows
+    ///     }
+    /// }
+    /// assert!(pool.stats().cache_target > 1);
+    /// let mut pages = pool.take_sealed();
+    /// pool.seal_open(&mut pages, BusyLanes::Wait);
+    /// pool.recycle(pages); // (after a grace period and the frees)
+    /// pool.relax(); // the lane was in use since the last call: kept
+    /// while pool.stats().cache_target > 1 {
+    ///     pool.relax(); // idle now: halved each call, down to the base
+    /// }
+    /// assert!(pool.stats().pages_cached <= 1);
+    /// ```
+    pub fn relax(&self) -> usize {
+        let base = self.config.high_watermark;
+        let mut freed = 0;
+        for (lane, state) in self.lanes.iter().zip(self.targets.iter()) {
+            let pushed = lane.pushed();
+            // Relaxed: consumer state (module doc, "Concurrency").
+            if state.pushed_seen.swap(pushed, Relaxed) != pushed {
+                continue; // in use since the last call
+            }
+            let target = state.target();
+            let relaxed = relaxed(target, base);
+            if relaxed != target {
+                self.set_target(lane, state, relaxed);
+            }
+            while lane.cached() > relaxed {
+                let Some(page) = lane.take_cached() else {
+                    break;
+                };
+                self.free_page(page);
+                freed += 1;
+            }
+        }
+        freed
+    }
+}
+
+#[cfg(all(test, not(kvfree_loom)))]
+mod tests {
+    use super::*;
+    use crate::test_support::{kind, pool_growing, record};
+    use crate::{BusyLanes, CACHE_CAPACITY, USABLE_RECORDS};
+
+    #[test]
+    fn the_policy_doubles_halves_and_scales_the_low_mark() {
+        assert_eq!(grown(16, 128), 32);
+        assert_eq!(grown(96, 128), 128);
+        assert_eq!(grown(128, 128), 128);
+        assert_eq!(grown(usize::MAX, usize::MAX), usize::MAX);
+        assert_eq!(relaxed(128, 16), 64);
+        assert_eq!(relaxed(20, 16), 16);
+        assert_eq!(relaxed(16, 16), 16);
+        let config = Config {
+            low_watermark: 5,
+            high_watermark: 16,
+            max_watermark: 128,
+            lanes: Some(1),
+        };
+        assert_eq!(low_mark(&config, 16), 5);
+        assert_eq!(low_mark(&config, 32), 13);
+        assert_eq!(low_mark(&config, 128), 61);
+        // Always within low..=target.
+        for target in 16..=128 {
+            let low = low_mark(&config, target);
+            assert!((5..=target).contains(&low), "{target}: {low}");
+        }
+    }
+
+    /// Pushes into lane 0 of `pool` until a push finds it dry (the open page
+    /// and every cached page used); returns the records stored.
+    fn run_dry(pool: &Pool, first: usize) -> usize {
+        let mut i = first;
+        while pool.push(record(i), kind(0)).is_ok() {
+            i += 1;
+        }
+        i - first
+    }
+
+    /// Seals and recycles everything (as if the records were freed).
+    fn give_back(pool: &Pool) {
+        let mut pages = pool.take_sealed();
+        pool.seal_open(&mut pages, BusyLanes::Wait);
+        pool.recycle(pages);
+    }
+
+    #[test]
+    fn a_lane_that_runs_dry_after_a_fill_grows_once_per_fill_up_to_the_max() {
+        if CACHE_CAPACITY < 8 {
+            return; // Miri: the cache holds 2 pages
+        }
+        let pool = pool_growing(1, 1, 2, 8);
+        let target = |pool: &Pool| pool.targets[0].target();
+        // A new lane runs dry before any fill: no growth.
+        assert!(pool.push(record(0), kind(0)).is_err());
+        assert_eq!(pool.refill(), Ok(2));
+        assert_eq!(target(&pool), 2);
+        // Filled to 2, then dry: the next refill doubles it and fills to 4.
+        let stored = run_dry(&pool, 0);
+        assert_eq!(stored, 2 * (USABLE_RECORDS - 2));
+        assert_eq!(pool.refill(), Ok(4));
+        assert_eq!(target(&pool), 4);
+        assert_eq!(pool.lanes[0].low_mark(), 2); // 1 + (4 - 2) / 2
+        // Dry twice before the next refill: one step (4 -> 8).
+        run_dry(&pool, 0);
+        assert!(pool.push(record(0), kind(0)).is_err());
+        assert_eq!(pool.refill(), Ok(8));
+        assert_eq!(target(&pool), 8);
+        // At the max: dry again, no further growth.
+        run_dry(&pool, 0);
+        assert_eq!(pool.refill(), Ok(8));
+        assert_eq!(target(&pool), 8);
+        assert_eq!(pool.stats().cache_target, 8);
+        // A refill that finds no dry event leaves the target alone.
+        assert_eq!(pool.refill(), Ok(0));
+        assert_eq!(target(&pool), 8);
+        give_back(&pool);
+    }
+
+    #[test]
+    fn relax_halves_idle_lanes_down_to_the_base_and_frees_their_extra_pages() {
+        if CACHE_CAPACITY < 8 {
+            return;
+        }
+        let pool = pool_growing(1, 1, 2, 8);
+        pool.refill().unwrap();
+        for _ in 0..2 {
+            run_dry(&pool, 0);
+            pool.refill().unwrap();
+        }
+        assert_eq!(pool.targets[0].target(), 8);
+        give_back(&pool); // recycles into the cache, up to the target
+        assert_eq!(pool.stats().pages_cached, 8);
+        // The lane stored records since the last relax (none so far): kept.
+        assert_eq!(pool.relax(), 0);
+        assert_eq!(pool.targets[0].target(), 8);
+        // Idle since: halved, the pages above the new target freed.
+        assert_eq!(pool.relax(), 4);
+        assert_eq!(pool.targets[0].target(), 4);
+        assert_eq!(pool.lanes[0].low_mark(), 2);
+        // Used in between: kept.
+        pool.push(record(0), kind(0)).unwrap();
+        assert_eq!(pool.relax(), 0);
+        assert_eq!(pool.targets[0].target(), 4);
+        // Idle: down to the base, and no further.
+        assert_eq!(pool.relax(), 1); // 3 cached (one became the open page) -> 2
+        assert_eq!(pool.targets[0].target(), 2);
+        assert_eq!(pool.relax(), 0);
+        assert_eq!(pool.targets[0].target(), 2);
+        assert_eq!(pool.lanes[0].low_mark(), 1);
+        let stats = pool.stats();
+        assert_eq!((stats.cache_target, stats.pages_cached), (2, 2));
+        give_back(&pool);
+    }
+
+    #[test]
+    fn shrink_resets_targets_and_a_lane_it_emptied_does_not_grow() {
+        if CACHE_CAPACITY < 8 {
+            return;
+        }
+        let pool = pool_growing(1, 1, 2, 8);
+        pool.refill().unwrap();
+        run_dry(&pool, 0);
+        pool.refill().unwrap();
+        assert_eq!(pool.targets[0].target(), 4);
+        give_back(&pool);
+        assert!(pool.shrink() > 0);
+        assert_eq!(pool.targets[0].target(), 2);
+        // Dry because shrink emptied the cache: the refill does not grow it.
+        run_dry(&pool, 0);
+        assert_eq!(pool.refill(), Ok(2));
+        assert_eq!(pool.targets[0].target(), 2);
+        give_back(&pool);
+    }
+
+    #[test]
+    fn recycle_fills_a_grown_lane_to_its_target_and_frees_the_rest() {
+        if CACHE_CAPACITY < 8 {
+            return;
+        }
+        let pool = pool_growing(1, 1, 2, 8);
+        pool.refill().unwrap();
+        run_dry(&pool, 0);
+        pool.refill().unwrap(); // target 4, 4 cached
+        // Three of them become open pages, in turn.
+        for i in 0..3 * (USABLE_RECORDS - 2) {
+            pool.push(record(i), kind(0)).unwrap();
+        }
+        assert_eq!(pool.stats().pages_cached, 1);
+        let mut pages = pool.take_sealed();
+        pool.seal_open(&mut pages, BusyLanes::Wait);
+        for _ in 0..6 {
+            // SAFETY: a fresh page is ours.
+            unsafe { pages.push(pool.alloc_page().unwrap()) };
+        }
+        pool.recycle(pages);
+        let after = pool.stats();
+        assert_eq!(after.pages_cached, 4, "{after:?}");
+        assert_eq!(after.pages_live, 4, "the rest were freed: {after:?}");
+        assert_eq!(after.pages_in_flight, 0);
+    }
+}
