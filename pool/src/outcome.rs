@@ -22,7 +22,8 @@ use core::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pushed {
     /// True when this push took the lane's next empty page and left fewer
-    /// than the low watermark cached: the caller should wake the refiller.
+    /// than its lane's low mark cached (the low watermark, raised with the
+    /// lane's target): the caller should wake the refiller.
     /// It is reported once per page taken, not on every push.
     pub refill_wanted: bool,
 }

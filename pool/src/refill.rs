@@ -63,8 +63,8 @@ impl Pool {
     /// let mut config = Config::default();
     /// (config.low_watermark, config.high_watermark, config.lanes) = (1, 2, Some(2));
     /// let pool = Pool::new(config).unwrap();
-    /// assert_eq!(pool.refill(), Ok(4)); // 2 lanes, filled to the high watermark
-    /// assert_eq!(pool.refill(), Ok(0)); // nothing under the low watermark
+    /// assert_eq!(pool.refill(), Ok(4)); // 2 lanes, filled to their target (the high watermark)
+    /// assert_eq!(pool.refill(), Ok(0)); // nothing under its low mark
     /// ```
     pub fn refill(&self) -> Result<usize, AllocError> {
         // Cleared on every call, even one with nothing to allocate, so a

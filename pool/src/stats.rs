@@ -26,8 +26,8 @@ use crate::sync::{AtomicU64, Ordering::Relaxed};
 pub struct PoolStats {
     /// Pages allocated since the pool was created.
     pub pages_allocated: u64,
-    /// Pages freed by the pool (by `recycle` above the high watermark, by
-    /// `shrink`, by `refill` losing a race). Pages freed by dropping a
+    /// Pages freed by the pool (by `recycle` above a lane's target, by
+    /// `relax` and `shrink`, by `refill` losing a race). Pages freed by dropping a
     /// [`PageList`](crate::PageList) are not counted (it has no pool).
     pub pages_freed: u64,
     /// `pages_allocated - pages_freed`.
