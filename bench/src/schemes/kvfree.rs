@@ -1,7 +1,8 @@
 //! kvfree-rcu itself, in its two forms: headed objects (`kvfree_rcu`, never
 //! fails) and head-less ones (`try_kvfree_rcu`, which returns `Err` when no
 //! page is available; ordinary-context callers then use
-//! `kvfree_rcu_mightsleep`, which waits a grace period and frees inline).
+//! `kvfree_rcu_mightsleep`, which allocates a page inline, and waits a grace
+//! period and frees inline only if that allocation fails).
 //! Each instance owns its own `Rcu` domain and service with default settings.
 
 use super::Scheme;
