@@ -130,8 +130,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         fork::track(&shared);
         let worker = match b.worker {
             WorkerMode::Thread => {
-                let handle =
-                    worker::spawn(shared.clone(), b.thread_name).map_err(BuildError::Spawn)?;
+                let handle = worker::spawn(shared.clone(), b.thread_name, b.reclaim)
+                    .map_err(BuildError::Spawn)?;
                 Some(WorkerHandle::new(handle))
             }
             WorkerMode::Manual => None,

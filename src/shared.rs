@@ -434,6 +434,8 @@ impl<G: GracePeriod> Shared<G> {
             batches: self.batches.batches_collected.load(Ordering::Relaxed),
             worker_wakeups: self.wake.wakes(),
             worker_panics: self.worker_panics.load(Ordering::Relaxed),
+            reclaim_helpers: self.batches.board.helpers() as u64,
+            freed_by_helpers: self.batches.board.freed_by_helpers(),
         }
     }
 }
