@@ -495,6 +495,111 @@ impl<G: GracePeriod> Drop for Crew<G> {
 #[cfg(all(test, not(kvfree_loom)))]
 mod tests {
     use super::*;
+    use crate::free_fn::{free_fn_of, kind_of};
+    use crate::head::{HeadLists, RcuHead};
+    use crate::pool::{BusyLanes, Config, Pool};
+    use core::ptr::NonNull;
+    use std::sync::atomic::AtomicUsize;
+
+    static FREED: AtomicUsize = AtomicUsize::new(0);
+
+    /// A headed object (its head first) and its free function.
+    #[repr(C)]
+    struct Node {
+        head: RcuHead,
+        value: u64,
+    }
+
+    unsafe fn free_node(head: NonNull<RcuHead>) {
+        // SAFETY: every head here is the first field of a leaked Box<Node>,
+        // derived from the whole box; freed once.
+        let node = unsafe { Box::from_raw(head.cast::<Node>().as_ptr()) };
+        assert_eq!(node.value, 7, "freed twice, or not a live node");
+        FREED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    unsafe fn free_u64(ptr: NonNull<()>) {
+        // SAFETY: every record here is a leaked Box<u64>, freed once.
+        let value = unsafe { Box::from_raw(ptr.cast::<u64>().as_ptr()) };
+        assert_eq!(*value, 7, "freed twice, or not a live value");
+        FREED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn free_chunk(chunk: &mut Chunk) -> u64 {
+        match chunk {
+            Chunk::Pages(pages) => {
+                let mut freed = 0;
+                pages.for_each_record(|ptr, kind| {
+                    // SAFETY: every kind was made by `kind_of(free_u64)`
+                    // for a leaked Box<u64>; the board hands each chunk to
+                    // one thread.
+                    unsafe { free_fn_of(kind)(ptr) };
+                    freed += 1;
+                });
+                freed
+            }
+            // SAFETY: `free_node` frees the leaked nodes, each once.
+            Chunk::Heads(heads) => unsafe { heads.free_some(HEAD_BITE) },
+        }
+    }
+
+    /// A batch of pages and heads shared with two helper threads: every
+    /// object is freed exactly once, before `free_batch` returns, and every
+    /// page comes back. Runs under Miri (its data-race detector checks the
+    /// board's hand-offs).
+    #[test]
+    fn helpers_free_every_object_of_a_shared_batch_once() {
+        let mut config = Config::default();
+        config.lanes = Some(2);
+        let pool = Pool::new(config).unwrap();
+        pool.refill().unwrap();
+        let kind = kind_of(free_u64);
+        let mut records = 0;
+        loop {
+            let value = NonNull::from(Box::leak(Box::new(7u64)));
+            if pool.push(value.cast(), kind).is_err() {
+                // SAFETY: not recorded (no page left): still ours, from
+                // Box::leak, dropped once.
+                drop(unsafe { Box::from_raw(value.as_ptr()) });
+                break;
+            }
+            records += 1;
+        }
+        let mut pages = pool.take_sealed();
+        pool.seal_open(&mut pages, BusyLanes::Wait);
+        assert_eq!(pages.records(), records);
+        let heads_n: u64 = if SMALL { 12 } else { 100_000 };
+        let lists = HeadLists::per_cpu();
+        for i in 0..heads_n {
+            let node = NonNull::from(Box::leak(Box::new(Node {
+                head: RcuHead::new(),
+                value: 7,
+            })));
+            // SAFETY: the head is the node's first field (repr(C)), derived
+            // from the whole box; `free_node` frees it once.
+            unsafe { lists.push(i as usize % 2, node.cast(), free_node) };
+        }
+        let board = Arc::new(Board::new());
+        let helpers: Vec<_> = (0..2)
+            .map(|_| {
+                board.helper_starting();
+                let board = board.clone();
+                std::thread::spawn(move || board.serve(&free_chunk))
+            })
+            .collect();
+        let total = records as u64 + heads_n;
+        let (drained, freed) = board.free_batch(pages, lists.take_all(), &free_chunk);
+        assert_eq!(freed, total);
+        assert_eq!(FREED.load(Ordering::Relaxed) as u64, total);
+        assert_eq!(drained.records(), records, "every page back");
+        pool.recycle(drained);
+        board.stop_helpers();
+        for helper in helpers {
+            helper.join().unwrap();
+        }
+        board.helpers_stopped();
+        assert_eq!(board.helpers(), 0);
+    }
 
     #[test]
     fn max_helpers_out_of_range_is_named() {
