@@ -8,6 +8,8 @@
 //!   deadlocking, and one that drops the last handle of the service frees
 //!   everything;
 //! - dropping a service whose helpers are freeing loses nothing;
+//! - a destructor that panics on a helper aborts the process, as on the
+//!   worker (in a child process: this test binary again);
 //! - `max_reclaim_helpers` out of range is an error naming the setting.
 //!
 //! Helpers are started the way the worker starts them: a large ready batch
@@ -334,4 +336,74 @@ fn a_worker_that_may_not_start_helpers_frees_alone() {
     assert_eq!((stats.reclaim_helpers, stats.freed_by_helpers), (0, 0));
     assert_eq!(counter.dropped(), BACKLOG as usize);
     drop(watchdog);
+}
+
+/// Panics in its destructor when that runs on a helper of the service whose
+/// worker is named "panics".
+#[cfg(unix)]
+struct PanicsOnHelper {
+    head: RcuHead,
+}
+#[cfg(unix)]
+impl_rcu_headed!(PanicsOnHelper, head);
+
+#[cfg(unix)]
+impl Drop for PanicsOnHelper {
+    fn drop(&mut self) {
+        if on_helper_of("panics") {
+            panic!("a destructor run by a reclaim helper panics");
+        }
+    }
+}
+
+#[cfg(unix)]
+const CHILD: &str = "KVFREE_RECLAIM_TEST_CHILD";
+
+#[cfg(unix)]
+#[test]
+fn a_destructor_that_panics_on_a_helper_aborts_the_process() {
+    if std::env::var_os(CHILD).is_some() {
+        // The child: batches shared with the helpers until a destructor
+        // runs (and panics) on one; that must abort the process. The
+        // watchdog turns a hang (a helper that died, its chunk never given
+        // back) into an abort with another message.
+        let _watchdog = Watchdog::arm("panicking destructor on a helper");
+        std::panic::set_hook(Box::new(|_| {}));
+        let service = service_with_helpers("panics", 2);
+        grow_helpers(&service, 2, DropCounter::leak());
+        loop {
+            service.pause_worker();
+            for _ in 0..BACKLOG {
+                let x = NonNull::from(Box::leak(Box::new(PanicsOnHelper {
+                    head: RcuHead::new(),
+                })));
+                // SAFETY: from Box::leak, never published, retired once.
+                unsafe { service.kvfree_rcu(x) };
+            }
+            service.resume_worker();
+            service.barrier();
+        }
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_destructor_that_panics_on_a_helper_aborts_the_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .expect("run the test binary again");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{:?}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains("a destructor panicked while the service freed"),
+        "{stderr}"
+    );
 }
