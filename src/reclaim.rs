@@ -139,10 +139,11 @@ impl Settings {
     }
 }
 
-/// A part of a ready batch that one thread frees: some of its pages, or a
-/// segment of its head chain.
+/// A part of a ready batch that one thread frees at a time.
 pub(crate) enum Chunk {
+    /// [`CHUNK_PAGES`] of the batch's pages (fewer for the last).
     Pages(PageList),
+    /// One of the head lists the batch took (or what is left of it).
     Heads(HeadChain),
 }
 
