@@ -21,6 +21,12 @@
 //! ([`crate::freeing`]), so that a destructor calling back into the same
 //! service is caught instead of deadlocking on `free_lock`.
 //!
+//! When helpers exist and a batch is large, its pages are freed by several
+//! threads at once, fork-join inside `reap` ([`crate::reclaim`]): the batch
+//! still completes, in order, only once all of it is freed, and helpers are
+//! marked as freeing for this queue and abort on a panicking destructor as
+//! the reaping thread does.
+//!
 //! A destructor that panics would lose the rest of its batch, so the
 //! process aborts instead (as a panic in a kernel RCU callback would oops).
 //! Only a panic that unwinds *out of* a destructor the batch runs does
@@ -33,6 +39,7 @@ use crate::freeing::{self, FreeingFor};
 use crate::gp::GracePeriod;
 use crate::head::{HeadChain, HeadLists};
 use crate::pool::{BusyLanes, PageList, Pool};
+use crate::reclaim::{self, Board, Chunk};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use std::collections::VecDeque;
 
@@ -60,6 +67,9 @@ pub(crate) struct BatchQueue<S> {
     pub(crate) freed: AtomicU64,
     /// Batches collected.
     pub(crate) batches_collected: AtomicU64,
+    /// Where the reaping thread shares a large batch's pages with the
+    /// reclaim helpers.
+    pub(crate) board: Board,
 }
 
 /// What `collect` does with the lanes' open (partly filled) pages.
@@ -93,6 +103,7 @@ impl<S: Copy> BatchQueue<S> {
             completed_seq: AtomicU64::new(0),
             freed: AtomicU64::new(0),
             batches_collected: AtomicU64::new(0),
+            board: Board::new(),
         }
     }
 
@@ -186,12 +197,29 @@ impl<S: Copy> BatchQueue<S> {
             };
             let Some(batch) = batch else { break };
             let seq = batch.seq;
-            freed += free_batch(batch, pool);
+            freed += free_batch(batch, pool, &self.board);
             // Release: pairs with the Acquire load in `completed`.
             self.completed_seq.store(seq, Ordering::Release);
         }
         self.freed.fetch_add(freed, Ordering::Relaxed);
         freed
+    }
+
+    /// The body of a reclaim helper thread: frees the chunks reaping threads
+    /// share on the board until the worker stops it.
+    pub(crate) fn help_reclaim(&self) {
+        self.board.serve(&|chunk| {
+            // Marked per chunk: a helper runs this service's destructors
+            // only here.
+            let _freeing = FreeingFor::enter(self.id());
+            let abort = AbortOnUnwind;
+            // SAFETY: the board holds only chunks of batches whose grace
+            // period ended, each taken by one thread (`Board::free_batch`).
+            let freed = unsafe { free_chunk(chunk) };
+            // Every destructor returned: nothing unwound out of the chunk.
+            core::mem::forget(abort);
+            freed
+        });
     }
 }
 
@@ -201,6 +229,7 @@ impl<S: Copy> BatchQueue<S> {
 pub(crate) struct BatchQueueLocks<'a, S> {
     _queue: crate::sync::MutexGuard<'a, Queue<S>>,
     _free: crate::sync::MutexGuard<'a, ()>,
+    board: crate::reclaim::BoardLock<'a>,
 }
 
 #[cfg(all(unix, not(kvfree_loom), not(miri)))]
@@ -210,10 +239,20 @@ impl<S> BatchQueue<S> {
     pub(crate) fn try_lock_all(&self) -> Option<BatchQueueLocks<'_, S>> {
         let free = crate::fork::try_lock(&self.free_lock)?;
         let queue = crate::fork::try_lock(&self.queue)?;
+        let board = self.board.try_lock()?;
         Some(BatchQueueLocks {
             _queue: queue,
             _free: free,
+            board,
         })
+    }
+}
+
+#[cfg(all(unix, not(kvfree_loom), not(miri)))]
+impl<S> BatchQueueLocks<'_, S> {
+    /// In a forked child: the parent's reclaim helpers do not exist here.
+    pub(crate) fn forget_helpers(&mut self) {
+        self.board.forget_helpers();
     }
 }
 
@@ -232,24 +271,48 @@ impl Drop for AbortOnUnwind {
     }
 }
 
-fn free_batch<S>(batch: Batch<S>, pool: &Pool) -> u64 {
+/// Frees a batch whose grace period has ended (shared with the reclaim
+/// helpers when it is large), then recycles its pages.
+fn free_batch<S>(batch: Batch<S>, pool: &Pool, board: &Board) -> u64 {
+    board.note_ready(batch.pages.records() as u64 + batch.heads.len());
     let abort = AbortOnUnwind;
-    let mut freed = 0;
-    batch.pages.for_each_record(|ptr, kind| {
-        // Every kind in the pool was made by `kind_of` from the retire call's
-        // free function, and the record was retired once by a caller who
-        // promised it matches that function and is unreachable for readers.
-        // SAFETY: as above, and the batch's grace period has ended.
-        unsafe { free_fn_of(kind)(ptr) };
-        freed += 1;
+    let (pages, freed) = board.free_batch(batch.pages, batch.heads, &|chunk| {
+        // SAFETY: the chunk is part of this batch, whose grace period has
+        // ended (the caller polled it), and the board gives each chunk to
+        // one thread.
+        unsafe { free_chunk(chunk) }
     });
-    // The pages are empty now: back to the lanes' caches before the head
-    // chain (pointer chasing, the slow part of a batch that overflowed the
-    // pages), so the retire path has pages again sooner.
-    pool.recycle(batch.pages);
-    // SAFETY: the batch's grace period has ended (the caller polled it).
-    freed += unsafe { batch.heads.free_all() };
     // Every destructor returned: nothing unwound out of the batch.
     core::mem::forget(abort);
+    pool.recycle(pages);
     freed
+}
+
+/// Frees a bite of `chunk`: every record of its pages (which stay, to be
+/// recycled), or up to [`reclaim::HEAD_BITE`] heads of its list (the rest
+/// stays); returns how many.
+///
+/// # Safety
+/// 1. The chunk belongs to a batch whose grace period has ended.
+/// 2. No other call frees the objects of this chunk.
+unsafe fn free_chunk(chunk: &mut Chunk) -> u64 {
+    match chunk {
+        Chunk::Pages(pages) => {
+            let mut freed = 0;
+            pages.for_each_record(|ptr, kind| {
+                // Every kind in the pool was made by `kind_of` from the
+                // retire call's free function, and the record was retired
+                // once by a caller who promised it matches that function and
+                // is unreachable for readers.
+                // SAFETY: as above, contract 1 (its grace period has ended)
+                // and 2 (freed once).
+                unsafe { free_fn_of(kind)(ptr) };
+                freed += 1;
+            });
+            freed
+        }
+        // SAFETY: contract 1 (the grace period the chain was taken before
+        // has ended) and 2.
+        Chunk::Heads(heads) => unsafe { heads.free_some(reclaim::HEAD_BITE) },
+    }
 }

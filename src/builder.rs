@@ -3,6 +3,7 @@
 
 use crate::gp::GracePeriod;
 use crate::pool::{self, ConfigError};
+use crate::reclaim;
 use crate::service::KvfreeRcu;
 use crate::settings::{SettingError, Timing};
 use std::fmt;
@@ -28,6 +29,7 @@ pub struct Builder<G> {
     pub(crate) timing: Timing,
     pub(crate) worker: WorkerMode,
     pub(crate) thread_name: String,
+    pub(crate) reclaim: reclaim::Settings,
 }
 
 /// Who drives the service's rounds.
@@ -93,6 +95,7 @@ impl<G: GracePeriod> Builder<G> {
             timing: Timing::default(),
             worker: WorkerMode::Thread,
             thread_name: "kvfree-rcu".to_owned(),
+            reclaim: reclaim::Settings::default(),
         }
     }
 
@@ -244,8 +247,32 @@ impl<G: GracePeriod> Builder<G> {
         self
     }
 
-    /// Name of the worker thread (default `kvfree-rcu`). It must not
-    /// contain a NUL byte (the OS cannot take it); otherwise
+    /// Most reclaim helper threads the worker starts when a backlog builds
+    /// (default: two per CPU, at most 16; 0: the worker always frees
+    /// alone). Helpers are started one at a time, only when a ready batch
+    /// is large (freeing fell behind, as when producers outnumber the CPUs
+    /// and the worker gets a small share of them); they free large batches'
+    /// pages alongside the worker, sleep while there is nothing to free,
+    /// and exit with the worker. Without a worker ([`manual`](Self::manual))
+    /// there are none. Allowed: 0 ..= 64; otherwise
+    /// [`try_build`](Self::try_build) returns [`BuildError::Setting`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .max_reclaim_helpers(4)
+    ///     .build();
+    /// # drop(service);
+    /// ```
+    pub fn max_reclaim_helpers(mut self, helpers: usize) -> Self {
+        self.reclaim.max_helpers = helpers;
+        self
+    }
+
+    /// Name of the worker thread (default `kvfree-rcu`); reclaim helpers
+    /// are named after it (`kvfree-rcu-h1`, ...). It must not contain a NUL
+    /// byte (the OS cannot take it); otherwise
     /// [`try_build`](Self::try_build) returns [`BuildError::Setting`]. Linux
     /// shows only its first 15 bytes.
     ///
@@ -279,6 +306,7 @@ impl<G: GracePeriod> Builder<G> {
     /// Checks the service's own settings (the pool checks its `Config`).
     pub(crate) fn validate(&self) -> Result<(), BuildError> {
         self.timing.validate().map_err(BuildError::Setting)?;
+        self.reclaim.validate().map_err(BuildError::Setting)?;
         if self.thread_name.contains('\0') {
             return Err(BuildError::Setting(SettingError::new(
                 "thread_name",

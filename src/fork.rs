@@ -8,23 +8,25 @@
 //!   queue, the free lock, the rounds' state) stays locked forever;
 //! - a pool lane that another thread owned mid-push stays `BUSY`, so sealing
 //!   (`barrier`, drop) spins;
-//! - there is no worker, and `Drop` would join a thread that does not exist.
+//! - there is no worker, and `Drop` would join a thread that does not exist;
+//! - there are no reclaim helpers, though the batch queue counts them.
 //!
 //! The RCU domains repair their reader slots in their own handlers
 //! (`kvfree_rcu_gp`'s `fork.rs`).
 //!
 //! **Prepare** (parent, forking thread): for every live service, take its
-//! round-state, free and queue locks. Each is tried without waiting; if
-//! one is held, everything taken so far is released and the whole attempt
-//! starts again after a yield, so no lock order is needed and a worker
+//! round-state, free, queue and reclaim-board locks. Each is tried without
+//! waiting; if one is held, everything taken so far is released and the
+//! whole attempt starts again after a yield, so no lock order is needed and a worker
 //! waiting for one of these locks (or running destructors under the free
 //! lock) finishes first. While they are held no batch is being collected or
 //! freed and no refill runs: nothing of the service's own is half done at
 //! the fork. The list of services stays locked too, so no creation is half
 //! done. **Parent**: release everything. **Child**: for each service take
 //! back the pool lanes other threads left `BUSY` (their pages are leaked in
-//! the child, see `Pool::reset_after_fork`), then release the locks, and
-//! step the fork generation.
+//! the child, see `Pool::reset_after_fork`), forget the parent's reclaim
+//! helpers (`reclaim.rs`), then release the locks, and step the fork
+//! generation.
 //!
 //! **The worker in the child.** There is none: a service keeps working as
 //! if built with `Builder::manual()`: retire calls queue as usual, and
@@ -162,7 +164,7 @@ mod handlers {
     impl<G: GracePeriod> Quiesced for QuiescedService<G> {
         fn repair_in_child(self: Box<Self>) {
             let QuiescedService {
-                batches,
+                mut batches,
                 round_state,
                 shared,
             } = *self;
@@ -172,6 +174,8 @@ mod handlers {
             // thread that owned a lane at the fork is gone; (2) the forking
             // thread is inside `fork()`, not inside a pool call.
             unsafe { shared.pool.reset_after_fork() };
+            // The parent's reclaim helpers do not exist here either.
+            batches.forget_helpers();
             drop(batches);
             drop(round_state);
             // Never the last reference (the handle or worker that the upgrade

@@ -97,7 +97,9 @@ pub(crate) fn global_from_ordinary_context() -> &'static KvfreeRcu {
             .compare_exchange(had, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     {
-        match worker::spawn(service.shared().clone(), WORKER_NAME.to_owned()) {
+        // The settings `global()` built the service with: the defaults.
+        let reclaim = crate::reclaim::Settings::default();
+        match worker::spawn(service.shared().clone(), WORKER_NAME.to_owned(), reclaim) {
             // Detached: the global service is never dropped, so its worker
             // is never stopped or joined.
             Ok(handle) => drop(handle),

@@ -12,14 +12,23 @@
 //! type rather than something each head stores, as the kernel's
 //! `kvfree_rcu()` stores it in `rcu_head.func`.
 //!
-//! Lists are Treiber stacks, one per possible CPU (indexed by the CPU the
-//! pusher runs on, a locality hint only): producers push with a CAS loop
-//! (lock-free, reentrant: a signal handler's push between our load and our
-//! CAS just makes our CAS fail and retry), and the single consumer takes a
-//! whole list with one `swap(null)`, so there is no ABA. Pushers never read
-//! another head.
+//! Lists are Treiber stacks, [`LISTS_PER_CPU`] per possible CPU (indexed by
+//! the CPU the pusher runs on and a per-thread rank, a locality hint only):
+//! producers push with a CAS loop (lock-free, reentrant: a signal handler's
+//! push between our load and our CAS just makes our CAS fail and retry), and
+//! the single consumer takes a whole list with one `swap(null)`, so there is
+//! no ABA. Pushers never read another head.
+//!
+//! Several lists per CPU, and no walk when they are taken: a list can only
+//! be walked from its top, one head after the other, so the lists are the
+//! units that threads can free in parallel (`reclaim.rs`), and a walk at
+//! collection would be a serial pass over every object (a cache miss each)
+//! before the free's own. Threads sharing a CPU mostly push onto lists of
+//! their own. Each list counts its pushes, so a batch knows about how many
+//! heads it took without walking them (a push that straddles the take may be
+//! counted with the next batch; the free counts exactly).
 
-use crate::sync::{AtomicPtr, Ordering};
+use crate::sync::{AtomicPtr, AtomicU64, Ordering};
 use core::fmt;
 use core::ptr::{self, NonNull};
 use crossbeam_utils::CachePadded;
@@ -266,27 +275,48 @@ pub(crate) unsafe fn free_headed<T: RcuHeaded>(head: NonNull<RcuHead>) {
     drop(unsafe { Box::from_raw(object.as_ptr()) });
 }
 
-/// One lock-free list of heads per possible CPU.
+/// Head lists per possible CPU: threads that share a CPU mostly push onto
+/// lists of their own, and a flood from `T` threads leaves up to `T` lists
+/// for reclaim threads to free in parallel.
+pub(crate) const LISTS_PER_CPU: usize = if crate::sync::SMALL { 1 } else { 4 };
+
+/// One Treiber stack of heads and the count of heads pushed onto it since
+/// it was last taken.
+#[derive(Default)]
+struct List {
+    top: AtomicPtr<RcuHead>,
+    pushed: AtomicU64,
+}
+
+/// Lock-free lists of heads, [`LISTS_PER_CPU`] per possible CPU.
 pub(crate) struct HeadLists {
-    lists: Box<[CachePadded<AtomicPtr<RcuHead>>]>,
+    lists: Box<[CachePadded<List>]>,
+    cpus: usize,
 }
 
 impl HeadLists {
-    /// One list per possible CPU. (Not per pool lane: the pool has two
-    /// lanes per CPU, and lists indexed by CPU would leave half unused.)
+    /// [`LISTS_PER_CPU`] lists per possible CPU.
     pub(crate) fn per_cpu() -> HeadLists {
         HeadLists::new(crate::pool::possible_cpus())
     }
 
-    fn new(lists: usize) -> HeadLists {
+    fn new(cpus: usize) -> HeadLists {
+        let cpus = cpus.max(1);
         HeadLists {
-            lists: (0..lists)
-                .map(|_| CachePadded::new(AtomicPtr::new(ptr::null_mut())))
+            lists: (0..cpus * LISTS_PER_CPU)
+                .map(|_| CachePadded::new(List::default()))
                 .collect(),
+            cpus,
         }
     }
 
-    /// Queues `head` with its `free` function on list `cpu % lists`.
+    /// The list of a thread of rank `rank` on CPU `cpu`: `cpu + r * cpus`
+    /// with `r = rank % LISTS_PER_CPU` (as the pool picks lanes).
+    fn index(&self, cpu: usize, rank: usize) -> usize {
+        cpu % self.cpus + (rank % LISTS_PER_CPU) * self.cpus
+    }
+
+    /// Queues `head` with its `free` function on a list of CPU `cpu`.
     /// Lock-free, allocation-free, reentrant.
     ///
     /// # Safety
@@ -297,45 +327,94 @@ impl HeadLists {
         // SAFETY: contract 1: the head is live and ours to write.
         let h = unsafe { head.as_ref() };
         h.free.store(free as *mut (), Ordering::Relaxed);
-        let list = &self.lists[cpu % self.lists.len()];
+        let list = &self.lists[self.index(cpu, thread_rank())];
         // Relaxed: only the CAS's expected value; `push` never reads
         // through `top`, it only links to it.
-        let mut top = list.load(Ordering::Relaxed);
+        let mut top = list.top.load(Ordering::Relaxed);
         loop {
             h.next.store(top, Ordering::Relaxed);
             // Release: pairs with the consumer's Acquire swap in `take_all`,
             // publishing `next`, `free` and everything the caller did before
             // (its unlink) to the collector. This CAS, not the wake word,
             // is what orders a queued head before the worker's collect.
-            match list.compare_exchange_weak(
+            match list.top.compare_exchange_weak(
                 top,
                 head.as_ptr(),
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return,
+                Ok(_) => break,
                 Err(now) => top = now,
             }
         }
+        // Relaxed: a count for reports, on a line this push owns already.
+        list.pushed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Takes every list; returns the heads as one chain (null-terminated).
+    /// Takes every list, without walking them: each non-empty list becomes
+    /// one part of the chain. The consumer only.
     pub(crate) fn take_all(&self) -> HeadChain {
         let mut chain = HeadChain::default();
         for list in self.lists.iter() {
+            // Relaxed: a cheap look first (most lists are empty outside a
+            // flood); the swap below is what takes the list.
+            if list.top.load(Ordering::Relaxed).is_null() {
+                continue;
+            }
             // Acquire: pairs with the Release CAS in `push`.
-            let first = list.swap(ptr::null_mut(), Ordering::Acquire);
-            chain.prepend(first);
+            let Some(first) = NonNull::new(list.top.swap(ptr::null_mut(), Ordering::Acquire))
+            else {
+                continue;
+            };
+            // Relaxed: a count (see the module docs).
+            let counted = list.pushed.swap(0, Ordering::Relaxed);
+            chain.lists.push(first);
+            chain.counted += counted;
         }
         chain
     }
 }
 
-/// A chain of queued heads owned by the consumer.
+/// A thread's rank among the threads that pushed heads, fixed at its first
+/// push (round-robin): threads sharing a CPU spread over its lists. A
+/// destructor-free `const` thread-local (never allocates; a signal handler
+/// interrupting the first assignment at worst gives the thread another
+/// rank, a locality hint). 0 under loom and Miri.
+#[cfg(not(any(miri, kvfree_loom)))]
+#[inline]
+fn thread_rank() -> usize {
+    use core::cell::Cell;
+    use std::sync::atomic::AtomicUsize;
+    static NEXT_RANK: AtomicUsize = AtomicUsize::new(0);
+    crate::sync::thread_local! {
+        static RANK: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    RANK.try_with(|rank| {
+        let mut r = rank.get();
+        if r == usize::MAX {
+            // Relaxed: a locality hint; any value is correct.
+            r = NEXT_RANK.fetch_add(1, Ordering::Relaxed) % LISTS_PER_CPU;
+            rank.set(r);
+        }
+        r
+    })
+    .unwrap_or(0)
+}
+
+/// A thread's rank (always 0 under loom and Miri).
+#[cfg(any(miri, kvfree_loom))]
+#[inline]
+fn thread_rank() -> usize {
+    0
+}
+
+/// Queued heads owned by the consumer: the lists it took, each
+/// null-terminated, to be freed by one thread each.
 #[derive(Default)]
 pub(crate) struct HeadChain {
-    first: Option<NonNull<RcuHead>>,
-    len: u64,
+    lists: Vec<NonNull<RcuHead>>,
+    /// Heads counted by the pushes (see the module docs).
+    counted: u64,
 }
 
 // SAFETY: a chain owns its heads exclusively (taken with a swap); the objects
@@ -343,62 +422,63 @@ pub(crate) struct HeadChain {
 unsafe impl Send for HeadChain {}
 
 impl HeadChain {
+    /// About how many heads the chain holds (the pushes' count: a push that
+    /// straddled the take may be counted with the next chain).
     pub(crate) fn len(&self) -> u64 {
-        self.len
+        self.counted
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.first.is_none()
+        self.lists.is_empty()
     }
 
-    /// Adds the list starting at `first` (may be null) in front of this chain.
-    fn prepend(&mut self, first: *mut RcuHead) {
-        let Some(first) = NonNull::new(first) else {
-            return;
-        };
-        let mut last = first;
-        let mut n = 1;
-        loop {
-            // Relaxed: the Acquire swap in `take_all` already made every
-            // pusher's `next` and `free` visible; only this thread touches
-            // the chain now.
-            // SAFETY: the chain's heads are owned by us (taken by swap) and live.
-            let next = unsafe { last.as_ref() }.next.load(Ordering::Relaxed);
-            match NonNull::new(next) {
-                Some(next) => {
-                    last = next;
-                    n += 1;
-                }
-                None => break,
-            }
-        }
-        let rest = self.first.map_or(ptr::null_mut(), NonNull::as_ptr);
-        // SAFETY: `last` is a live head we own.
-        unsafe { last.as_ref() }.next.store(rest, Ordering::Relaxed);
-        self.first = Some(first);
-        self.len += n;
+    /// Splits the chain into one chain per list taken (the units threads
+    /// free in parallel).
+    pub(crate) fn into_lists(self) -> impl Iterator<Item = HeadChain> {
+        let per_list = self.counted / (self.lists.len().max(1) as u64);
+        self.lists.into_iter().map(move |first| HeadChain {
+            lists: vec![first],
+            counted: per_list,
+        })
     }
 
-    /// Frees every object in the chain; returns how many.
+    /// Frees up to `max` objects of the chain, from the top of a list,
+    /// and keeps the rest; returns how many it freed.
     ///
     /// # Safety
     /// A grace period has elapsed since the chain was taken.
-    pub(crate) unsafe fn free_all(self) -> u64 {
-        let mut cursor = self.first;
+    pub(crate) unsafe fn free_some(&mut self, max: u64) -> u64 {
         let mut freed = 0;
-        while let Some(head) = cursor {
-            // SAFETY: we own the live head; read both words before freeing.
-            let h = unsafe { head.as_ref() };
-            // Relaxed: the chain reached this thread through `take_all`'s
-            // Acquire swap and then the batch queue's lock.
-            cursor = NonNull::new(h.next.load(Ordering::Relaxed));
-            let free = h.free.load(Ordering::Relaxed);
-            // SAFETY: `free` was stored by `push` from a `HeadFreeFn`.
-            let free = unsafe { core::mem::transmute::<*mut (), HeadFreeFn>(free) };
-            // SAFETY: `push`'s contract 2, and the caller's grace period.
-            unsafe { free(head) };
-            freed += 1;
+        while let Some(first) = self.lists.last_mut() {
+            let mut cursor = Some(*first);
+            while let Some(head) = cursor {
+                if freed == max {
+                    break;
+                }
+                // SAFETY: we own the live head; read both words before freeing.
+                let h = unsafe { head.as_ref() };
+                // Relaxed: the chain reached this thread through `take_all`'s
+                // Acquire swap and then the batch queue's lock (and, on a
+                // reclaim helper, the board's lock).
+                cursor = NonNull::new(h.next.load(Ordering::Relaxed));
+                let free = h.free.load(Ordering::Relaxed);
+                // SAFETY: `free` was stored by `push` from a `HeadFreeFn`.
+                let free = unsafe { core::mem::transmute::<*mut (), HeadFreeFn>(free) };
+                // SAFETY: `push`'s contract 2, and the caller's grace period.
+                unsafe { free(head) };
+                freed += 1;
+            }
+            match cursor {
+                Some(rest) => {
+                    *first = rest;
+                    break;
+                }
+                None => {
+                    self.lists.pop();
+                }
+            }
         }
+        self.counted = self.counted.saturating_sub(freed);
         freed
     }
 }
@@ -411,23 +491,80 @@ mod tests {
         unreachable!("the test takes its heads back without freeing them");
     }
 
-    /// Every list is reached by some CPU: the lists used to be sized by the
-    /// pool's slot count (two lanes per CPU) but indexed by CPU, so half of
-    /// them never took a head.
+    /// Every list is reached by some CPU and rank: the lists used to be
+    /// sized by the pool's slot count (two lanes per CPU) but indexed by
+    /// CPU, so half of them never took a head.
     #[test]
-    fn every_head_list_is_used_by_some_cpu() {
+    fn every_head_list_is_used_by_some_cpu_and_rank() {
         let lists = HeadLists::per_cpu();
-        let heads: Vec<RcuHead> = (0..crate::pool::possible_cpus())
-            .map(|_| RcuHead::new())
-            .collect();
-        for (cpu, head) in heads.iter().enumerate() {
+        let cpus = crate::pool::possible_cpus();
+        let mut used = vec![0; lists.lists.len()];
+        for cpu in 0..cpus {
+            for rank in 0..LISTS_PER_CPU {
+                used[lists.index(cpu, rank)] += 1;
+            }
+        }
+        assert!(used.iter().all(|&n| n == 1), "{used:?}");
+    }
+
+    /// Taking the lists gives one part per non-empty list, with every head
+    /// once, and the pushes' count.
+    #[test]
+    fn taking_the_lists_keeps_each_list_whole() {
+        let lists = HeadLists::new(2);
+        let heads: Vec<RcuHead> = (0..11).map(|_| RcuHead::new()).collect();
+        for (i, head) in heads.iter().enumerate() {
             // SAFETY: the heads are live for the whole test and written only
             // through the lists; `never_called` is never called.
-            unsafe { lists.push(cpu, NonNull::from(head), never_called) };
+            unsafe { lists.push(i % 2, NonNull::from(head), never_called) };
         }
-        for (i, list) in lists.lists.iter().enumerate() {
-            assert!(!list.load(Ordering::Relaxed).is_null(), "list {i} unused");
+        let chain = lists.take_all();
+        assert_eq!(chain.len(), 11);
+        let mut seen = Vec::new();
+        let parts: Vec<HeadChain> = chain.into_lists().collect();
+        assert_eq!(parts.len(), 2, "one part per CPU's list of this thread");
+        for part in parts {
+            for first in &part.lists {
+                let mut cursor = Some(*first);
+                while let Some(head) = cursor {
+                    seen.push(head.as_ptr());
+                    // SAFETY: the heads live in `heads`.
+                    cursor = NonNull::new(unsafe { head.as_ref() }.next.load(Ordering::Relaxed));
+                }
+            }
         }
-        assert_eq!(lists.take_all().len(), heads.len() as u64);
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 11, "every head once");
+        assert!(lists.take_all().is_empty());
+    }
+
+    static FREED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    unsafe fn count_free(_: NonNull<RcuHead>) {
+        FREED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Freeing a chain in bites frees each head once and keeps the rest.
+    #[test]
+    fn a_chain_is_freed_in_bites() {
+        let lists = HeadLists::new(2);
+        let heads: Vec<RcuHead> = (0..11).map(|_| RcuHead::new()).collect();
+        for (i, head) in heads.iter().enumerate() {
+            // SAFETY: the heads are live for the whole test and written only
+            // through the lists; `count_free` only counts.
+            unsafe { lists.push(i % 2, NonNull::from(head), count_free) };
+        }
+        let mut chain = lists.take_all();
+        let mut bites = Vec::new();
+        while !chain.is_empty() {
+            // SAFETY: "freeing" only counts; nothing reads the heads.
+            bites.push(unsafe { chain.free_some(4) });
+        }
+        // Two lists of 6 and 5 heads: 4 + 2 from one, 4 + 1 from the other.
+        assert_eq!(bites.iter().sum::<u64>(), 11, "{bites:?}");
+        assert!(bites.iter().all(|&b| (1..=4).contains(&b)), "{bites:?}");
+        assert_eq!(FREED.load(Ordering::Relaxed), 11);
+        assert_eq!(chain.len(), 0);
     }
 }

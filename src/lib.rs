@@ -177,6 +177,7 @@ mod head;
 mod node;
 mod os_wait;
 mod parking;
+mod reclaim;
 mod service;
 mod settings;
 mod shared;

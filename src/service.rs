@@ -132,8 +132,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         fork::track(&shared);
         let worker = match b.worker {
             WorkerMode::Thread => {
-                let handle =
-                    worker::spawn(shared.clone(), b.thread_name).map_err(BuildError::Spawn)?;
+                let handle = worker::spawn(shared.clone(), b.thread_name, b.reclaim)
+                    .map_err(BuildError::Spawn)?;
                 Some(WorkerHandle::new(handle))
             }
             WorkerMode::Manual => None,
@@ -221,7 +221,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// function of the caller's (the kernel's `call_rcu`): for memory that
     /// is not a `Box<T>` of a [`RcuHeaded`] type (slab or arena slots,
     /// variable-size objects such as a skip-list node with its tower).
-    /// After a grace period the worker calls `free(head)` on its own thread;
+    /// After a grace period the worker (or a reclaim helper) calls
+    /// `free(head)` on its own thread;
     /// `free` finds its object from the head (for example with
     /// `head.byte_sub(offset_of!(Node, head))`) and releases it. Never
     /// fails, never allocates, never locks, never blocks: any context. The
@@ -344,8 +345,9 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     }
 
     /// Retires memory that is not a `Box` (a slab or arena slot): after a
-    /// grace period the worker calls `free(ptr)`, on its own thread. `Err(ptr)`
-    /// at once when no page is available. Any context.
+    /// grace period the worker (or a reclaim helper) calls `free(ptr)`, on
+    /// its own thread. `Err(ptr)` at once when no page is available. Any
+    /// context.
     ///
     /// ```
     /// # use std::{ptr::NonNull, sync::Arc};

@@ -189,7 +189,9 @@ pub struct RoundReport {
     pub refill_failed: bool,
     /// Pages and heads collected into a new batch.
     pub collected_pages: usize,
-    /// Objects with embedded heads collected into a new batch.
+    /// Objects with embedded heads collected into a new batch, as counted
+    /// by their pushes (the head lists are not walked: a head queued while
+    /// the round collects may be counted in the next report).
     pub collected_heads: u64,
     /// Whether the grace period advanced.
     pub advanced: bool,
@@ -458,6 +460,8 @@ impl<G: GracePeriod> Shared<G> {
             batches: self.batches.batches_collected.load(Ordering::Relaxed),
             worker_wakeups: self.wake.wakes(),
             worker_panics: self.worker_panics.load(Ordering::Relaxed),
+            reclaim_helpers: self.batches.board.helpers() as u64,
+            freed_by_helpers: self.batches.board.freed_by_helpers(),
         }
     }
 }

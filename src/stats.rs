@@ -61,4 +61,9 @@ pub struct Stats {
     /// caught, counted here and the worker goes on; the first is also
     /// reported on stderr.
     pub worker_panics: u64,
+    /// Reclaim helper threads running now (started by the worker when a
+    /// backlog builds, see `Builder::max_reclaim_helpers`).
+    pub reclaim_helpers: u64,
+    /// Objects freed on reclaim helper threads (part of `freed`).
+    pub freed_by_helpers: u64,
 }

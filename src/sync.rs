@@ -120,9 +120,9 @@ impl Patience {
 // --- end common shim ---
 
 #[cfg(kvfree_loom)]
-pub(crate) use loom::sync::{Mutex, MutexGuard};
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(kvfree_loom))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Locks a shim mutex, ignoring poisoning: the data behind the service's
 /// mutexes stays consistent across a panic (every panic inside the service
@@ -132,6 +132,16 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     return m.lock().unwrap();
     #[cfg(not(kvfree_loom))]
     return m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+}
+
+/// Waits on a shim condition variable, ignoring poisoning (as [`lock`]).
+pub(crate) fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    #[cfg(kvfree_loom)]
+    return cv.wait(guard).unwrap();
+    #[cfg(not(kvfree_loom))]
+    return cv
+        .wait(guard)
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
 }
 
 /// Process-wide statics (report mode, violation counters) that sit outside

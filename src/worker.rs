@@ -13,6 +13,11 @@
 //! With `Builder::manual()` there is no thread and the owner calls
 //! `KvfreeRcu::run_once`.
 //!
+//! When a round's reap found a large ready batch (freeing fell behind), the
+//! worker starts one more reclaim helper, up to `max_reclaim_helpers`; the
+//! helpers free large batches' pages with whoever reaps them, and the
+//! worker stops and joins them when it exits (`reclaim.rs`).
+//!
 //! A worker must not die unnoticed. A round cannot panic on its own, but the
 //! grace-period source is user code (see `shared.rs`). So the worker runs
 //! each round under `catch_unwind`: a panicking round is counted
@@ -20,6 +25,7 @@
 //! `write(2)`, and the worker goes on with its next round.
 
 use crate::gp::GracePeriod;
+use crate::reclaim::{self, Crew};
 use crate::shared::{Shared, Trigger};
 use crate::sync::Ordering;
 use crate::wake::{IDLE_TIMEOUT, IdleEnd};
@@ -27,18 +33,23 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Spawns the worker thread, named `name`, over `shared`.
+/// Spawns the worker thread, named `name`, over `shared`; it starts up to
+/// `reclaim.max_helpers` reclaim helpers when a backlog builds.
 pub(crate) fn spawn<G: GracePeriod>(
     shared: Arc<Shared<G>>,
     name: String,
+    reclaim: reclaim::Settings,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
-        .name(name)
-        .spawn(move || run(shared))
+        .name(name.clone())
+        .spawn(move || run(shared, name, reclaim))
 }
 
 /// The worker thread's body.
-fn run<G: GracePeriod>(shared: Arc<Shared<G>>) {
+fn run<G: GracePeriod>(shared: Arc<Shared<G>>, name: String, reclaim: reclaim::Settings) {
+    // Declared first, dropped last: stops and joins the helpers once the
+    // exit barrier below has run, or if the worker unwinds.
+    let mut crew = Crew::new(shared.clone(), name, reclaim);
     // When the worker last had something to do.
     let mut last_busy = Instant::now();
     loop {
@@ -61,6 +72,7 @@ fn run<G: GracePeriod>(shared: Arc<Shared<G>>) {
             continue;
         }
         round_catching_panics(&shared, Trigger::Poll);
+        crew.grow_if_backlogged();
         let now = Instant::now();
         if shared.has_work() {
             last_busy = now;

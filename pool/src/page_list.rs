@@ -175,6 +175,38 @@ impl PageList {
         other.records = 0;
     }
 
+    /// Moves the first `pages` pages (all of them if there are fewer) into a
+    /// new list, in order: how a consumer splits its pages into chunks that
+    /// several threads drain at once.
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kvfree_rcu_pool::{BusyLanes, Config, Kind, PageList, Pool};
+    /// let mut config = Config::default();
+    /// config.lanes = Some(2);
+    /// let pool = Pool::new(config).unwrap();
+    /// pool.refill().unwrap();
+    /// let kind = Kind::new(NonNull::<u8>::dangling().cast());
+    /// pool.push(NonNull::<u64>::dangling().cast(), kind).unwrap();
+    /// let mut all = PageList::new();
+    /// pool.seal_open(&mut all, BusyLanes::Wait);
+    /// let (pages, records) = (all.pages(), all.records());
+    /// let first = all.split_front(1);
+    /// assert_eq!(first.pages() + all.pages(), pages);
+    /// assert_eq!(first.records() + all.records(), records);
+    /// pool.recycle(first);
+    /// pool.recycle(all);
+    /// ```
+    pub fn split_front(&mut self, pages: usize) -> PageList {
+        let mut front = PageList::new();
+        for _ in 0..pages {
+            let Some(page) = self.pop() else { break };
+            // SAFETY: `pop` gave us the page, out of any list.
+            unsafe { front.push(page) };
+        }
+        front
+    }
+
     /// Calls `f(ptr, kind)` for every record, page by page, in write order
     /// within a page. Only the pages' arrays are read; the objects are not.
     ///

@@ -1,0 +1,696 @@
+//! Parallel reclaim: when a backlog builds, the worker starts helper threads
+//! that free a large ready batch alongside whoever reaps it.
+//!
+//! # Why
+//! One worker frees what every producer retires. Under oversubscription
+//! (more runnable threads than CPUs) the scheduler gives each thread the
+//! same share, so with `P` producers the worker gets `1 / (P + 1)` of the
+//! CPU time and frees far slower than they allocate: records pile up (the
+//! peak memory grows with the flood) and pages come back to the caches too
+//! late (the head-list fallback takes most calls). Helpers raise reclaim's
+//! share to `(H + 1) / (P + H + 1)`; keeping up needs roughly as many
+//! reclaim threads as producers when a free costs about what an allocation
+//! costs, so the default cap is a few per CPU (see [`Settings`]).
+//!
+//! # Fork-join inside `reap`
+//! Freeing stays where it was, in `BatchQueue::reap`, under the free lock,
+//! oldest batch first, and a batch's sequence number is still published only
+//! once all of it is freed. What changes is who frees a batch: when helpers
+//! exist and the batch holds at least two [`RECORDS_PER_THREAD`] objects, the
+//! reaping thread (the worker, or a `barrier()` caller) splits it into
+//! [`Chunk`]s (a few pages, [`CHUNK_PAGES`], or one of the head lists it
+//! took: a list can only be walked from its top, so each is one chunk, see
+//! `head.rs`), queues them on the [`Board`], wakes the helpers, frees chunks
+//! itself too, and waits until the last chunk a helper took is done
+//! ([`Board::free_batch`]). Only then does it recycle the pages and
+//! complete the batch. A chunk is taken from the board by one thread at a
+//! time, under its lock (a head list may go back with its rest after a
+//! bite, [`HEAD_BITE`]), so every object is freed once, and only after its
+//! batch's grace period (the batch was polled complete before it reached
+//! the board). The board's lock orders a
+//! helper's frees before the reaping thread's return (the helper gives the
+//! chunk back under the lock; the reaper reads the count under it), so a
+//! `barrier()` that sees the batch complete sees its destructors' effects.
+//!
+//! Helpers run destructors as the worker does: marked as freeing for the
+//! service (`freeing.rs`), so a destructor that calls back into the same
+//! service (`barrier`, `shrink`, `run_once`, drop) is caught instead of
+//! deadlocking, and under an abort-on-unwind guard, so a panicking
+//! destructor aborts the process (`batch_queue.rs`).
+//!
+//! # The crew
+//! Helpers are started by the worker thread only, never on a retire path
+//! and never by a `barrier()` caller: after each round, if a reap since the
+//! last look found a ready batch of at least [`BACKLOG_RECORDS`] records
+//! (freeing fell behind: batches grow when rounds are slow), the worker
+//! starts one more helper, up to `max_reclaim_helpers`. A failed spawn is
+//! not an error: the worker frees alone and tries again after
+//! [`SPAWN_RETRY`]. Helpers sleep on a condition variable while the board
+//! is empty (no polling), and live until the worker exits: the [`Crew`] is
+//! owned by the worker thread's stack, and dropping it (the worker's normal
+//! exit after its final barrier, or an unwind) stops every helper and joins
+//! it. Helpers hold an `Arc` of the shared state, so none outlives what it
+//! uses. A service built with `Builder::manual()` has no worker and so no
+//! helpers.
+//!
+//! # fork()
+//! A forked child has neither worker nor helpers. The fork handlers hold
+//! the free lock across the fork, so no batch is being freed then: no chunk
+//! is queued or in flight. They also hold the board's lock (a helper going
+//! back to sleep holds it briefly), and the child forgets the parent's
+//! helpers ([`BoardLock::forget_helpers`]), so its reaps free alone.
+
+use crate::gp::GracePeriod;
+use crate::head::HeadChain;
+use crate::pool::PageList;
+use crate::settings::SettingError;
+use crate::shared::Shared;
+use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, Ordering, SMALL, lock, wait};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Pages per chunk of pages, the unit a thread takes from the board: about
+/// 2000 records, tens of microseconds of frees, so that taking one (a lock)
+/// is cheap next to it, and a helper preempted in the middle of one holds
+/// up the batch for little.
+const CHUNK_PAGES: usize = if SMALL { 1 } else { 4 };
+
+/// Heads a thread frees from a list before it puts the rest back on the
+/// board: a list can only be walked from its top, so this is what keeps a
+/// helper preempted in the middle of a long list from holding up the batch
+/// (another thread takes the rest). The board is a stack, so a thread that
+/// is not preempted takes its own rest back at once.
+pub(crate) const HEAD_BITE: u64 = if SMALL { 1 } else { 2000 };
+
+/// Objects of a ready batch per thread that frees it: a batch with fewer is
+/// freed by the reaping thread alone, and one helper is woken per this many
+/// more. About half a millisecond of frees: what one thread clears between
+/// two polling rounds, so that batches a lone worker keeps up with (a
+/// single producer) never wake a helper, and the parallelism follows the
+/// backlog.
+const RECORDS_PER_THREAD: u64 = if SMALL { 2 } else { 16 * 1024 };
+
+/// A ready batch of at least this many objects means freeing fell behind:
+/// the worker starts a helper. 64 Ki objects (2 MiB of 32-byte objects;
+/// about 2 ms of a producer's flood). A single producer with the worker on
+/// a CPU of its own makes batches of 5 to 20 thousand objects per round;
+/// the threshold leaves room for a round delayed by the scheduler. (A
+/// helper started by mistake costs only a sleeping thread: it is woken for
+/// batches of at least two [`RECORDS_PER_THREAD`].)
+pub(crate) const BACKLOG_RECORDS: u64 = if SMALL { 16 } else { 64 * 1024 };
+
+/// How long the worker waits before trying again after a helper could not
+/// be spawned.
+pub(crate) const SPAWN_RETRY: Duration = Duration::from_secs(1);
+
+/// Allowed `max_reclaim_helpers`.
+const MAX_HELPERS: usize = 64;
+
+/// The parallel-reclaim settings of a [`Builder`](crate::Builder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// Most helper threads the worker starts (0: it frees alone).
+    pub(crate) max_helpers: usize,
+}
+
+impl Default for Settings {
+    /// Two helpers per CPU, at most 16.
+    fn default() -> Settings {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        Settings {
+            max_helpers: (2 * cpus).min(16),
+        }
+    }
+}
+
+impl Settings {
+    /// Checks the settings: the first one out of range is the error.
+    pub(crate) fn validate(&self) -> Result<(), SettingError> {
+        if self.max_helpers <= MAX_HELPERS {
+            Ok(())
+        } else {
+            Err(SettingError::new(
+                "max_reclaim_helpers",
+                self.max_helpers.to_string(),
+                "allowed range 0..=64",
+            ))
+        }
+    }
+}
+
+/// A part of a ready batch that one thread frees at a time.
+pub(crate) enum Chunk {
+    /// [`CHUNK_PAGES`] of the batch's pages (fewer for the last).
+    Pages(PageList),
+    /// One of the head lists the batch took (or what is left of it).
+    Heads(HeadChain),
+}
+
+/// A chunk after a bite of it was freed.
+enum AfterBite {
+    /// All freed: its pages (none for heads), to recycle.
+    Spent(PageList),
+    /// What is left to free.
+    Rest(Chunk),
+}
+
+impl Chunk {
+    /// What is left after `FreeChunk` freed a bite of it: pages are freed
+    /// in one bite, heads until the list is empty.
+    fn after_bite(self) -> AfterBite {
+        match self {
+            Chunk::Pages(pages) => AfterBite::Spent(pages),
+            Chunk::Heads(heads) if heads.is_empty() => AfterBite::Spent(PageList::new()),
+            rest @ Chunk::Heads(_) => AfterBite::Rest(rest),
+        }
+    }
+}
+
+impl core::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Chunk::Pages(pages) => f.debug_tuple("Pages").field(pages).finish(),
+            Chunk::Heads(heads) => f.debug_tuple("Heads").field(&heads.len()).finish(),
+        }
+    }
+}
+
+/// What frees a bite of a chunk: every record of a `Pages` chunk (the
+/// pages stay, to be recycled), or up to [`HEAD_BITE`] heads of a `Heads`
+/// chunk (the rest stays); returns how many. Given by `batch_queue.rs`,
+/// which owns the free's safety argument.
+pub(crate) type FreeChunk<'a> = &'a dyn Fn(&mut Chunk) -> u64;
+
+/// Chunks of the batch being freed, shared by the reaping thread and the
+/// helpers (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Board {
+    jobs: Mutex<Jobs>,
+    /// Helpers wait here for chunks, or for the order to stop.
+    work: Condvar,
+    /// The reaping thread waits here for the last chunk a helper took.
+    done: Condvar,
+    /// A reap found a ready batch of at least `BACKLOG_RECORDS` records
+    /// since the worker last looked.
+    backlog: AtomicBool,
+    /// Objects freed on helper threads (`Stats::freed_by_helpers`).
+    freed_by_helpers: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Jobs {
+    /// Chunks no thread has taken yet.
+    queued: Vec<Chunk>,
+    /// Chunks helpers took and have not given back yet.
+    in_flight: usize,
+    /// Pages of chunks helpers freed, for the reaping thread to recycle.
+    drained: PageList,
+    /// Objects freed by helpers in the current batch.
+    freed: u64,
+    /// Helper threads running.
+    helpers: usize,
+    /// Helpers exit once the board is empty.
+    stop: bool,
+}
+
+impl Board {
+    pub(crate) fn new() -> Board {
+        Board {
+            jobs: Mutex::new(Jobs::default()),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            backlog: AtomicBool::new(false),
+            freed_by_helpers: AtomicU64::new(0),
+        }
+    }
+
+    /// Frees the records of `pages` and the heads of `heads` with
+    /// `free_chunk`, sharing them in chunks with the helpers if there are
+    /// any and the batch is large enough; returns the pages, drained, and
+    /// the objects freed. Returns only once every one is freed. The reaping
+    /// thread only (under the free lock): one batch on the board at a time.
+    pub(crate) fn free_batch(
+        &self,
+        pages: PageList,
+        heads: HeadChain,
+        free_chunk: FreeChunk<'_>,
+    ) -> (PageList, u64) {
+        let records = pages.records() as u64 + heads.len();
+        // Helpers to wake: one per `RECORDS_PER_THREAD` beyond the first.
+        let wanted = usize::try_from(records / RECORDS_PER_THREAD)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1);
+        let helpers = if wanted == 0 {
+            0
+        } else {
+            lock(&self.jobs).helpers.min(wanted)
+        };
+        if helpers == 0 {
+            return free_alone(pages, heads, free_chunk);
+        }
+        let mut pages = pages;
+        let mut chunks = 0;
+        {
+            let mut jobs = lock(&self.jobs);
+            debug_assert!(jobs.queued.is_empty() && jobs.in_flight == 0);
+            while !pages.is_empty() {
+                jobs.queued
+                    .push(Chunk::Pages(pages.split_front(CHUNK_PAGES)));
+                chunks += 1;
+            }
+            for list in heads.into_lists() {
+                jobs.queued.push(Chunk::Heads(list));
+                chunks += 1;
+            }
+        }
+        // This thread takes chunks too: wake at most one helper per other
+        // chunk.
+        for _ in 0..helpers.min(chunks - 1) {
+            self.work.notify_one();
+        }
+        let mut freed = 0;
+        let mut jobs = lock(&self.jobs);
+        loop {
+            if let Some(mut chunk) = jobs.queued.pop() {
+                drop(jobs);
+                freed += free_chunk(&mut chunk);
+                jobs = lock(&self.jobs);
+                match chunk.after_bite() {
+                    AfterBite::Spent(drained) => pages.append(drained),
+                    AfterBite::Rest(rest) => jobs.queued.push(rest),
+                }
+            } else if jobs.in_flight > 0 {
+                jobs = wait(&self.done, jobs);
+            } else {
+                break;
+            }
+        }
+        // Every chunk is back: the helpers' frees happened before they gave
+        // their chunks back under the lock we hold.
+        pages.append(core::mem::take(&mut jobs.drained));
+        let by_helpers = core::mem::take(&mut jobs.freed);
+        drop(jobs);
+        // Relaxed: a statistic.
+        self.freed_by_helpers
+            .fetch_add(by_helpers, Ordering::Relaxed);
+        (pages, freed + by_helpers)
+    }
+
+    /// A helper thread's loop: frees the chunks it takes with `free_chunk`
+    /// (as in [`free_batch`](Self::free_batch)) until told to stop, sleeping
+    /// while the board is empty.
+    pub(crate) fn serve(&self, free_chunk: FreeChunk<'_>) {
+        let mut jobs = lock(&self.jobs);
+        loop {
+            if let Some(mut chunk) = jobs.queued.pop() {
+                jobs.in_flight += 1;
+                drop(jobs);
+                let freed = free_chunk(&mut chunk);
+                jobs = lock(&self.jobs);
+                jobs.in_flight -= 1;
+                jobs.freed += freed;
+                match chunk.after_bite() {
+                    AfterBite::Spent(drained) => jobs.drained.append(drained),
+                    AfterBite::Rest(rest) => jobs.queued.push(rest),
+                }
+                if jobs.in_flight == 0 && jobs.queued.is_empty() {
+                    // The reaping thread waits only once the queue is
+                    // empty, for the last chunk in flight: this one.
+                    self.done.notify_one();
+                }
+            } else if jobs.stop {
+                return;
+            } else {
+                jobs = wait(&self.work, jobs);
+            }
+        }
+    }
+
+    /// Records the size of a ready batch: a large one asks the worker for a
+    /// helper.
+    pub(crate) fn note_ready(&self, records: u64) {
+        if records >= BACKLOG_RECORDS {
+            // Relaxed: a hint the worker reads after its round.
+            self.backlog.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a backlog was noted since the last call.
+    fn take_backlog(&self) -> bool {
+        // Relaxed: a hint (see `note_ready`).
+        self.backlog.swap(false, Ordering::Relaxed)
+    }
+
+    /// Helper threads running now (`Stats::reclaim_helpers`).
+    pub(crate) fn helpers(&self) -> usize {
+        lock(&self.jobs).helpers
+    }
+
+    /// Objects freed on helper threads so far.
+    pub(crate) fn freed_by_helpers(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.freed_by_helpers.load(Ordering::Relaxed)
+    }
+
+    /// Counts a helper about to be spawned (it serves at once); undone by
+    /// [`helper_gone`](Self::helper_gone) if the spawn fails.
+    fn helper_starting(&self) {
+        lock(&self.jobs).helpers += 1;
+    }
+
+    fn helper_gone(&self) {
+        let mut jobs = lock(&self.jobs);
+        jobs.helpers = jobs.helpers.saturating_sub(1);
+    }
+
+    /// Tells every helper to exit once the board is empty.
+    fn stop_helpers(&self) {
+        lock(&self.jobs).stop = true;
+        self.work.notify_all();
+    }
+
+    /// After every helper exited: a later crew starts afresh.
+    fn helpers_stopped(&self) {
+        let mut jobs = lock(&self.jobs);
+        jobs.helpers = 0;
+        jobs.stop = false;
+    }
+
+    /// The board's lock, or `None` at once if it is held (the fork
+    /// handlers, see `fork.rs`).
+    #[cfg(all(unix, not(kvfree_loom), not(miri)))]
+    pub(crate) fn try_lock(&self) -> Option<BoardLock<'_>> {
+        crate::fork::try_lock(&self.jobs).map(|jobs| BoardLock { jobs })
+    }
+}
+
+/// The board's lock, held by the fork handlers across a `fork()`.
+#[cfg(all(unix, not(kvfree_loom), not(miri)))]
+pub(crate) struct BoardLock<'a> {
+    jobs: crate::sync::MutexGuard<'a, Jobs>,
+}
+
+#[cfg(all(unix, not(kvfree_loom), not(miri)))]
+impl BoardLock<'_> {
+    /// In a forked child: the parent's helpers do not exist here. The
+    /// handlers hold the free lock too, so no chunk is queued or in flight.
+    pub(crate) fn forget_helpers(&mut self) {
+        debug_assert!(self.jobs.queued.is_empty() && self.jobs.in_flight == 0);
+        self.jobs.helpers = 0;
+        self.jobs.stop = false;
+    }
+}
+
+/// A batch freed by the reaping thread alone.
+fn free_alone(pages: PageList, heads: HeadChain, free_chunk: FreeChunk<'_>) -> (PageList, u64) {
+    let mut freed = 0;
+    let mut drained = PageList::new();
+    for mut chunk in [Chunk::Pages(pages), Chunk::Heads(heads)] {
+        loop {
+            freed += free_chunk(&mut chunk);
+            match chunk.after_bite() {
+                AfterBite::Spent(pages) => {
+                    drained.append(pages);
+                    break;
+                }
+                AfterBite::Rest(rest) => chunk = rest,
+            }
+        }
+    }
+    (drained, freed)
+}
+
+/// The worker's helper threads: started one at a time when a backlog
+/// builds, stopped and joined when dropped (see the module docs). Lives on
+/// the worker thread's stack.
+pub(crate) struct Crew<G: GracePeriod> {
+    shared: Arc<Shared<G>>,
+    name: String,
+    max: usize,
+    handles: Vec<JoinHandle<()>>,
+    retry_at: Option<Instant>,
+}
+
+impl<G: GracePeriod> Crew<G> {
+    /// No helpers yet; `name` is the worker's thread name.
+    pub(crate) fn new(shared: Arc<Shared<G>>, name: String, settings: Settings) -> Crew<G> {
+        Crew {
+            shared,
+            name,
+            max: settings.max_helpers,
+            handles: Vec::new(),
+            retry_at: None,
+        }
+    }
+
+    /// After a round: starts one more helper if a reap found a backlog, the
+    /// crew is below its cap and no failed spawn is being waited out.
+    pub(crate) fn grow_if_backlogged(&mut self) {
+        let board = &self.shared.batches.board;
+        if !board.take_backlog() || self.handles.len() >= self.max {
+            return;
+        }
+        let now = Instant::now();
+        if self.retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        let shared = self.shared.clone();
+        board.helper_starting();
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-h{}", self.name, self.handles.len() + 1))
+            .spawn(move || shared.batches.help_reclaim());
+        match spawned {
+            Ok(handle) => {
+                self.handles.push(handle);
+                self.retry_at = None;
+            }
+            Err(_) => {
+                board.helper_gone();
+                self.retry_at = now.checked_add(SPAWN_RETRY);
+            }
+        }
+    }
+}
+
+impl<G: GracePeriod> Drop for Crew<G> {
+    /// Stops every helper and joins it. Runs on the worker thread, which is
+    /// not inside a free here (its rounds are over), so the helpers' last
+    /// chunks never wait for it.
+    fn drop(&mut self) {
+        if self.handles.is_empty() {
+            return;
+        }
+        let board = &self.shared.batches.board;
+        board.stop_helpers();
+        for handle in self.handles.drain(..) {
+            // A helper's frees cannot unwind (a panicking destructor aborts
+            // the process), so an error here is not expected; nothing is
+            // lost either way.
+            let _ = handle.join();
+        }
+        board.helpers_stopped();
+    }
+}
+
+#[cfg(all(test, not(kvfree_loom)))]
+mod tests {
+    use super::*;
+    use crate::free_fn::{free_fn_of, kind_of};
+    use crate::head::{HeadLists, RcuHead};
+    use crate::pool::{BusyLanes, Config, Pool};
+    use core::ptr::NonNull;
+    use std::sync::atomic::AtomicUsize;
+
+    static FREED: AtomicUsize = AtomicUsize::new(0);
+
+    /// A headed object (its head first) and its free function.
+    #[repr(C)]
+    struct Node {
+        head: RcuHead,
+        value: u64,
+    }
+
+    unsafe fn free_node(head: NonNull<RcuHead>) {
+        // SAFETY: every head here is the first field of a leaked Box<Node>,
+        // derived from the whole box; freed once.
+        let node = unsafe { Box::from_raw(head.cast::<Node>().as_ptr()) };
+        assert_eq!(node.value, 7, "freed twice, or not a live node");
+        FREED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    unsafe fn free_u64(ptr: NonNull<()>) {
+        // SAFETY: every record here is a leaked Box<u64>, freed once.
+        let value = unsafe { Box::from_raw(ptr.cast::<u64>().as_ptr()) };
+        assert_eq!(*value, 7, "freed twice, or not a live value");
+        FREED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn free_chunk(chunk: &mut Chunk) -> u64 {
+        match chunk {
+            Chunk::Pages(pages) => {
+                let mut freed = 0;
+                pages.for_each_record(|ptr, kind| {
+                    // SAFETY: every kind was made by `kind_of(free_u64)`
+                    // for a leaked Box<u64>; the board hands each chunk to
+                    // one thread.
+                    unsafe { free_fn_of(kind)(ptr) };
+                    freed += 1;
+                });
+                freed
+            }
+            // SAFETY: `free_node` frees the leaked nodes, each once.
+            Chunk::Heads(heads) => unsafe { heads.free_some(HEAD_BITE) },
+        }
+    }
+
+    /// A batch of pages and heads shared with two helper threads: every
+    /// object is freed exactly once, before `free_batch` returns, and every
+    /// page comes back. Runs under Miri (its data-race detector checks the
+    /// board's hand-offs).
+    #[test]
+    fn helpers_free_every_object_of_a_shared_batch_once() {
+        let mut config = Config::default();
+        config.lanes = Some(2);
+        let pool = Pool::new(config).unwrap();
+        pool.refill().unwrap();
+        let kind = kind_of(free_u64);
+        let mut records = 0;
+        loop {
+            let value = NonNull::from(Box::leak(Box::new(7u64)));
+            if pool.push(value.cast(), kind).is_err() {
+                // SAFETY: not recorded (no page left): still ours, from
+                // Box::leak, dropped once.
+                drop(unsafe { Box::from_raw(value.as_ptr()) });
+                break;
+            }
+            records += 1;
+        }
+        let mut pages = pool.take_sealed();
+        pool.seal_open(&mut pages, BusyLanes::Wait);
+        assert_eq!(pages.records(), records);
+        let heads_n: u64 = if SMALL { 12 } else { 100_000 };
+        let lists = HeadLists::per_cpu();
+        for i in 0..heads_n {
+            let node = NonNull::from(Box::leak(Box::new(Node {
+                head: RcuHead::new(),
+                value: 7,
+            })));
+            // SAFETY: the head is the node's first field (repr(C)), derived
+            // from the whole box; `free_node` frees it once.
+            unsafe { lists.push(i as usize % 2, node.cast(), free_node) };
+        }
+        let board = Arc::new(Board::new());
+        let helpers: Vec<_> = (0..2)
+            .map(|_| {
+                board.helper_starting();
+                let board = board.clone();
+                std::thread::spawn(move || board.serve(&free_chunk))
+            })
+            .collect();
+        let total = records as u64 + heads_n;
+        let (drained, freed) = board.free_batch(pages, lists.take_all(), &free_chunk);
+        assert_eq!(freed, total);
+        assert_eq!(FREED.load(Ordering::Relaxed) as u64, total);
+        assert_eq!(drained.records(), records, "every page back");
+        pool.recycle(drained);
+        board.stop_helpers();
+        for helper in helpers {
+            helper.join().unwrap();
+        }
+        board.helpers_stopped();
+        assert_eq!(board.helpers(), 0);
+    }
+
+    #[test]
+    fn max_helpers_out_of_range_is_named() {
+        assert_eq!(Settings { max_helpers: 0 }.validate(), Ok(()));
+        assert_eq!(
+            Settings {
+                max_helpers: MAX_HELPERS
+            }
+            .validate(),
+            Ok(())
+        );
+        let err = Settings {
+            max_helpers: MAX_HELPERS + 1,
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.setting(), "max_reclaim_helpers");
+        assert_eq!(Settings::default().validate(), Ok(()));
+    }
+}
+
+/// Loom model of the fork-join (run by `ci/20-loom.sh` with the crate's
+/// other internal models): a reaping thread and a helper share a batch's
+/// chunks, bite by bite; every object is freed once, and every free
+/// happens before `free_batch` returns (what lets the batch complete).
+#[cfg(all(test, kvfree_loom))]
+mod loom_models {
+    use super::*;
+    use crate::head::{HeadLists, RcuHead};
+    use core::ptr::NonNull;
+    use loom::sync::atomic::AtomicUsize;
+
+    /// An object with its head first, counting its frees.
+    #[repr(C)]
+    struct Node {
+        head: RcuHead,
+        frees: AtomicUsize,
+    }
+
+    unsafe fn count_free(head: NonNull<RcuHead>) {
+        // SAFETY: every head in the model is the first field of a live Node.
+        let node = unsafe { head.cast::<Node>().as_ref() };
+        // Relaxed: the model checks the ordering the board provides.
+        node.frees.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn free_chunk(chunk: &mut Chunk) -> u64 {
+        match chunk {
+            Chunk::Pages(pages) => {
+                assert!(pages.is_empty(), "the model has no pages");
+                0
+            }
+            // SAFETY: `count_free` only counts; the nodes outlive the model.
+            Chunk::Heads(heads) => unsafe { heads.free_some(HEAD_BITE) },
+        }
+    }
+
+    #[test]
+    fn a_batch_shared_with_a_helper_is_freed_once_before_it_completes() {
+        loom::model(|| {
+            let nodes: loom::sync::Arc<Vec<Node>> = loom::sync::Arc::new(
+                (0..4)
+                    .map(|_| Node {
+                        head: RcuHead::new(),
+                        frees: AtomicUsize::new(0),
+                    })
+                    .collect(),
+            );
+            let lists = HeadLists::per_cpu();
+            for (i, node) in nodes.iter().enumerate() {
+                // SAFETY: the nodes live until the model ends; `count_free`
+                // only counts.
+                unsafe { lists.push(i % 2, NonNull::from(&node.head), count_free) };
+            }
+            let board = loom::sync::Arc::new(Board::new());
+            board.helper_starting();
+            let helper = {
+                let board = board.clone();
+                loom::thread::spawn(move || board.serve(&free_chunk))
+            };
+            let (pages, freed) = board.free_batch(PageList::new(), lists.take_all(), &free_chunk);
+            assert_eq!(freed, 4);
+            assert!(pages.is_empty());
+            for node in nodes.iter() {
+                // Relaxed: `free_batch` returned, so every free happened
+                // before this load (through the board's lock).
+                assert_eq!(node.frees.load(Ordering::Relaxed), 1);
+            }
+            board.stop_helpers();
+            helper.join().unwrap();
+        });
+    }
+}
