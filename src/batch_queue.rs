@@ -276,12 +276,21 @@ impl Drop for AbortOnUnwind {
 fn free_batch<S>(batch: Batch<S>, pool: &Pool, board: &Board) -> u64 {
     board.note_ready(batch.pages.records() as u64 + batch.heads.len());
     let abort = AbortOnUnwind;
-    let (pages, freed) = board.free_batch(batch.pages, batch.heads, &|chunk| {
-        // SAFETY: the chunk is part of this batch, whose grace period has
-        // ended (the caller polled it), and the board gives each chunk to
-        // one thread.
-        unsafe { free_chunk(chunk) }
-    });
+    // Each page chunk goes back to the lanes' caches as soon as its records
+    // are freed: a large batch takes milliseconds to free, and the retire
+    // path needs those pages meanwhile (else it falls back to the heads).
+    let recycle = |pages: PageList| pool.recycle(pages);
+    let (pages, freed) = board.free_batch(
+        batch.pages,
+        batch.heads,
+        &|chunk| {
+            // SAFETY: the chunk is part of this batch, whose grace period
+            // has ended (the caller polled it), and the board gives each
+            // chunk to one thread.
+            unsafe { free_chunk(chunk) }
+        },
+        Some(&recycle),
+    );
     // Every destructor returned: nothing unwound out of the batch.
     core::mem::forget(abort);
     pool.recycle(pages);

@@ -22,8 +22,11 @@
 //! took: a list can only be walked from its top, so each is one chunk, see
 //! `head.rs`), queues them on the [`Board`], wakes the helpers, frees chunks
 //! itself too, and waits until the last chunk a helper took is done
-//! ([`Board::free_batch`]). Only then does it recycle the pages and
-//! complete the batch. A chunk is taken from the board by one thread at a
+//! ([`Board::free_batch`]). Only then does it complete the batch. Pages go
+//! back to the pool as soon as their chunk's records are freed (whoever
+//! freed them; a helper's, the next time the reaping thread takes the
+//! lock), so the retire path has pages again while the rest of a large
+//! batch is freed: a batch of a flood takes milliseconds. A chunk is taken from the board by one thread at a
 //! time, under its lock (a head list may go back with its rest after a
 //! bite, [`HEAD_BITE`]), so every object is freed once, and only after its
 //! batch's grace period (the batch was polled complete before it reached
@@ -182,6 +185,10 @@ impl core::fmt::Debug for Chunk {
 /// which owns the free's safety argument.
 pub(crate) type FreeChunk<'a> = &'a dyn Fn(&mut Chunk) -> u64;
 
+/// What takes a chunk's pages once their records are freed (the pool's
+/// `recycle`).
+pub(crate) type Recycle<'a> = &'a dyn Fn(PageList);
+
 /// Chunks of the batch being freed, shared by the reaping thread and the
 /// helpers (see the module docs).
 #[derive(Debug)]
@@ -230,11 +237,18 @@ impl Board {
     /// any and the batch is large enough; returns the pages, drained, and
     /// the objects freed. Returns only once every one is freed. The reaping
     /// thread only (under the free lock): one batch on the board at a time.
+    ///
+    /// With `recycle`, each page chunk goes to it as soon as its records are
+    /// freed (by this thread, or by a helper the next time this thread
+    /// takes the lock), so the retire path gets pages back while the rest
+    /// of a large batch is still being freed, and the returned list holds
+    /// only what was left; without it, every page comes back in the list.
     pub(crate) fn free_batch(
         &self,
         pages: PageList,
         heads: HeadChain,
         free_chunk: FreeChunk<'_>,
+        recycle: Option<Recycle<'_>>,
     ) -> (PageList, u64) {
         let records = pages.records() as u64 + heads.len();
         // Helpers to wake: one per `RECORDS_PER_THREAD` beyond the first.
@@ -247,7 +261,7 @@ impl Board {
             lock(&self.jobs).helpers.min(wanted)
         };
         if helpers == 0 {
-            return free_alone(pages, heads, free_chunk);
+            return free_alone(pages, heads, free_chunk, recycle);
         }
         let mut pages = pages;
         let mut chunks = 0;
@@ -273,13 +287,29 @@ impl Board {
         let mut jobs = lock(&self.jobs);
         loop {
             if let Some(mut chunk) = jobs.queued.pop() {
+                let helpers_drained = match recycle {
+                    Some(_) => core::mem::take(&mut jobs.drained),
+                    None => PageList::new(),
+                };
                 drop(jobs);
-                freed += free_chunk(&mut chunk);
-                jobs = lock(&self.jobs);
-                match chunk.after_bite() {
-                    AfterBite::Spent(drained) => pages.append(drained),
-                    AfterBite::Rest(rest) => jobs.queued.push(rest),
+                if let Some(recycle) = recycle {
+                    recycle(helpers_drained);
                 }
+                freed += free_chunk(&mut chunk);
+                let spent = match chunk.after_bite() {
+                    AfterBite::Spent(drained) => Some(drained),
+                    AfterBite::Rest(rest) => {
+                        lock(&self.jobs).queued.push(rest);
+                        None
+                    }
+                };
+                if let Some(drained) = spent {
+                    match recycle {
+                        Some(recycle) => recycle(drained),
+                        None => pages.append(drained),
+                    }
+                }
+                jobs = lock(&self.jobs);
             } else if jobs.in_flight > 0 {
                 jobs = wait(&self.done, jobs);
             } else {
@@ -403,21 +433,33 @@ impl BoardLock<'_> {
 }
 
 /// A batch freed by the reaping thread alone.
-fn free_alone(pages: PageList, heads: HeadChain, free_chunk: FreeChunk<'_>) -> (PageList, u64) {
+fn free_alone(
+    mut pages: PageList,
+    heads: HeadChain,
+    free_chunk: FreeChunk<'_>,
+    recycle: Option<Recycle<'_>>,
+) -> (PageList, u64) {
     let mut freed = 0;
     let mut drained = PageList::new();
-    for mut chunk in [Chunk::Pages(pages), Chunk::Heads(heads)] {
-        loop {
-            freed += free_chunk(&mut chunk);
-            match chunk.after_bite() {
-                AfterBite::Spent(pages) => {
-                    drained.append(pages);
-                    break;
+    let mut free_all_of = |mut chunk: Chunk| loop {
+        freed += free_chunk(&mut chunk);
+        match chunk.after_bite() {
+            AfterBite::Spent(pages) => {
+                match recycle {
+                    Some(recycle) => recycle(pages),
+                    None => drained.append(pages),
                 }
-                AfterBite::Rest(rest) => chunk = rest,
+                break;
             }
+            AfterBite::Rest(rest) => chunk = rest,
         }
+    };
+    // Pages first, a chunk at a time (each recycled as soon as it is
+    // done), then the heads.
+    while !pages.is_empty() {
+        free_all_of(Chunk::Pages(pages.split_front(CHUNK_PAGES)));
     }
+    free_all_of(Chunk::Heads(heads));
     (drained, freed)
 }
 
@@ -589,7 +631,7 @@ mod tests {
             })
             .collect();
         let total = records as u64 + heads_n;
-        let (drained, freed) = board.free_batch(pages, lists.take_all(), &free_chunk);
+        let (drained, freed) = board.free_batch(pages, lists.take_all(), &free_chunk, None);
         assert_eq!(freed, total);
         assert_eq!(FREED.load(Ordering::Relaxed) as u64, total);
         assert_eq!(drained.records(), records, "every page back");
@@ -681,7 +723,8 @@ mod loom_models {
                 let board = board.clone();
                 loom::thread::spawn(move || board.serve(&free_chunk))
             };
-            let (pages, freed) = board.free_batch(PageList::new(), lists.take_all(), &free_chunk);
+            let (pages, freed) =
+                board.free_batch(PageList::new(), lists.take_all(), &free_chunk, None);
             assert_eq!(freed, 4);
             assert!(pages.is_empty());
             for node in nodes.iter() {
