@@ -65,17 +65,26 @@ impl Pool {
         let lanes = self.lanes.len();
         let mut index = self.first_lane();
         let mut all_dry = true;
-        for _ in 0..lanes {
+        for step in 0..lanes {
             let lane = &self.lanes[index];
-            let open = lane.take();
-            if open == BUSY {
-                all_dry = false;
-            } else {
-                if let Some(pushed) = self.push_owned(lane, open, ptr, kind) {
+            // Our own lane is always tried. Another lane is tried only if
+            // it has cached pages (a Relaxed peek, a hint): under a flood
+            // that outruns the refiller, every push would otherwise swap
+            // every lane's line in turn, and those swaps, bouncing between
+            // CPUs, cost more than the fallback they try to avoid. Its open
+            // page's last free records are given up; the hint may be stale
+            // either way, which costs one swap or one fallback, never a
+            // record.
+            if step == 0 || lane.cached() > 0 {
+                let open = lane.take();
+                if open == BUSY {
+                    all_dry = false;
+                } else if let Some(pushed) = self.push_owned(lane, open, ptr, kind) {
                     return Ok(pushed);
                 }
-                // This lane is dry (its page full, its cache empty): another
-                // lane may still have room while the refiller catches up.
+                // Otherwise this lane is dry (its page full, its cache
+                // empty): another lane may still have room while the
+                // refiller catches up.
             }
             index += 1;
             if index == lanes {
@@ -84,8 +93,9 @@ impl Pool {
         }
         // Every lane is dry, or owned by someone else (or by the push we
         // interrupted).
-        if all_dry {
-            // Relaxed: a hint (see `dry`); nothing is published through it.
+        // Relaxed: a hint (see `dry`); nothing is published through it. The
+        // load first: while it is set, pushes leave its line shared.
+        if all_dry && !self.dry.load(Relaxed) {
             self.dry.store(true, Relaxed);
         }
         self.no_page();
