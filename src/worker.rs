@@ -11,7 +11,9 @@
 //! An idle worker therefore costs one wake-up a second (a futex wait that
 //! times out, a check of a few counters: a few microseconds of CPU).
 //! With `Builder::manual()` there is no thread and the owner calls
-//! `KvfreeRcu::run_once`.
+//! `KvfreeRcu::run_once`. (After a round that panicked, records it had
+//! taken may be leaked: they then count as queued forever, and the worker
+//! polls instead of going idle. Nothing is freed early or lost twice.)
 //!
 //! When a round's reap found a large ready batch (freeing fell behind), the
 //! worker starts one more reclaim helper, up to `max_reclaim_helpers`; the
