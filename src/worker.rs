@@ -13,7 +13,7 @@
 //! With `Builder::manual()` there is no thread and the owner calls
 //! `KvfreeRcu::run_once`. (After a round that panicked, records it had
 //! taken may be leaked: they then count as queued forever, and the worker
-//! polls instead of going idle. Nothing is freed early or lost twice.)
+//! polls instead of going idle; nothing is freed early or twice.)
 //!
 //! When a round's reap found a large ready batch (freeing fell behind), the
 //! worker starts one more reclaim helper, up to `max_reclaim_helpers`; the
