@@ -307,6 +307,11 @@ fn free_batch<S>(batch: Batch<S>, pool: &Pool, board: &Board) -> u64 {
 unsafe fn free_chunk(chunk: &mut Chunk) -> u64 {
     match chunk {
         Chunk::Pages(pages) => {
+            // Our reclaim threads free where the chunk was filled
+            // (`affinity.rs`); its first page stands for the chunk.
+            if let Some(cpu) = pages.first_page_cpu() {
+                crate::affinity::move_to_filling_cpu(cpu);
+            }
             let mut freed = 0;
             pages.for_each_record(|ptr, kind| {
                 // Every kind in the pool was made by `kind_of` from the

@@ -270,6 +270,29 @@ impl<G: GracePeriod> Builder<G> {
         self
     }
 
+    /// Where the worker and its reclaim helpers free a page's objects
+    /// (default [`ReclaimAffinity::FillingCpu`]: on the CPU that filled the
+    /// page, where they are in that CPU's caches, as the kernel's per-CPU
+    /// work frees them; Linux only, elsewhere the setting has no effect).
+    /// The reclaim thread then shares that CPU with its producers: an
+    /// ordinary-priority producer may be preempted by it for a scheduler
+    /// slice (a real-time one is not). [`ReclaimAffinity::Anywhere`] leaves
+    /// them where the scheduler puts them. See `docs/BENCHMARKS.md` for
+    /// what each costs.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu, ReclaimAffinity};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .reclaim_affinity(ReclaimAffinity::FillingCpu)
+    ///     .build();
+    /// # drop(service);
+    /// ```
+    pub fn reclaim_affinity(mut self, affinity: crate::ReclaimAffinity) -> Self {
+        self.reclaim.affinity = affinity;
+        self
+    }
+
     /// Name of the worker thread (default `kvfree-rcu`); reclaim helpers
     /// are named after it (`kvfree-rcu-h1`, ...). It must not contain a NUL
     /// byte (the OS cannot take it); otherwise

@@ -161,6 +161,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(not(kvfree_loom))]
+mod affinity;
 mod atomic;
 mod batch_queue;
 mod builder;
@@ -191,6 +192,7 @@ pub use kvfree_rcu_gp as gp;
 /// The page pool: an implementation detail (crate docs), not re-exported.
 use kvfree_rcu_pool as pool;
 
+pub use affinity::ReclaimAffinity;
 #[cfg(not(kvfree_loom))]
 pub use atomic::{Atomic, Shared, Unlinked};
 pub use builder::{BuildError, Builder};

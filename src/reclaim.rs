@@ -63,6 +63,7 @@
 //! back to sleep holds it briefly), and the child forgets the parent's
 //! helpers ([`BoardLock::forget_helpers`]), so its reaps free alone.
 
+use crate::affinity::ReclaimAffinity;
 use crate::gp::GracePeriod;
 use crate::head::HeadChain;
 use crate::pool::PageList;
@@ -115,6 +116,8 @@ const MAX_HELPERS: usize = 64;
 pub(crate) struct Settings {
     /// Most helper threads the worker starts (0: it frees alone).
     pub(crate) max_helpers: usize,
+    /// Where the worker and the helpers free a page's objects.
+    pub(crate) affinity: ReclaimAffinity,
 }
 
 impl Default for Settings {
@@ -123,6 +126,7 @@ impl Default for Settings {
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         Settings {
             max_helpers: (2 * cpus).min(16),
+            affinity: ReclaimAffinity::default(),
         }
     }
 }
@@ -470,6 +474,7 @@ pub(crate) struct Crew<G: GracePeriod> {
     shared: Arc<Shared<G>>,
     name: String,
     max: usize,
+    affinity: ReclaimAffinity,
     handles: Vec<JoinHandle<()>>,
     retry_at: Option<Instant>,
 }
@@ -481,6 +486,7 @@ impl<G: GracePeriod> Crew<G> {
             shared,
             name,
             max: settings.max_helpers,
+            affinity: settings.affinity,
             handles: Vec::new(),
             retry_at: None,
         }
@@ -498,10 +504,14 @@ impl<G: GracePeriod> Crew<G> {
             return;
         }
         let shared = self.shared.clone();
+        let affinity = self.affinity;
         board.helper_starting();
         let spawned = std::thread::Builder::new()
             .name(format!("{}-h{}", self.name, self.handles.len() + 1))
-            .spawn(move || shared.batches.help_reclaim());
+            .spawn(move || {
+                crate::affinity::become_reclaim_thread(affinity);
+                shared.batches.help_reclaim();
+            });
         match spawned {
             Ok(handle) => {
                 self.handles.push(handle);
@@ -646,19 +656,13 @@ mod tests {
 
     #[test]
     fn max_helpers_out_of_range_is_named() {
-        assert_eq!(Settings { max_helpers: 0 }.validate(), Ok(()));
-        assert_eq!(
-            Settings {
-                max_helpers: MAX_HELPERS
-            }
-            .validate(),
-            Ok(())
-        );
-        let err = Settings {
-            max_helpers: MAX_HELPERS + 1,
-        }
-        .validate()
-        .unwrap_err();
+        let with = |max_helpers| Settings {
+            max_helpers,
+            ..Settings::default()
+        };
+        assert_eq!(with(0).validate(), Ok(()));
+        assert_eq!(with(MAX_HELPERS).validate(), Ok(()));
+        let err = with(MAX_HELPERS + 1).validate().unwrap_err();
         assert_eq!(err.setting(), "max_reclaim_helpers");
         assert_eq!(Settings::default().validate(), Ok(()));
     }

@@ -535,3 +535,68 @@ fn the_first_retire_after_idle_wakes_the_worker() {
     }
     panic!("no retire call ever found the worker idle");
 }
+
+/// Issue 11, reclaim with CPU affinity: only the service's own threads move
+/// to the CPU that filled a page. A `barrier()` caller frees on its own
+/// thread and keeps the affinity the application gave it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_barrier_caller_keeps_its_cpu_affinity() {
+    fn mask() -> Vec<u8> {
+        // SAFETY: all zeroes is the empty set; pid 0 is this thread and the
+        // size is the set's.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(
+                libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set),
+                0
+            );
+            std::slice::from_raw_parts((&raw const set).cast::<u8>(), std::mem::size_of_val(&set))
+                .to_vec()
+        }
+    }
+    let before = mask();
+    let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+        .manual()
+        .reclaim_affinity(kvfree_rcu::ReclaimAffinity::FillingCpu)
+        .build();
+    let counter = DropCounter::leak();
+    for i in 0..scaled(5_000) {
+        // SAFETY: fresh from Box::leak, never published, retired once.
+        unsafe { service.kvfree_rcu(Headed::boxed(i as u64, counter)) };
+    }
+    service.barrier();
+    assert_eq!(counter.dropped(), scaled(5_000));
+    assert_eq!(mask(), before, "barrier() moved its caller");
+}
+
+/// Both reclaim affinities free every object once, with the worker and its
+/// helpers (a multi-thread flood).
+#[test]
+fn every_reclaim_affinity_frees_everything_once() {
+    for affinity in [
+        kvfree_rcu::ReclaimAffinity::FillingCpu,
+        kvfree_rcu::ReclaimAffinity::Anywhere,
+    ] {
+        let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+            .reclaim_affinity(affinity)
+            .build();
+        let counter = DropCounter::leak();
+        let per_thread = scaled(50_000);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let service = &service;
+                s.spawn(move || {
+                    for i in 0..per_thread {
+                        let value = (t * per_thread + i) as u64;
+                        // SAFETY: fresh from Box::leak, never published,
+                        // retired once.
+                        unsafe { service.kvfree_rcu(Headed::boxed(value, counter)) };
+                    }
+                });
+            }
+        });
+        service.barrier();
+        assert_eq!(counter.dropped(), 4 * per_thread, "{affinity:?}");
+    }
+}

@@ -2,11 +2,17 @@
 //! records.
 //!
 //! ```text
-//! +------+------+-------+-----------+----------------------------------------+
-//! | next | used | items | last_kind | records[RECORDS_PER_PAGE]              |
-//! +------+------+-------+-----------+----------------------------------------+
-//!                                     NULL, k1, p, p, p, NULL, k2, p, ...
+//! +------+------+-------+-----------+-----------+----------------------------+
+//! | next | used | items | last_kind | filled_on | records[RECORDS_PER_PAGE]  |
+//! +------+------+-------+-----------+-----------+----------------------------+
+//!                                                 NULL, k1, p, p, p, NULL, ...
 //! ```
+//!
+//! `filled_on` is the CPU the page's first record was pushed on
+//! ([`NO_CPU`] while the page is empty): a consumer that frees on the CPU
+//! that filled the page finds the objects in that CPU's caches
+//! ([`PageList::first_page_cpu`]). It takes one of the words the 4096-byte
+//! alignment leaves as padding after the records.
 //!
 //! `next` links the page into the hand-off list or a [`PageList`]; `used` is
 //! the number of records written, `items` the number of pointers among
@@ -60,8 +66,12 @@ pub(crate) struct Page {
     used: UnsafeCell<usize>,
     items: UnsafeCell<usize>,
     last_kind: UnsafeCell<*mut ()>,
+    filled_on: UnsafeCell<usize>,
     records: [UnsafeCell<*mut ()>; RECORD_WORDS],
 }
+
+/// `filled_on` of an empty page.
+const NO_CPU: usize = usize::MAX;
 
 // Not under loom, where the record array is cut (`RECORD_WORDS`) and loom's
 // cells are larger than a word: the page is then another size.
@@ -144,6 +154,7 @@ impl Page {
             ptr::addr_of_mut!((*raw).used).write(UnsafeCell::new(0));
             ptr::addr_of_mut!((*raw).items).write(UnsafeCell::new(0));
             ptr::addr_of_mut!((*raw).last_kind).write(UnsafeCell::new(ptr::null_mut()));
+            ptr::addr_of_mut!((*raw).filled_on).write(UnsafeCell::new(NO_CPU));
             let records = ptr::addr_of_mut!((*raw).records).cast::<UnsafeCell<*mut ()>>();
             for i in 0..RECORD_WORDS {
                 records.add(i).write(UnsafeCell::new(ptr::null_mut()));
@@ -180,6 +191,7 @@ impl Page {
             set(&page.used, 0);
             set(&page.items, 0);
             set(&page.last_kind, ptr::null_mut());
+            set(&page.filled_on, NO_CPU);
         }
     }
 
@@ -196,6 +208,7 @@ impl Page {
         let kind = kind.as_ptr().as_ptr();
         // SAFETY: contract 1, we own the page (so for every `get`/`set` below).
         let (mut used, last_kind) = unsafe { (get(&page.used), get(&page.last_kind)) };
+        let first = used == 0;
         let same_kind = last_kind == kind;
         let needed = if same_kind { 1 } else { 3 };
         if used + needed > USABLE_RECORDS {
@@ -216,7 +229,24 @@ impl Page {
             set(&page.used, used + 1);
             set(&page.items, get(&page.items) + 1);
         }
+        if first {
+            // Once per page: the CPU this push runs on (getcpu: rseq or the
+            // vDSO, no syscall).
+            // SAFETY: as above.
+            unsafe { set(&page.filled_on, crate::cpu::current()) };
+        }
         true
+    }
+
+    /// The CPU the page's first record was pushed on; `None` for an empty
+    /// page.
+    ///
+    /// # Safety
+    /// 1. The caller owns `page`, a live page.
+    pub(crate) unsafe fn filled_on(page: NonNull<Page>) -> Option<usize> {
+        // SAFETY: contract 1: the page is live and ours.
+        let cpu = unsafe { get(&page.as_ref().filled_on) };
+        (cpu != NO_CPU).then_some(cpu)
     }
 
     /// The next page in the list this page sits in (null: none).

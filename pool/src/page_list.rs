@@ -119,6 +119,28 @@ impl PageList {
         self.head.is_null()
     }
 
+    /// The CPU the first page's first record was pushed on (`None`: the
+    /// list is empty, or its first page is): where a consumer that frees on
+    /// the filling CPU, as the kernel's per-CPU work does, runs to free the
+    /// first page. Split the list with [`split_front`](Self::split_front)
+    /// to look at the next pages.
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kvfree_rcu_pool::{BusyLanes, Kind, PageList, Pool};
+    /// let pool = Pool::default();
+    /// pool.refill().unwrap();
+    /// let mut pages = PageList::new();
+    /// assert_eq!(pages.first_page_cpu(), None);
+    /// pool.push(NonNull::<u64>::dangling().cast(), Kind::new(NonNull::<u8>::dangling().cast())).unwrap();
+    /// pool.seal_open(&mut pages, BusyLanes::Wait);
+    /// assert!(pages.first_page_cpu().is_some());
+    /// ```
+    pub fn first_page_cpu(&self) -> Option<usize> {
+        // SAFETY: the list owns its pages.
+        NonNull::new(self.head).and_then(|page| unsafe { Page::filled_on(page) })
+    }
+
     /// Number of pages in the list.
     ///
     /// ```
