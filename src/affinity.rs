@@ -1,6 +1,6 @@
-//! Reclaim with CPU affinity: the service's own reclaim threads free a
-//! page's objects on the CPU that filled it, as the kernel's per-CPU
-//! `kfree_rcu` work does.
+//! Reclaim with CPU affinity ([`ReclaimAffinity::FillingCpu`], opt-in):
+//! the service's own reclaim threads free a page's objects on the CPU that
+//! filled it, as the kernel's per-CPU `kfree_rcu` work does.
 //!
 //! # Why
 //! A producer writes each object on its CPU; a reclaim thread on another
@@ -49,10 +49,12 @@ use core::cell::Cell;
 #[non_exhaustive]
 pub enum ReclaimAffinity {
     /// On the CPU that filled the page: the reclaim thread moves there
-    /// (Linux; elsewhere as `Anywhere`). The default.
-    #[default]
+    /// (Linux; elsewhere as `Anywhere`). Faster floods; worse tails for
+    /// ordinary-priority producers (see the module docs).
     FillingCpu,
-    /// Wherever the scheduler runs the reclaim threads.
+    /// Wherever the scheduler runs the reclaim threads. The default: the
+    /// service never puts its own threads on a producer's CPU.
+    #[default]
     Anywhere,
 }
 

@@ -270,15 +270,16 @@ impl<G: GracePeriod> Builder<G> {
         self
     }
 
-    /// Where the worker and its reclaim helpers free a page's objects
-    /// (default [`ReclaimAffinity::FillingCpu`]: on the CPU that filled the
-    /// page, where they are in that CPU's caches, as the kernel's per-CPU
-    /// work frees them; Linux only, elsewhere the setting has no effect).
-    /// The reclaim thread then shares that CPU with its producers: an
+    /// Where the worker and its reclaim helpers free a page's objects.
+    /// The default, [`ReclaimAffinity::Anywhere`], leaves them where the
+    /// scheduler puts them. [`ReclaimAffinity::FillingCpu`] moves them to
+    /// the CPU that filled the page, where the objects are in that CPU's
+    /// caches, as the kernel's per-CPU work frees them (Linux only;
+    /// elsewhere it has no effect): the flood on glibc runs up to twice as
+    /// fast, but the reclaim thread then shares the producer's CPU, and an
     /// ordinary-priority producer may be preempted by it for a scheduler
-    /// slice (a real-time one is not). [`ReclaimAffinity::Anywhere`] leaves
-    /// them where the scheduler puts them. See `docs/BENCHMARKS.md` for
-    /// what each costs.
+    /// slice in the middle of a retire call (a real-time one is not). See
+    /// `docs/BENCHMARKS.md` for what each costs.
     ///
     /// ```
     /// use std::sync::Arc;

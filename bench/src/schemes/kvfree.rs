@@ -8,7 +8,7 @@
 use super::Scheme;
 use crate::object::FloodObj;
 use crossbeam_utils::CachePadded;
-use kvfree_rcu::{KvfreeRcu, Rcu, Stats};
+use kvfree_rcu::{KvfreeRcu, Rcu, ReclaimAffinity, Stats};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug)]
 pub struct KvfreeHeaded {
     service: KvfreeRcu,
+    name: &'static str,
 }
 
 /// `KvfreeRcu::try_kvfree_rcu` on head-less objects.
@@ -32,6 +33,18 @@ impl KvfreeHeaded {
     pub fn new() -> KvfreeHeaded {
         KvfreeHeaded {
             service: KvfreeRcu::new(Arc::new(Rcu::new())),
+            name: "kvfree-rcu headed",
+        }
+    }
+
+    /// The same, with the worker and helpers freeing each page on the CPU
+    /// that filled it (`ReclaimAffinity::FillingCpu`).
+    pub fn filling_cpu() -> KvfreeHeaded {
+        KvfreeHeaded {
+            service: KvfreeRcu::builder(Arc::new(Rcu::new()))
+                .reclaim_affinity(ReclaimAffinity::FillingCpu)
+                .build(),
+            name: "kvfree-rcu affine",
         }
     }
 
@@ -70,7 +83,7 @@ impl Default for KvfreeHeadless {
 
 impl Scheme for KvfreeHeaded {
     fn name(&self) -> &'static str {
-        "kvfree-rcu headed"
+        self.name
     }
 
     #[inline]

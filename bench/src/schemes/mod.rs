@@ -79,6 +79,8 @@ pub trait Scheme: Send + Sync {
 pub enum SchemeKind {
     /// kvfree-rcu, headed objects (`kvfree_rcu`).
     KvfreeHeaded,
+    /// kvfree-rcu, headed, with reclaim on the CPU that filled each page (`ReclaimAffinity::FillingCpu`).
+    KvfreeHeadedAffine,
     /// kvfree-rcu, head-less objects (`try_kvfree_rcu`, falling back to `kvfree_rcu_mightsleep`).
     KvfreeHeadless,
     /// A naive `call_rcu`: one boxed callback per call, a worker thread.
@@ -129,6 +131,7 @@ impl SchemeKind {
     pub fn build(self) -> Box<dyn Scheme> {
         match self {
             SchemeKind::KvfreeHeaded => Box::new(KvfreeHeaded::new()),
+            SchemeKind::KvfreeHeadedAffine => Box::new(KvfreeHeaded::filling_cpu()),
             SchemeKind::KvfreeHeadless => Box::new(KvfreeHeadless::new()),
             SchemeKind::CallRcu => Box::new(CallRcu::new()),
             SchemeKind::CrossbeamEpoch => Box::new(Epoch::new()),
@@ -144,6 +147,9 @@ impl SchemeKind {
         match self {
             SchemeKind::KvfreeHeaded => {
                 "kvfree_rcu(ptr): record in this CPU's page (swap + store), worker frees after a GP"
+            }
+            SchemeKind::KvfreeHeadedAffine => {
+                "the same, the worker and helpers freeing each page on the CPU that filled it"
             }
             SchemeKind::KvfreeHeadless => {
                 "try_kvfree_rcu(ptr), on Err kvfree_rcu_mightsleep: same pages, no head"
@@ -175,6 +181,7 @@ impl SchemeKind {
     pub fn visit(self, visitor: &mut impl SchemeVisitor) {
         match self {
             SchemeKind::KvfreeHeaded => visitor.visit(&KvfreeHeaded::new()),
+            SchemeKind::KvfreeHeadedAffine => visitor.visit(&KvfreeHeaded::filling_cpu()),
             SchemeKind::KvfreeHeadless => visitor.visit(&KvfreeHeadless::new()),
             SchemeKind::CallRcu => visitor.visit(&CallRcu::new()),
             SchemeKind::CrossbeamEpoch => visitor.visit(&Epoch::new()),
