@@ -271,8 +271,8 @@ impl<G: GracePeriod> Builder<G> {
     }
 
     /// Where the worker and its reclaim helpers free a page's objects.
-    /// The default, [`ReclaimAffinity::Anywhere`], leaves them where the
-    /// scheduler puts them. [`ReclaimAffinity::FillingCpu`] moves them to
+    /// The default, [`ReclaimAffinity::Anywhere`](crate::ReclaimAffinity::Anywhere), leaves them where the
+    /// scheduler puts them. [`ReclaimAffinity::FillingCpu`](crate::ReclaimAffinity::FillingCpu) moves them to
     /// the CPU that filled the page, where the objects are in that CPU's
     /// caches, as the kernel's per-CPU work frees them (Linux only;
     /// elsewhere it has no effect): the flood on glibc runs up to twice as
