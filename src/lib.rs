@@ -160,8 +160,8 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(not(kvfree_loom))]
 mod affinity;
+#[cfg(not(kvfree_loom))]
 mod atomic;
 mod batch_queue;
 mod builder;
