@@ -212,6 +212,30 @@ impl<G: GracePeriod> Builder<G> {
         self
     }
 
+    /// The shortest time between two of the worker's attempts to advance
+    /// the grace period (default 1 ms; zero: every polling round may
+    /// advance). Each attempt is a process-wide barrier (`membarrier()` on
+    /// Linux, `FlushProcessWriteBuffers()` on Windows) that interrupts every
+    /// CPU running a thread of the process, retiring threads included, for
+    /// microseconds on a VM: pacing the attempts keeps those interrupts out
+    /// of the retire call's p99.99, and a batch still waits only a few
+    /// milliseconds for its grace period. `barrier()`, `shrink()`,
+    /// `run_once()` and `kvfree_rcu_mightsleep` are not paced. Allowed: 0 ..= 1 s; otherwise
+    /// [`try_build`](Self::try_build) returns [`BuildError::Setting`].
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .advance_interval(Duration::from_micros(250))
+    ///     .build();
+    /// # drop(service);
+    /// ```
+    pub fn advance_interval(mut self, interval: Duration) -> Self {
+        self.timing.advance_interval = interval;
+        self
+    }
+
     /// Longest wait before retrying refills after an allocation failure
     /// (default 10 ms; the wait doubles from 1 ms and resets on success).
     /// Keep it short: failures that recur more often than this cap would

@@ -280,12 +280,17 @@ pub(crate) unsafe fn free_headed<T: RcuHeaded>(head: NonNull<RcuHead>) {
 /// for reclaim threads to free in parallel.
 pub(crate) const LISTS_PER_CPU: usize = if crate::sync::SMALL { 1 } else { 4 };
 
-/// One Treiber stack of heads and the count of heads pushed onto it since
-/// it was last taken.
+/// One Treiber stack of heads and its counts.
 #[derive(Default)]
 struct List {
     top: AtomicPtr<RcuHead>,
+    /// Heads ever pushed onto the list: added to by the pushes (on the line
+    /// they have just written `top` on), read by the worker's idle check
+    /// ([`HeadLists::queued`]).
     pushed: AtomicU64,
+    /// `pushed` as the last `take_all` read it; written only by the
+    /// consumer (under the batch queue's lock).
+    taken: AtomicU64,
 }
 
 /// Lock-free lists of heads, [`LISTS_PER_CPU`] per possible CPU.
@@ -314,6 +319,18 @@ impl HeadLists {
     /// with `r = rank % LISTS_PER_CPU` (as the pool picks lanes).
     fn index(&self, cpu: usize, rank: usize) -> usize {
         cpu % self.cpus + (rank % LISTS_PER_CPU) * self.cpus
+    }
+
+    /// Heads ever queued, over every list: the worker's idle check and
+    /// `Stats::queued_heads`. Each push counts its head after its CAS and
+    /// before it returns (so before the retire call's wake check, `wake.rs`).
+    pub(crate) fn queued(&self) -> u64 {
+        // Relaxed: counts; see `Shared::has_queued_records` for why a
+        // recent value is enough.
+        self.lists
+            .iter()
+            .map(|list| list.pushed.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Queues `head` with its `free` function on a list of CPU `cpu`.
@@ -347,7 +364,9 @@ impl HeadLists {
                 Err(now) => top = now,
             }
         }
-        // Relaxed: a count for reports, on a line this push owns already.
+        // Relaxed: a count, on a line this push has just written. It is what
+        // the worker's idle check reads (`queued`), so it is added before the
+        // push returns and the caller loads the wake word (`wake.rs`).
         list.pushed.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -366,8 +385,12 @@ impl HeadLists {
             else {
                 continue;
             };
-            // Relaxed: a count (see the module docs).
-            let counted = list.pushed.swap(0, Ordering::Relaxed);
+            // Relaxed: counts (see the module docs); `taken` has one writer,
+            // us, and `pushed` only grows, so the difference is what was
+            // pushed since the last take.
+            let pushed = list.pushed.load(Ordering::Relaxed);
+            let counted = pushed - list.taken.load(Ordering::Relaxed);
+            list.taken.store(pushed, Ordering::Relaxed);
             chain.lists.push(first);
             chain.counted += counted;
         }

@@ -178,6 +178,7 @@ mod head;
 mod node;
 mod os_wait;
 mod parking;
+mod per_cpu_count;
 mod reclaim;
 mod service;
 mod settings;

@@ -8,7 +8,8 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 /// The worker's timing: how often it seals idle pages, how often it polls
-/// waiting batches, and how long it backs off after a failed refill.
+/// waiting batches, how often it may advance the grace period, and how long
+/// it backs off after a failed refill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Timing {
     /// How often open pages and head lists are sealed into a batch when
@@ -16,6 +17,10 @@ pub(crate) struct Timing {
     pub(crate) drain_interval: Duration,
     /// How often the worker polls while batches wait for a grace period.
     pub(crate) poll_interval: Duration,
+    /// The shortest time between two of the worker's attempts to advance
+    /// the grace period (each one a process-wide barrier that interrupts
+    /// every CPU running the process's threads).
+    pub(crate) advance_interval: Duration,
     /// Longest wait before retrying refills after an allocation failure.
     pub(crate) max_refill_backoff: Duration,
 }
@@ -26,6 +31,9 @@ const DRAIN_INTERVAL: RangeInclusive<Duration> =
     Duration::from_micros(100)..=Duration::from_secs(10);
 /// Allowed `poll_interval`: at least 10 µs (no busy polling), at most 1 s.
 const POLL_INTERVAL: RangeInclusive<Duration> = Duration::from_micros(10)..=Duration::from_secs(1);
+/// Allowed `advance_interval`: at most 1 s (batches would wait that long);
+/// zero lets every polling round advance.
+const ADVANCE_INTERVAL: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(1);
 /// Allowed `max_refill_backoff`: at least the first wait of the backoff
 /// (1 ms), at most 10 s.
 const MAX_REFILL_BACKOFF: RangeInclusive<Duration> =
@@ -36,6 +44,7 @@ impl Default for Timing {
         Timing {
             drain_interval: Duration::from_millis(5),
             poll_interval: Duration::from_micros(250),
+            advance_interval: Duration::from_millis(1),
             max_refill_backoff: Duration::from_millis(10),
         }
     }
@@ -56,6 +65,12 @@ impl Timing {
             self.poll_interval,
             POLL_INTERVAL,
             "allowed range 10µs..=1s",
+        )?;
+        check_duration(
+            "advance_interval",
+            self.advance_interval,
+            ADVANCE_INTERVAL,
+            "allowed range 0..=1s",
         )?;
         check_duration(
             "max_refill_backoff",
@@ -154,6 +169,19 @@ mod tests {
             slow_drain.validate().unwrap_err().setting(),
             "drain_interval"
         );
+        let slow_advance = Timing {
+            advance_interval: Duration::from_millis(1001),
+            ..Timing::default()
+        };
+        assert_eq!(
+            slow_advance.validate().unwrap_err().setting(),
+            "advance_interval"
+        );
+        let every_round = Timing {
+            advance_interval: Duration::ZERO,
+            ..Timing::default()
+        };
+        assert_eq!(every_round.validate(), Ok(()));
         let busy_poll = Timing {
             poll_interval: Duration::ZERO,
             ..Timing::default()

@@ -35,6 +35,7 @@ use crate::context::{self, Violation};
 use crate::free_fn::{FreeFn, kind_of};
 use crate::gp::GracePeriod;
 use crate::head::{HeadFreeFn, HeadLists, RcuHead};
+use crate::per_cpu_count::PerCpuCount;
 use crate::pool::{self, Pool};
 use crate::settings::Timing;
 use crate::stats::Stats;
@@ -63,10 +64,25 @@ pub(crate) struct Shared<G: GracePeriod> {
     pub(crate) worker_panics: AtomicU64,
     /// Test hook: the next this many rounds panic at their start.
     injected_round_panics: AtomicU64,
-    /// Fallback-path counters (cold: only touched when the pool had no page).
-    queued_heads: CachePadded<AtomicU64>,
-    try_failed: CachePadded<AtomicU64>,
+    /// Head-less calls that got `NoPage` (counted per CPU: a flood can take
+    /// this path on every CPU at once). Headed fallbacks are counted by the
+    /// head lists themselves.
+    try_failed: PerCpuCount,
+    /// Objects `kvfree_rcu_mightsleep` freed inline (cold: only after a
+    /// failed page allocation).
     freed_inline: CachePadded<AtomicU64>,
+}
+
+/// Who runs the collect-advance-reap pipeline, which decides how often it
+/// advances the grace period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Driver {
+    /// A thread waiting for its own batch (`barrier`, `shrink`), or a round
+    /// someone asked for (`run_once`): advances at once, every time.
+    Waiter,
+    /// The worker's polling rounds: advances at most once per
+    /// `advance_interval` ([`Shared::advance_due`]).
+    Poller,
 }
 
 /// Why a round runs: it decides what the round collects.
@@ -90,6 +106,8 @@ const MIN_REFILL_BACKOFF: Duration = Duration::from_millis(1);
 #[derive(Debug)]
 pub(crate) struct RoundState {
     last_collect: Instant,
+    /// When the worker last tried to advance the grace period.
+    last_advance: Option<Instant>,
     refill_retry_at: Option<Instant>,
     refill_backoff: Duration,
     refill_pending: bool,
@@ -106,10 +124,23 @@ impl RoundState {
     fn new() -> Self {
         RoundState {
             last_collect: Instant::now(),
+            last_advance: None,
             refill_retry_at: None,
             refill_backoff: Duration::ZERO,
             refill_pending: true,
         }
+    }
+
+    /// Whether the worker may try to advance now (at most once per
+    /// `interval`); if so, counts this as its last try.
+    fn advance_due(&mut self, now: Instant, interval: Duration) -> bool {
+        let due = self
+            .last_advance
+            .is_none_or(|last| now.duration_since(last) >= interval);
+        if due {
+            self.last_advance = Some(now);
+        }
+        due
     }
 
     /// Refills `pool` if a refill is pending and the backoff has run out.
@@ -226,8 +257,7 @@ impl<G: GracePeriod> Shared<G> {
             round_state: Mutex::new(RoundState::new()),
             worker_panics: AtomicU64::new(0),
             injected_round_panics: AtomicU64::new(0),
-            queued_heads: CachePadded::new(AtomicU64::new(0)),
-            try_failed: CachePadded::new(AtomicU64::new(0)),
+            try_failed: PerCpuCount::per_cpu(),
             freed_inline: CachePadded::new(AtomicU64::new(0)),
         });
         shared.round(Trigger::Start);
@@ -254,7 +284,7 @@ impl<G: GracePeriod> Shared<G> {
     #[inline]
     pub(crate) fn try_push(&self, ptr: NonNull<()>, free: FreeFn) -> Result<(), NonNull<()>> {
         self.push_record(ptr, free).map_err(|pool::NoPage| {
-            self.try_failed.fetch_add(1, Ordering::Relaxed);
+            self.try_failed.add_one();
             self.request_refill();
             ptr
         })
@@ -271,7 +301,6 @@ impl<G: GracePeriod> Shared<G> {
         let cpu = crate::pool::current_cpu();
         // SAFETY: contracts 1 and 2, forwarded.
         unsafe { self.heads.push(cpu, head, free) };
-        self.queued_heads.fetch_add(1, Ordering::Relaxed);
         self.request_refill();
     }
 
@@ -315,9 +344,9 @@ impl<G: GracePeriod> Shared<G> {
     /// head lists, and not freed yet. The worker's check before it sleeps
     /// (`wake.rs`): the counters it reads are written by retire calls
     /// before their wake check (the pool's per-lane push count, inside the
-    /// push; `queued_heads`, in `queue_head`).
+    /// push; each head list's count, inside the head push).
     pub(crate) fn has_queued_records(&self) -> bool {
-        let queued = self.pool.records_pushed() + self.queued_heads.load(Ordering::Relaxed);
+        let queued = self.pool.records_pushed() + self.heads.queued();
         // Relaxed: counters. A stale (smaller) `freed` only keeps the
         // worker awake one more round.
         queued > self.batches.freed.load(Ordering::Relaxed)
@@ -346,8 +375,8 @@ impl<G: GracePeriod> Shared<G> {
 
     /// The pipeline every step below runs: collect a batch (`None`: collect
     /// nothing), advance the grace period while batches wait, free the
-    /// batches whose grace period has ended.
-    fn collect_advance_reap(&self, collect: Option<OpenPages>) -> Pass {
+    /// batches whose grace period has ended; `driver` paces the advances.
+    fn collect_advance_reap(&self, collect: Option<OpenPages>, driver: Driver) -> Pass {
         let mut pass = Pass::default();
         if let Some(open) = collect {
             let c = self
@@ -356,11 +385,55 @@ impl<G: GracePeriod> Shared<G> {
             pass.collected_pages = c.pages;
             pass.collected_heads = c.heads;
         }
-        if self.batches.has_pending() {
+        if self.batches.has_pending() && self.advance_due(driver) {
             pass.advanced = self.gp.advance();
         }
         pass.freed = self.batches.reap(&*self.gp, &self.pool);
         pass
+    }
+
+    /// Whether `driver` may try to advance the grace period now: a waiter
+    /// always, the worker at most once per `advance_interval`.
+    ///
+    /// Why the worker is paced: each attempt is a process-wide barrier
+    /// (`membarrier()` on Linux), which interrupts every CPU running one of
+    /// the process's threads, retiring threads included; on a VM such an
+    /// interrupt costs microseconds. At one attempt per 250 µs polling round
+    /// a producer's retire call met one about once in 10^4 calls, right at
+    /// the p99.99 the real-time callers care about. Once per millisecond
+    /// keeps that below it, and a batch still waits only two or three
+    /// milliseconds for its grace period.
+    fn advance_due(&self, driver: Driver) -> bool {
+        match driver {
+            Driver::Waiter => true,
+            Driver::Poller => {
+                lock(&self.round_state).advance_due(Instant::now(), self.timing.advance_interval)
+            }
+        }
+    }
+
+    /// Counts a worker round that panicked (caught), and reports the first
+    /// one on stderr.
+    pub(crate) fn count_round_panic(&self) {
+        let before = self.worker_panics.fetch_add(1, Ordering::Relaxed);
+        if before == 0 {
+            crate::context::write_stderr(
+                "kvfree-rcu: a worker round panicked; the worker goes on (counted in Stats::worker_panics)",
+            );
+        }
+    }
+
+    /// Takes a pending refill request and refills, unless backing off after
+    /// a failed allocation.
+    fn refill_if_requested(&self, now: Instant) -> Refilled {
+        let mut st = lock(&self.round_state);
+        // Swap: a request that lands during this refill sets the flag again
+        // and is served next time. Relaxed: as in `request_refill`, the flag
+        // carries no data.
+        if self.refill_requested.swap(false, Ordering::Relaxed) {
+            st.refill_pending = true;
+        }
+        st.refill(&self.pool, now, self.timing.max_refill_backoff)
     }
 
     /// One round of the worker's duty (see the module docs); `trigger`
@@ -368,21 +441,17 @@ impl<G: GracePeriod> Shared<G> {
     pub(crate) fn round(&self, trigger: Trigger) -> RoundReport {
         self.take_injected_round_panic();
         let now = Instant::now();
-        let (refilled, collect) = {
-            let mut st = lock(&self.round_state);
-            // Swap: a request that lands during this round's refill sets the
-            // flag again and is served next round. Relaxed: as in
-            // `request_refill`, the flag carries no data.
-            if self.refill_requested.swap(false, Ordering::Relaxed) {
-                st.refill_pending = true;
-            }
-            let refilled = st.refill(&self.pool, now, self.timing.max_refill_backoff);
-            (
-                refilled,
-                st.what_to_collect(trigger, now, self.timing.drain_interval),
-            )
+        let refilled = self.refill_if_requested(now);
+        let collect =
+            lock(&self.round_state).what_to_collect(trigger, now, self.timing.drain_interval);
+        // The worker's polling rounds are paced; a round someone asked for
+        // (`run_once`, which a manual service's owner may call in a loop)
+        // advances at once.
+        let driver = match trigger {
+            Trigger::Poll => Driver::Poller,
+            Trigger::Start | Trigger::Forced => Driver::Waiter,
         };
-        let pass = self.collect_advance_reap(collect);
+        let pass = self.collect_advance_reap(collect, driver);
         if collect == Some(OpenPages::TakeIdle) {
             // Once per drain interval: caches of lanes idle since the last
             // time shrink back toward their base (pool `watermark.rs`).
@@ -419,11 +488,11 @@ impl<G: GracePeriod> Shared<G> {
     /// `barrier()` without the context checks (also used by `drop` and the
     /// worker's exit).
     pub(crate) fn barrier(&self) {
-        self.collect_advance_reap(Some(OpenPages::TakeAll));
+        self.collect_advance_reap(Some(OpenPages::TakeAll), Driver::Waiter);
         let target = self.batches.newest_seq();
         let mut patience = Patience::default();
         while !self.batches.completed(target) {
-            if !self.collect_advance_reap(None).advanced {
+            if !self.collect_advance_reap(None, Driver::Waiter).advanced {
                 patience.wait();
             }
         }
@@ -432,7 +501,7 @@ impl<G: GracePeriod> Shared<G> {
     /// For memory pressure: collects and frees what it can now, then frees
     /// every cached empty page; returns the pages freed.
     pub(crate) fn shrink(&self) -> usize {
-        self.collect_advance_reap(Some(OpenPages::TakeIdle));
+        self.collect_advance_reap(Some(OpenPages::TakeIdle), Driver::Waiter);
         self.pool.shrink()
     }
 
@@ -440,7 +509,7 @@ impl<G: GracePeriod> Shared<G> {
     /// other threads retire).
     pub(crate) fn stats(&self) -> Stats {
         let p = self.pool.stats();
-        let queued_heads = self.queued_heads.load(Ordering::Relaxed);
+        let queued_heads = self.heads.queued();
         let freed = self.batches.freed.load(Ordering::Relaxed);
         Stats {
             queued_pages: p.records_pushed,
@@ -448,13 +517,14 @@ impl<G: GracePeriod> Shared<G> {
             freed,
             pending: (p.records_pushed + queued_heads).saturating_sub(freed),
             freed_inline: self.freed_inline.load(Ordering::Relaxed),
-            try_failed: self.try_failed.load(Ordering::Relaxed),
+            try_failed: self.try_failed.sum(),
             pages_allocated: p.pages_allocated,
             pages_live: p.pages_live,
             pages_cached: p.pages_cached,
             cache_target: p.cache_target,
             inline_page_allocs: p.inline_pages,
             refill_requests: p.refill_requests,
+            dry_pushes: p.dry_pushes,
             alloc_failures: p.alloc_failures,
             grace_periods: self.gp.grace_periods(),
             batches: self.batches.batches_collected.load(Ordering::Relaxed),
@@ -469,6 +539,19 @@ impl<G: GracePeriod> Shared<G> {
 #[cfg(all(test, not(kvfree_loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_worker_advances_at_most_once_per_advance_interval() {
+        let mut st = RoundState::new();
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert!(st.advance_due(t0, ms(1)), "the first attempt is due");
+        assert!(!st.advance_due(t0 + Duration::from_micros(999), ms(1)));
+        assert!(st.advance_due(t0 + ms(1), ms(1)));
+        assert!(!st.advance_due(t0 + ms(1), ms(1)));
+        // Zero: every round may advance.
+        assert!(st.advance_due(t0 + ms(1), Duration::ZERO));
+    }
 
     #[test]
     fn backoff_never_panics_and_stays_within_its_bounds() {

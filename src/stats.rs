@@ -46,6 +46,12 @@ pub struct Stats {
     pub cache_target: u64,
     /// Times the retire path asked for a refill.
     pub refill_requests: u64,
+    /// Retire calls that found their lane dry: no room in its open page and
+    /// no cached page (each grows that lane's cache target). A call that
+    /// then found no page on another lane either fell back (`queued_heads`,
+    /// `try_failed`); calls that fell back without a dry lane found the
+    /// lanes owned by other calls (a thread preempted inside its push).
+    pub dry_pushes: u64,
     /// Page allocations that failed (real or injected).
     pub alloc_failures: u64,
     /// Grace periods completed in the service's domain.

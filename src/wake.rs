@@ -20,7 +20,7 @@
 //!
 //! # Going idle without losing a wake
 //! A retire call stores its record (the pool's push, or a head-list push
-//! and the `queued_heads` count), then loads the word. The worker stores
+//! and that list's count), then loads the word. The worker stores
 //! `IDLE`, then loads the counters that say whether records wait
 //! ([`Shared::has_queued_records`](crate::shared::Shared)). This is a
 //! store-buffering handshake: without a full fence on both sides, both

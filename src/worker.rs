@@ -100,11 +100,6 @@ fn run<G: GracePeriod>(shared: Arc<Shared<G>>, name: String, reclaim: reclaim::S
 /// time) reported, and the worker goes on (see the module docs).
 fn round_catching_panics<G: GracePeriod>(shared: &Shared<G>, trigger: Trigger) {
     if catch_unwind(AssertUnwindSafe(|| shared.round(trigger))).is_err() {
-        let before = shared.worker_panics.fetch_add(1, Ordering::Relaxed);
-        if before == 0 {
-            crate::context::write_stderr(
-                "kvfree-rcu: a worker round panicked; the worker goes on (counted in Stats::worker_panics)",
-            );
-        }
+        shared.count_round_panic();
     }
 }

@@ -25,7 +25,6 @@
 
 use crate::lane::{BUSY, Lane};
 use crate::page::Page;
-use crate::stats::bump;
 use crate::sync::Ordering::Relaxed;
 use crate::{Kind, NoPage, Pool, Pushed, cpu};
 use core::ptr::NonNull;
@@ -58,12 +57,13 @@ impl Pool {
     #[inline]
     pub fn push(&self, ptr: NonNull<()>, kind: Kind) -> Result<Pushed, NoPage> {
         // Relaxed: a hint (see `dry`); the lanes' own swaps order everything.
+        let first = self.first_lane();
         if self.dry.load(Relaxed) {
-            self.no_page();
+            self.lanes[first].count_no_page();
             return Err(NoPage);
         }
         let lanes = self.lanes.len();
-        let mut index = self.first_lane();
+        let mut index = first;
         let mut all_dry = true;
         for step in 0..lanes {
             let lane = &self.lanes[index];
@@ -98,7 +98,7 @@ impl Pool {
         if all_dry && !self.dry.load(Relaxed) {
             self.dry.store(true, Relaxed);
         }
-        self.no_page();
+        self.lanes[first].count_no_page();
         Err(NoPage)
     }
 
@@ -154,14 +154,9 @@ impl Pool {
         lane.release(page.as_ptr());
         let refill_wanted = left < lane.low_mark();
         if refill_wanted {
-            bump(&self.counters.refill_requests);
+            lane.count_low();
         }
         Some(Pushed { refill_wanted })
-    }
-
-    fn no_page(&self) {
-        bump(&self.counters.no_page);
-        bump(&self.counters.refill_requests);
     }
 }
 

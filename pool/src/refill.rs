@@ -97,8 +97,14 @@ impl Pool {
     }
 
     /// Takes drained pages back: resets each, caches them up to each lane's
-    /// target, frees the rest. Records still in the pages are forgotten
-    /// (leaked); drain first.
+    /// target, neediest lane first, frees the rest. Records still in the
+    /// pages are forgotten (leaked); drain first.
+    ///
+    /// Neediest first, a page at a time: under a flood pages come back a
+    /// few at a time (a chunk as soon as its records are freed), and a
+    /// recycle that filled the lanes in index order gave every page to the
+    /// first lane while the others stayed dry, and their producers fell
+    /// back (or swapped the full lane's line, owned by another CPU).
     ///
     /// ```
     /// use kvfree_rcu_pool::{BusyLanes, PageList, Pool};
@@ -111,26 +117,46 @@ impl Pool {
     pub fn recycle(&self, pages: PageList) {
         let _clear_dry = ClearDry(&self.dry);
         let mut pages = pages;
-        for (lane, state) in self.lanes.iter().zip(self.targets.iter()) {
-            let room = state.target().saturating_sub(lane.cached());
-            let mut from = 0;
-            for _ in 0..room {
-                let Some(page) = pages.pop() else { return };
-                // SAFETY: `pop` made us the owner of the page.
-                unsafe { Page::reset(page) };
-                match lane.put_cached(page, from) {
-                    Ok(next) => from = next,
-                    Err(page) => {
-                        self.free_page(page);
-                        break;
+        while !pages.is_empty() {
+            let Some((index, missing)) = self.neediest_lane() else {
+                break;
+            };
+            let Some(page) = pages.pop() else { break };
+            // SAFETY: `pop` made us the owner of the page.
+            unsafe { Page::reset(page) };
+            let lane = &self.lanes[index];
+            match lane.put_cached(page, 0) {
+                Ok(_) => {
+                    if missing == 1 {
+                        // Filled to its target: a dry event from now on
+                        // grows it (`watermark.rs`).
+                        Pool::arm(&self.targets[index]);
                     }
                 }
+                // Full after all (another consumer filled it meanwhile):
+                // the next look sees its count.
+                Err(page) => self.free_page(page),
             }
-            Pool::arm(state);
         }
         while let Some(page) = pages.pop() {
             self.free_page(page);
         }
+    }
+
+    /// The lane whose cache lacks the most pages to its target, and how
+    /// many; `None` when every cache is at its target. One load per lane
+    /// (counts are hints, see `lane.rs`).
+    fn neediest_lane(&self) -> Option<(usize, usize)> {
+        let mut neediest = None;
+        let mut most = 0;
+        for (index, (lane, state)) in self.lanes.iter().zip(self.targets.iter()).enumerate() {
+            let missing = state.target().saturating_sub(lane.cached());
+            if missing > most {
+                most = missing;
+                neediest = Some((index, missing));
+            }
+        }
+        neediest
     }
 
     /// Frees every cached page and puts every lane's target back at the
@@ -231,6 +257,31 @@ mod tests {
             ),
             (4, 4, 3)
         );
+    }
+
+    /// Pages coming back a few at a time go to the lane that lacks the
+    /// most, not all to the first lane (which left the others dry).
+    #[test]
+    fn recycle_serves_the_neediest_lane_first() {
+        let pool = pool(2, 1, 2);
+        let mut pages = PageList::new();
+        for _ in 0..2 {
+            // SAFETY: a new page, owned by the list from now on.
+            unsafe { pages.push(pool.alloc_page().unwrap()) };
+        }
+        pool.recycle(pages);
+        // One each, not two in lane 0.
+        assert_eq!((pool.lanes[0].cached(), pool.lanes[1].cached()), (1, 1));
+        let mut more = PageList::new();
+        for _ in 0..3 {
+            // SAFETY: as above.
+            unsafe { more.push(pool.alloc_page().unwrap()) };
+        }
+        pool.recycle(more);
+        // Both at their target of 2; the third page was freed.
+        assert_eq!((pool.lanes[0].cached(), pool.lanes[1].cached()), (2, 2));
+        let stats = pool.stats();
+        assert_eq!((stats.pages_allocated, stats.pages_freed), (5, 1));
     }
 
     #[test]

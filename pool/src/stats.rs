@@ -59,13 +59,12 @@ pub struct PoolStats {
     pub cache_target: u64,
 }
 
-/// The pool-wide counters (the per-lane `pushed` counters are in the lanes).
+/// The pool-wide counters, none of them written on the push path (the
+/// push's counters are in the lanes: `pushed`, `dry`, `low`, `no_page`).
 #[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) pages_allocated: AtomicU64,
     pub(crate) pages_freed: AtomicU64,
-    pub(crate) refill_requests: AtomicU64,
-    pub(crate) no_page: AtomicU64,
     pub(crate) alloc_failures: AtomicU64,
     pub(crate) inline_pages: AtomicU64,
     /// Records `push_with_new_page` handed off in a page of their own because
@@ -78,8 +77,6 @@ impl Counters {
         Counters {
             pages_allocated: AtomicU64::new(0),
             pages_freed: AtomicU64::new(0),
-            refill_requests: AtomicU64::new(0),
-            no_page: AtomicU64::new(0),
             alloc_failures: AtomicU64::new(0),
             inline_pages: AtomicU64::new(0),
             pushed_past_lanes: AtomicU64::new(0),
@@ -112,6 +109,7 @@ impl crate::Pool {
         let pages_freed = c.pages_freed.load(Relaxed);
         let pages_live = pages_allocated.saturating_sub(pages_freed);
         let pages_cached = self.lanes.iter().map(|s| s.cached() as u64).sum();
+        let no_page = self.lanes.iter().map(|s| s.no_page_events()).sum();
         PoolStats {
             pages_allocated,
             pages_freed,
@@ -119,8 +117,8 @@ impl crate::Pool {
             pages_cached,
             pages_in_flight: pages_live.saturating_sub(pages_cached),
             records_pushed: self.records_pushed(),
-            refill_requests: c.refill_requests.load(Relaxed),
-            no_page: c.no_page.load(Relaxed),
+            refill_requests: no_page + self.lanes.iter().map(|s| s.low_events()).sum::<u64>(),
+            no_page,
             alloc_failures: c.alloc_failures.load(Relaxed),
             inline_pages: c.inline_pages.load(Relaxed),
             dry_pushes: self.lanes.iter().map(|s| s.dry_events()).sum(),

@@ -95,6 +95,9 @@ impl Scheme for KvfreeHeaded {
 
     fn barrier(&self) {
         self.service.barrier();
+        if std::env::var_os("KVFREE_BENCH_STATS").is_some() {
+            eprintln!("{:#?}", self.service.stats());
+        }
     }
 
     fn grace_periods(&self) -> Option<u64> {
