@@ -48,6 +48,8 @@ pub struct Pool {
     /// The consumer's state for each lane, by the same index (its own
     /// allocation: producers never touch it).
     pub(crate) targets: Box<[LaneTarget]>,
+    /// Full pages handed off past the lanes (`push_with_new_page` when every
+    /// lane was busy); each lane has its own list for its pushes.
     pub(crate) sealed: CachePadded<HandOff>,
     pub(crate) counters: CachePadded<Counters>,
     /// Page allocations still to fail (fault injection).

@@ -149,7 +149,7 @@ impl Pool {
         lane.count_push();
         if let Some(full) = NonNull::new(open) {
             // SAFETY: we own the full page and give it to the consumer.
-            unsafe { self.sealed.push(full) };
+            unsafe { lane.sealed.push(full) };
         }
         lane.release(page.as_ptr());
         let refill_wanted = left < lane.low_mark();

@@ -121,7 +121,7 @@ impl Pool {
         lane.count_push();
         if let Some(full) = NonNull::new(open) {
             // SAFETY: we own the full page and give it to the consumer.
-            unsafe { self.sealed.push(full) };
+            unsafe { lane.sealed.push(full) };
         }
         lane.release(spare.as_ptr());
         Pushed {

@@ -27,7 +27,12 @@ struct ClearDry<'a>(&'a AtomicBool);
 impl Drop for ClearDry<'_> {
     fn drop(&mut self) {
         // Relaxed: a hint; the cache entries' Release CAS publishes the pages.
-        self.0.store(false, Relaxed);
+        // The load first: every push reads this line, and a recycle runs
+        // per chunk of pages freed, so an unconditional store took the line
+        // from every producer thousands of times a second.
+        if self.0.load(Relaxed) {
+            self.0.store(false, Relaxed);
+        }
     }
 }
 

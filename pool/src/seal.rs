@@ -3,8 +3,8 @@
 //! ([`Pool::seal_open`]).
 //!
 //! # Ownership
-//! `take_sealed` swaps the whole hand-off list out, and owns every page on
-//! it from then on. `seal_open` owns a lane exactly as a push does (from its
+//! `take_sealed` swaps each hand-off list out whole (each lane's, and the
+//! pool's own), and owns every page on them from then on. `seal_open` owns a lane exactly as a push does (from its
 //! `swap(BUSY)` until it stores back), takes the open page if it has
 //! records and leaves the lane without one; a lane a producer owns is
 //! skipped or waited for, as the caller's [`BusyLanes`] says.
@@ -48,9 +48,19 @@ impl Pool {
     /// pool.recycle(full);
     /// ```
     pub fn take_sealed(&self) -> PageList {
-        let chain = self.sealed.take_all();
-        // SAFETY: the swap in `take_all` made us the owner of the whole chain.
-        unsafe { PageList::from_chain(chain) }
+        // The pool's own list (pages `push_with_new_page` handed off past
+        // busy lanes), then each lane's.
+        let hand_offs = core::iter::once(&*self.sealed).chain(self.lanes.iter().map(|l| &*l.sealed));
+        let mut pages = PageList::new();
+        for hand_off in hand_offs {
+            let chain = hand_off.take_all();
+            if !chain.is_null() {
+                // SAFETY: the swap in `take_all` made us the owner of the
+                // whole chain.
+                pages.append(unsafe { PageList::from_chain(chain) });
+            }
+        }
+        pages
     }
 
     /// Takes the open page of every lane that has records and appends it to
