@@ -269,11 +269,51 @@ impl Lane {
             if let Some(page) = NonNull::new(entry.swap(ptr::null_mut(), Acquire)) {
                 // Relaxed: our own hint, as above.
                 self.next_pop.store(index, Relaxed);
+                self.prefetch_next_page(index);
                 let before = self.count_out();
                 return Some((page, before - 1));
             }
         }
         None
+    }
+
+    /// Prefetches, to be written, the header of the page in cache entry
+    /// `index`, the one the next page switch takes first: a page switch is
+    /// hundreds of pushes apart, so by then the line is in this core's
+    /// cache instead of the consumer's, which reset the page. A hint: the
+    /// entry is read (`Relaxed`, usually the line the pop just swapped),
+    /// the page is not.
+    #[inline]
+    fn prefetch_next_page(&self, index: usize) {
+        #[cfg(not(kvfree_loom))]
+        {
+            let index = if index < CACHE_CAPACITY { index } else { 0 };
+            // Relaxed: only an address to prefetch; the next pop's swap is
+            // what takes the page.
+            let next = self.cache.entries[index].load(Relaxed);
+            if !next.is_null() {
+                crate::prefetch::write(next.cast_const().cast());
+            }
+        }
+        #[cfg(kvfree_loom)]
+        let _ = index;
+    }
+
+    /// Prefetches, to be written, the lines the lane's next page switch
+    /// writes that the consumer writes too: the cache's count and the entry
+    /// the next pop looks at first (a refill or recycle wrote them), and
+    /// the hand-off list (the consumer's take swapped it). The owner calls
+    /// it a few records before its open page is full. Hints only: nothing
+    /// is read or written. The caller must own the lane (it reads the
+    /// owner's `next_pop`).
+    #[inline]
+    pub(crate) fn prefetch_for_switch(&self) {
+        // Relaxed: our own hint (the owner is its only writer).
+        let next = self.next_pop.load(Relaxed);
+        let index = if next < CACHE_CAPACITY { next } else { 0 };
+        crate::prefetch::write(ptr::from_ref(&self.cache.count).cast());
+        crate::prefetch::write(ptr::from_ref(&self.cache.entries[index]).cast());
+        crate::prefetch::write(ptr::from_ref(&*self.sealed).cast());
     }
 
     /// Subtracts one page from the count after a swap took it; returns the

@@ -76,6 +76,7 @@ mod outcome;
 mod page;
 mod page_list;
 mod pool;
+mod prefetch;
 mod push;
 mod push_new_page;
 mod refill;

@@ -98,35 +98,6 @@ unsafe fn get<T: Copy>(cell: &UnsafeCell<T>) -> T {
 /// the earlier ones are freed (measured in docs/BENCHMARKS.md, "levers").
 const PREFETCH_AHEAD: usize = 8;
 
-/// Asks the CPU to bring the cache line at `addr` in. A hint: it never
-/// faults and changes nothing, whatever the address (null, a kind's
-/// function pointer, a dangling record); a no-op where we have no
-/// instruction for it, and under Miri.
-#[inline(always)]
-fn prefetch(addr: *mut ()) {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    // `_mm_prefetch` is an unsafe fn before Rust 1.87 (our MSRV is older)
-    // and safe since, where SSE is enabled, as it always is on x86-64.
-    #[allow(unused_unsafe)]
-    // SAFETY: PREFETCHT0 is a hint: it never faults and writes nothing.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            addr.cast::<i8>().cast_const(),
-        );
-    }
-    #[cfg(all(target_arch = "aarch64", not(miri)))]
-    // SAFETY: PRFM is a hint: it never faults and writes nothing.
-    unsafe {
-        core::arch::asm!(
-            "prfm pldl1keep, [{addr}]",
-            addr = in(reg) addr,
-            options(nostack, readonly, preserves_flags)
-        );
-    }
-    #[cfg(any(miri, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
-    let _ = addr;
-}
-
 /// Writes a field of a page.
 ///
 /// # Safety
@@ -303,7 +274,8 @@ impl Page {
         while i < used {
             if i + PREFETCH_AHEAD < used {
                 // SAFETY: as above.
-                prefetch(unsafe { get(&page.records[i + PREFETCH_AHEAD]) });
+                let ahead: *mut () = unsafe { get(&page.records[i + PREFETCH_AHEAD]) };
+                crate::prefetch::read(ahead.cast_const());
             }
             // SAFETY: as above.
             let record = unsafe { get(&page.records[i]) };

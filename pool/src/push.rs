@@ -23,11 +23,19 @@
 //! the consumer's side ([`Pool::refill`]) and in [`Pool::push_with_new_page`]
 //! (ordinary context, `push_new_page.rs`).
 
+use crate::USABLE_RECORDS;
 use crate::lane::{BUSY, Lane};
 use crate::page::Page;
 use crate::sync::Ordering::Relaxed;
 use crate::{Kind, NoPage, Pool, Pushed, cpu};
 use core::ptr::NonNull;
+
+/// Records used in the open page when a push prefetches the lines of the
+/// lane's next page switch (`Lane::prefetch_for_switch`): 16 records before
+/// the end, about a microsecond of pushes ahead, long enough for the lines
+/// to arrive and short enough that the consumer rarely writes them again
+/// in between.
+const SWITCH_SOON: usize = USABLE_RECORDS.saturating_sub(16);
 
 impl Pool {
     /// Stores `ptr` with its `kind` (atomic context).
@@ -127,6 +135,13 @@ impl Pool {
         if let Some(page) = NonNull::new(open) {
             // SAFETY: our swap in `take` made us the owner of the open page.
             if unsafe { Page::try_push(page, ptr, kind) } {
+                // SAFETY: we still own the page.
+                let used = unsafe { Page::used(page) };
+                // Once per page (a kind change may step over two records,
+                // hence a window of three): the switch is a few pushes away.
+                if (SWITCH_SOON..SWITCH_SOON + 3).contains(&used) {
+                    lane.prefetch_for_switch();
+                }
                 lane.count_push();
                 lane.release(open);
                 return Some(Pushed {

@@ -50,7 +50,8 @@ impl Pool {
     pub fn take_sealed(&self) -> PageList {
         // The pool's own list (pages `push_with_new_page` handed off past
         // busy lanes), then each lane's.
-        let hand_offs = core::iter::once(&*self.sealed).chain(self.lanes.iter().map(|l| &*l.sealed));
+        let hand_offs =
+            core::iter::once(&*self.sealed).chain(self.lanes.iter().map(|l| &*l.sealed));
         let mut pages = PageList::new();
         for hand_off in hand_offs {
             let chain = hand_off.take_all();

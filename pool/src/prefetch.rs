@@ -1,0 +1,64 @@
+//! Cache-line prefetch hints: [`read`] for lines about to be read (the
+//! objects a page lists, while it is freed), [`write`] for lines about to be
+//! written (a lane's next page switch). A hint never faults and changes
+//! nothing, whatever the address (null, a kind's function pointer, a
+//! dangling record); each is a no-op where we have no instruction for it,
+//! and under Miri and loom.
+
+/// Asks the CPU to bring the cache line at `addr` in, to be read.
+#[inline(always)]
+pub(crate) fn read(addr: *const ()) {
+    #[cfg(all(target_arch = "x86_64", not(any(miri, kvfree_loom))))]
+    // `_mm_prefetch` is an unsafe fn before Rust 1.87 (our MSRV is older)
+    // and safe since, where SSE is enabled, as it always is on x86-64.
+    #[allow(unused_unsafe)]
+    // SAFETY: PREFETCHT0 is a hint: it never faults and writes nothing.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr.cast::<i8>());
+    }
+    #[cfg(all(target_arch = "aarch64", not(any(miri, kvfree_loom))))]
+    // SAFETY: PRFM is a hint: it never faults and writes nothing.
+    unsafe {
+        core::arch::asm!(
+            "prfm pldl1keep, [{addr}]",
+            addr = in(reg) addr,
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    #[cfg(any(
+        miri,
+        kvfree_loom,
+        not(any(target_arch = "x86_64", target_arch = "aarch64"))
+    ))]
+    let _ = addr;
+}
+
+/// Asks the CPU to bring the cache line at `addr` in, owned, to be
+/// written: a later store (or atomic read-modify-write) then finds it in
+/// this core's cache, exclusive, instead of fetching it from another's.
+#[inline(always)]
+pub(crate) fn write(addr: *const ()) {
+    #[cfg(all(target_arch = "x86_64", not(any(miri, kvfree_loom))))]
+    // As in `read`: an unsafe fn before Rust 1.87.
+    #[allow(unused_unsafe)]
+    // SAFETY: PREFETCHW is a hint: it never faults and writes nothing (a
+    // CPU without it executes it as a no-op).
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(addr.cast::<i8>());
+    }
+    #[cfg(all(target_arch = "aarch64", not(any(miri, kvfree_loom))))]
+    // SAFETY: PRFM is a hint: it never faults and writes nothing.
+    unsafe {
+        core::arch::asm!(
+            "prfm pstl1keep, [{addr}]",
+            addr = in(reg) addr,
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    #[cfg(any(
+        miri,
+        kvfree_loom,
+        not(any(target_arch = "x86_64", target_arch = "aarch64"))
+    ))]
+    let _ = addr;
+}
