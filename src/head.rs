@@ -484,6 +484,13 @@ impl HeadChain {
                 // Acquire swap and then the batch queue's lock (and, on a
                 // reclaim helper, the board's lock).
                 cursor = NonNull::new(h.next.load(Ordering::Relaxed));
+                // The next head's line (and the allocator's header beside
+                // it) comes in while this object is freed: a list can only
+                // be walked one head after the other, and each head is a
+                // cache miss otherwise.
+                if let Some(next) = cursor {
+                    crate::pool::prefetch::write(next.as_ptr().cast_const().cast());
+                }
                 let free = h.free.load(Ordering::Relaxed);
                 // SAFETY: `free` was stored by `push` from a `HeadFreeFn`.
                 let free = unsafe { core::mem::transmute::<*mut (), HeadFreeFn>(free) };

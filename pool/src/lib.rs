@@ -76,7 +76,7 @@ mod outcome;
 mod page;
 mod page_list;
 mod pool;
-mod prefetch;
+pub mod prefetch;
 mod push;
 mod push_new_page;
 mod refill;

@@ -3,11 +3,18 @@
 //! written (a lane's next page switch). A hint never faults and changes
 //! nothing, whatever the address (null, a kind's function pointer, a
 //! dangling record); each is a no-op where we have no instruction for it,
-//! and under Miri and loom.
+//! and under Miri and loom. Public for the service's head lists, which
+//! prefetch the next head while they free one.
+//!
+//! ```
+//! let x = 7u64;
+//! kvfree_rcu_pool::prefetch::read(core::ptr::from_ref(&x).cast());
+//! kvfree_rcu_pool::prefetch::write(core::ptr::null()); // any address
+//! ```
 
 /// Asks the CPU to bring the cache line at `addr` in, to be read.
 #[inline(always)]
-pub(crate) fn read(addr: *const ()) {
+pub fn read(addr: *const ()) {
     #[cfg(all(target_arch = "x86_64", not(any(miri, kvfree_loom))))]
     // `_mm_prefetch` is an unsafe fn before Rust 1.87 (our MSRV is older)
     // and safe since, where SSE is enabled, as it always is on x86-64.
@@ -37,7 +44,7 @@ pub(crate) fn read(addr: *const ()) {
 /// written: a later store (or atomic read-modify-write) then finds it in
 /// this core's cache, exclusive, instead of fetching it from another's.
 #[inline(always)]
-pub(crate) fn write(addr: *const ()) {
+pub fn write(addr: *const ()) {
     #[cfg(all(target_arch = "x86_64", not(any(miri, kvfree_loom))))]
     // As in `read`: an unsafe fn before Rust 1.87.
     #[allow(unused_unsafe)]
