@@ -381,7 +381,7 @@ fn out_of_range_service_settings_are_clear_errors() {
     use kvfree_rcu::BuildError;
     use std::time::Duration;
     let rcu = Arc::new(Rcu::new());
-    let cases: [(&str, kvfree_rcu::Builder<Rcu>); 8] = [
+    let cases: [(&str, kvfree_rcu::Builder<Rcu>); 9] = [
         (
             "drain_interval",
             KvfreeRcu::builder(rcu.clone()).drain_interval(Duration::ZERO),
@@ -397,6 +397,10 @@ fn out_of_range_service_settings_are_clear_errors() {
         (
             "poll_interval",
             KvfreeRcu::builder(rcu.clone()).poll_interval(Duration::from_secs(2)),
+        ),
+        (
+            "advance_interval",
+            KvfreeRcu::builder(rcu.clone()).advance_interval(Duration::from_millis(1001)),
         ),
         (
             "max_refill_backoff",
@@ -429,7 +433,14 @@ fn out_of_range_service_settings_are_clear_errors() {
         .manual()
         .drain_interval(Duration::from_micros(100))
         .poll_interval(Duration::from_micros(10))
+        .advance_interval(Duration::ZERO)
         .max_refill_backoff(Duration::from_millis(1))
+        .try_build()
+        .expect("the limits are allowed");
+    drop(service);
+    let service = KvfreeRcu::builder(rcu.clone())
+        .manual()
+        .advance_interval(Duration::from_secs(1))
         .try_build()
         .expect("the limits are allowed");
     drop(service);

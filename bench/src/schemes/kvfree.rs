@@ -4,6 +4,9 @@
 //! `kvfree_rcu_mightsleep`, which allocates a page inline, and waits a grace
 //! period and frees inline only if that allocation fails).
 //! Each instance owns its own `Rcu` domain and service with default settings.
+//! With `KVFREE_BENCH_STATS` set in the environment, each prints its
+//! service's `Stats` on stderr after its flood's barrier (a diagnostic:
+//! grace periods, fallbacks, dry lanes, helpers).
 
 use super::Scheme;
 use crate::object::FloodObj;
@@ -95,9 +98,7 @@ impl Scheme for KvfreeHeaded {
 
     fn barrier(&self) {
         self.service.barrier();
-        if std::env::var_os("KVFREE_BENCH_STATS").is_some() {
-            eprintln!("{:#?}", self.service.stats());
-        }
+        print_stats_if_asked(&self.service);
     }
 
     fn grace_periods(&self) -> Option<u64> {
@@ -137,6 +138,7 @@ impl Scheme for KvfreeHeadless {
 
     fn barrier(&self) {
         self.service.barrier();
+        print_stats_if_asked(&self.service);
     }
 
     fn grace_periods(&self) -> Option<u64> {
@@ -155,5 +157,13 @@ impl Scheme for KvfreeHeadless {
 
     fn resume_worker(&self) {
         self.service.resume_worker();
+    }
+}
+
+/// Prints `service`'s counters on stderr when `KVFREE_BENCH_STATS` is set
+/// (see the module docs).
+fn print_stats_if_asked(service: &KvfreeRcu) {
+    if std::env::var_os("KVFREE_BENCH_STATS").is_some() {
+        eprintln!("{:#?}", service.stats());
     }
 }
