@@ -1,5 +1,5 @@
-//! Cache-line prefetch hints: [`read`] for lines about to be read (the
-//! objects a page lists, while it is freed), [`write`] for lines about to be
+//! Cache-line prefetch hints: [`read()`] for lines about to be read (the
+//! objects a page lists, while it is freed), [`write()`] for lines about to be
 //! written (a lane's next page switch). A hint never faults and changes
 //! nothing, whatever the address (null, a kind's function pointer, a
 //! dangling record); each is a no-op where we have no instruction for it,
