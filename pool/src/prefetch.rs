@@ -15,29 +15,7 @@
 /// Asks the CPU to bring the cache line at `addr` in, to be read.
 #[inline(always)]
 pub fn read(addr: *const ()) {
-    #[cfg(all(target_arch = "x86_64", not(any(miri, kvfree_loom))))]
-    // `_mm_prefetch` is an unsafe fn before Rust 1.87 (our MSRV is older)
-    // and safe since, where SSE is enabled, as it always is on x86-64.
-    #[allow(unused_unsafe)]
-    // SAFETY: PREFETCHT0 is a hint: it never faults and writes nothing.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr.cast::<i8>());
-    }
-    #[cfg(all(target_arch = "aarch64", not(any(miri, kvfree_loom))))]
-    // SAFETY: PRFM is a hint: it never faults and writes nothing.
-    unsafe {
-        core::arch::asm!(
-            "prfm pldl1keep, [{addr}]",
-            addr = in(reg) addr,
-            options(nostack, readonly, preserves_flags)
-        );
-    }
-    #[cfg(any(
-        miri,
-        kvfree_loom,
-        not(any(target_arch = "x86_64", target_arch = "aarch64"))
-    ))]
-    let _ = addr;
+    prefetch(addr, Intent::Read);
 }
 
 /// Asks the CPU to bring the cache line at `addr` in, owned, to be
@@ -45,27 +23,57 @@ pub fn read(addr: *const ()) {
 /// this core's cache, exclusive, instead of fetching it from another's.
 #[inline(always)]
 pub fn write(addr: *const ()) {
+    prefetch(addr, Intent::Write);
+}
+
+/// What the line is fetched for.
+#[derive(Clone, Copy)]
+enum Intent {
+    Read,
+    Write,
+}
+
+/// The one place with the instructions (`intent` is a constant at every
+/// call, so the match folds away).
+#[inline(always)]
+fn prefetch(addr: *const (), intent: Intent) {
     #[cfg(all(target_arch = "x86_64", not(any(miri, kvfree_loom))))]
-    // As in `read`: an unsafe fn before Rust 1.87.
-    #[allow(unused_unsafe)]
-    // SAFETY: PREFETCHW is a hint: it never faults and writes nothing (a
-    // CPU without it executes it as a no-op).
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(addr.cast::<i8>());
+    {
+        use core::arch::x86_64::{_MM_HINT_ET0, _MM_HINT_T0, _mm_prefetch};
+        let addr = addr.cast::<i8>();
+        // `_mm_prefetch` is an unsafe fn before Rust 1.87 (our MSRV is
+        // older) and safe since, where SSE is enabled, as it always is on
+        // x86-64.
+        #[allow(unused_unsafe)]
+        // SAFETY: PREFETCHT0 and PREFETCHW are hints: they never fault and
+        // write nothing (a CPU without PREFETCHW executes it as a no-op).
+        unsafe {
+            match intent {
+                Intent::Read => _mm_prefetch::<_MM_HINT_T0>(addr),
+                Intent::Write => _mm_prefetch::<_MM_HINT_ET0>(addr),
+            }
+        }
     }
     #[cfg(all(target_arch = "aarch64", not(any(miri, kvfree_loom))))]
     // SAFETY: PRFM is a hint: it never faults and writes nothing.
     unsafe {
-        core::arch::asm!(
-            "prfm pstl1keep, [{addr}]",
-            addr = in(reg) addr,
-            options(nostack, readonly, preserves_flags)
-        );
+        match intent {
+            Intent::Read => core::arch::asm!(
+                "prfm pldl1keep, [{addr}]",
+                addr = in(reg) addr,
+                options(nostack, readonly, preserves_flags)
+            ),
+            Intent::Write => core::arch::asm!(
+                "prfm pstl1keep, [{addr}]",
+                addr = in(reg) addr,
+                options(nostack, readonly, preserves_flags)
+            ),
+        }
     }
     #[cfg(any(
         miri,
         kvfree_loom,
         not(any(target_arch = "x86_64", target_arch = "aarch64"))
     ))]
-    let _ = addr;
+    let _ = (addr, intent);
 }
