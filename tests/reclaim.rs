@@ -45,21 +45,27 @@ fn on_helper_of(name: &str) -> bool {
     })
 }
 
+/// Retires a backlog of `BACKLOG` objects while the worker is paused, then
+/// resumes it and waits until all of them are freed.
+fn pile_up_and_wait(service: &KvfreeRcu, counter: &'static DropCounter) {
+    service.pause_worker();
+    for i in 0..BACKLOG {
+        // SAFETY: from Box::leak, never published, retired once.
+        unsafe { service.kvfree_rcu(Headed::boxed(i, counter)) };
+    }
+    service.resume_worker();
+    while service.stats().pending > 0 {
+        std::thread::yield_now();
+    }
+}
+
 /// Makes the worker start helpers until `helpers` run: each time, a paused
 /// worker lets a backlog pile up, and reaping it starts one more.
 fn grow_helpers(service: &KvfreeRcu, helpers: u64, counter: &'static DropCounter) {
     while service.stats().reclaim_helpers < helpers {
-        service.pause_worker();
-        for i in 0..BACKLOG {
-            // SAFETY: from Box::leak, never published, retired once.
-            unsafe { service.kvfree_rcu(Headed::boxed(i, counter)) };
-        }
-        service.resume_worker();
         // The worker collects the pile in one batch, frees it after its
         // grace period, then starts a helper.
-        while service.stats().pending > 0 {
-            std::thread::yield_now();
-        }
+        pile_up_and_wait(service, counter);
         let before = service.stats().reclaim_helpers;
         // One more round after the reap: wait until it has run (the round
         // that reaped the pile starts the helper right after it).
@@ -323,15 +329,7 @@ fn a_worker_that_may_not_start_helpers_frees_alone() {
     let watchdog = Watchdog::arm("no helpers");
     let counter = DropCounter::leak();
     let service = service_with_helpers("alone", 0);
-    service.pause_worker();
-    for i in 0..BACKLOG {
-        // SAFETY: from Box::leak, never published, retired once.
-        unsafe { service.kvfree_rcu(Headed::boxed(i, counter)) };
-    }
-    service.resume_worker();
-    while service.stats().pending > 0 {
-        std::thread::yield_now();
-    }
+    pile_up_and_wait(&service, counter);
     let stats = service.stats();
     assert_eq!((stats.reclaim_helpers, stats.freed_by_helpers), (0, 0));
     assert_eq!(counter.dropped(), BACKLOG as usize);

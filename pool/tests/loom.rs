@@ -92,6 +92,20 @@ fn assert_exactly_once(mut stored: Vec<(usize, Kind)>, mut delivered: Vec<(usize
     assert_eq!(stored, delivered);
 }
 
+/// Joins `producer`, adds what it stored to `stored`, takes everything
+/// still in the pool into `delivered`, and checks that every stored record
+/// came out exactly once.
+fn join_drain_and_check(
+    pool: &Pool,
+    producer: thread::JoinHandle<Vec<(usize, Kind)>>,
+    mut stored: Vec<(usize, Kind)>,
+    mut delivered: Vec<(usize, Kind)>,
+) {
+    stored.extend(producer.join().unwrap());
+    drain_all(pool, &mut delivered);
+    assert_exactly_once(stored, delivered);
+}
+
 /// A producer preempted mid-push while the consumer seals without waiting:
 /// the consumer either skips the BUSY lane or takes a page between pushes.
 #[test]
@@ -246,7 +260,7 @@ fn recycle_races_pushes() {
     loom::model(|| {
         let pool = pool(1, 1, 2);
         pool.refill().unwrap();
-        let mut stored = produce(&pool, 0, PER_PAGE, |_| kind(0));
+        let stored = produce(&pool, 0, PER_PAGE, |_| kind(0));
         let mut full = PageList::new();
         pool.seal_open(&mut full, BusyLanes::Wait);
         // The cache is empty now; the producer's pushes fail until recycle.
@@ -257,9 +271,7 @@ fn recycle_races_pushes() {
         let mut delivered = Vec::new();
         drain(&full, &mut delivered);
         pool.recycle(full);
-        stored.extend(producer.join().unwrap());
-        drain_all(&pool, &mut delivered);
-        assert_exactly_once(stored, delivered);
+        join_drain_and_check(&pool, producer, stored, delivered);
     });
 }
 
@@ -273,7 +285,7 @@ fn refill_grows_a_lane_a_producer_runs_dry() {
         let pool = growing_pool(1, 1, 1, 2);
         pool.refill().unwrap(); // filled to its target: armed
         // The cached page becomes the open page, and fills up.
-        let mut stored = produce(&pool, 0, PER_PAGE, |_| kind(0));
+        let stored = produce(&pool, 0, PER_PAGE, |_| kind(0));
         let producer = {
             let pool = pool.clone();
             // The first push finds the lane dry; the second may find the
@@ -286,10 +298,7 @@ fn refill_grows_a_lane_a_producer_runs_dry() {
             (allocated, target) == (1, 1) || (allocated, target) == (2, 2),
             "{allocated} pages, target {target}"
         );
-        stored.extend(producer.join().unwrap());
-        let mut delivered = Vec::new();
-        drain_all(&pool, &mut delivered);
-        assert_exactly_once(stored, delivered);
+        join_drain_and_check(&pool, producer, stored, Vec::new());
         assert_count_exact(&pool);
     });
 }
@@ -302,7 +311,7 @@ fn relax_races_a_producer_on_the_cache() {
     loom::model(|| {
         let pool = growing_pool(1, 1, 1, 2);
         pool.refill().unwrap();
-        let mut stored = produce(&pool, 0, PER_PAGE + 1, |_| kind(0)); // the last push finds it dry
+        let stored = produce(&pool, 0, PER_PAGE + 1, |_| kind(0)); // the last push finds it dry
         assert!(produce(&pool, 0, 1, |_| kind(0)).is_empty()); // still dry
         pool.refill().unwrap(); // grown to 2, filled
         assert_eq!(pool.stats().cache_target, 2);
@@ -314,10 +323,7 @@ fn relax_races_a_producer_on_the_cache() {
         // Idle unless the producer already pushed: halves to 1, frees one page.
         let freed = pool.relax();
         assert!(freed <= 1);
-        stored.extend(producer.join().unwrap());
-        let mut delivered = Vec::new();
-        drain_all(&pool, &mut delivered);
-        assert_exactly_once(stored, delivered);
+        join_drain_and_check(&pool, producer, stored, Vec::new());
         assert_count_exact(&pool);
     });
 }
@@ -349,9 +355,7 @@ fn push_with_new_page_races_a_producer_and_seal() {
         drain(&pages, &mut delivered);
         pool.recycle(pages);
         stored.extend(allocating.join().unwrap());
-        stored.extend(producer.join().unwrap());
-        drain_all(&pool, &mut delivered);
-        assert_exactly_once(stored, delivered);
+        join_drain_and_check(&pool, producer, stored, delivered);
         assert_count_exact(&pool);
     });
 }
