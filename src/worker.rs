@@ -8,8 +8,8 @@
 //! barrier, `shared.rs`) and frees what is ready, and retire calls make no
 //! syscall at all (the wake word stays `AWAKE`, see `wake.rs`). After a
 //! drain interval with nothing to do it goes idle: it marks the word
-//! `IDLE`, checks once more, and
-//! sleeps until the first retire call wakes it, or [`IDLE_TIMEOUT`] passes.
+//! `IDLE`, checks once more, and sleeps until the first retire call wakes
+//! it, or [`IDLE_TIMEOUT`] passes.
 //! An idle worker therefore costs one wake-up a second (a futex wait that
 //! times out, a check of a few counters: a few microseconds of CPU).
 //! With `Builder::manual()` there is no thread and the owner calls
