@@ -423,27 +423,25 @@ impl<G: GracePeriod> Shared<G> {
         }
     }
 
-    /// Takes a pending refill request and refills, unless backing off after
-    /// a failed allocation.
-    fn refill_if_requested(&self, now: Instant) -> Refilled {
-        let mut st = lock(&self.round_state);
-        // Swap: a request that lands during this refill sets the flag again
-        // and is served next time. Relaxed: as in `request_refill`, the flag
-        // carries no data.
-        if self.refill_requested.swap(false, Ordering::Relaxed) {
-            st.refill_pending = true;
-        }
-        st.refill(&self.pool, now, self.timing.max_refill_backoff)
-    }
-
     /// One round of the worker's duty (see the module docs); `trigger`
     /// says what it collects.
     pub(crate) fn round(&self, trigger: Trigger) -> RoundReport {
         self.take_injected_round_panic();
         let now = Instant::now();
-        let refilled = self.refill_if_requested(now);
-        let collect =
-            lock(&self.round_state).what_to_collect(trigger, now, self.timing.drain_interval);
+        let (refilled, collect) = {
+            let mut st = lock(&self.round_state);
+            // Swap: a request that lands during this round's refill sets the
+            // flag again and is served next round. Relaxed: as in
+            // `request_refill`, the flag carries no data.
+            if self.refill_requested.swap(false, Ordering::Relaxed) {
+                st.refill_pending = true;
+            }
+            let refilled = st.refill(&self.pool, now, self.timing.max_refill_backoff);
+            (
+                refilled,
+                st.what_to_collect(trigger, now, self.timing.drain_interval),
+            )
+        };
         // The worker's polling rounds are paced; a round someone asked for
         // (`run_once`, which a manual service's owner may call in a loop)
         // advances at once.

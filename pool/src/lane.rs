@@ -37,10 +37,10 @@
 //! # Layout
 //! The words a push writes on every call (`open`, `pushed`) and on every
 //! page switch (`next_pop`) sit in the first cache line, with the words it
-//! writes or reads rarely (`dry`, `low_mark`, `low`, `no_page`); the cache, which the consumer
-//! writes on every refill, starts on a line of its own, so a refill does not
-//! take the hot line away from the producer; the lane's hand-off list of
-//! full pages has a line of its own too.
+//! writes or reads rarely (`dry`, `low_mark`, `low`, `no_page`); the cache,
+//! which the consumer writes on every refill, starts on a line of its own,
+//! so a refill does not take the hot line away from the producer; the
+//! lane's hand-off list of full pages has a line of its own too.
 
 use crate::CACHE_CAPACITY;
 use crate::hand_off::HandOff;
@@ -159,10 +159,7 @@ impl Lane {
     /// writer, so a plain load and store suffice (no read-modify-write).
     #[inline(always)]
     pub(crate) fn count_push(&self) {
-        // Relaxed: ordered for the next owner by take/release; `stats` only
-        // needs some recent value.
-        let pushed = self.pushed.load(Relaxed);
-        self.pushed.store(pushed + 1, Relaxed);
+        add_one_as_owner(&self.pushed);
     }
 
     /// Records pushed through this lane.
@@ -176,9 +173,7 @@ impl Lane {
     /// (the only writer, as in `count_push`).
     #[inline]
     pub(crate) fn count_dry(&self) {
-        // Relaxed: as in `count_push`; the consumer only compares values.
-        let dry = self.dry.load(Relaxed);
-        self.dry.store(dry + 1, Relaxed);
+        add_one_as_owner(&self.dry);
     }
 
     /// Pushes that found this lane dry so far.
@@ -192,9 +187,7 @@ impl Lane {
     /// own the lane (the only writer, as in `count_push`).
     #[inline]
     pub(crate) fn count_low(&self) {
-        // Relaxed: a statistic, ordered for the next owner by take/release.
-        let low = self.low.load(Relaxed);
-        self.low.store(low + 1, Relaxed);
+        add_one_as_owner(&self.low);
     }
 
     /// Pushes through this lane that asked for a refill (`count_low`).
@@ -278,7 +271,8 @@ impl Lane {
     }
 
     /// Prefetches, to be written, the header of the page in cache entry
-    /// `index`, the one the next page switch takes first: a page switch is
+    /// `index` (below `CACHE_CAPACITY`: the pop's wrapped index), the one
+    /// the next page switch takes first: a page switch is
     /// hundreds of pushes apart, so by then the line is in this core's
     /// cache instead of the consumer's, which reset the page. A hint: the
     /// entry is read (`Relaxed`, usually the line the pop just swapped),
@@ -287,7 +281,6 @@ impl Lane {
     fn prefetch_next_page(&self, index: usize) {
         #[cfg(not(kvfree_loom))]
         {
-            let index = if index < CACHE_CAPACITY { index } else { 0 };
             // Relaxed: only an address to prefetch; the next pop's swap is
             // what takes the page.
             let next = self.cache.entries[index].load(Relaxed);
@@ -383,4 +376,13 @@ impl Lane {
         // Relaxed: a count; no page is accessed through it.
         self.cache.count.load(Relaxed)
     }
+}
+
+/// Adds one to a counter of the lane's owner, its only writer: a plain load
+/// and store, no read-modify-write. Relaxed: the next owner sees it through
+/// take/release (`Acquire`/`Release` on `open`), and readers (`stats`, the
+/// watermark policy) only need some recent value.
+#[inline(always)]
+fn add_one_as_owner(counter: &AtomicU64) {
+    counter.store(counter.load(Relaxed) + 1, Relaxed);
 }

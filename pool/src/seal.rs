@@ -4,8 +4,9 @@
 //!
 //! # Ownership
 //! `take_sealed` swaps each hand-off list out whole (each lane's, and the
-//! pool's own), and owns every page on them from then on. `seal_open` owns a lane exactly as a push does (from its
-//! `swap(BUSY)` until it stores back), takes the open page if it has
+//! pool's own), and owns every page on them from then on. `seal_open` owns
+//! a lane exactly as a push does (from its `swap(BUSY)` until it stores
+//! back), takes the open page if it has
 //! records and leaves the lane without one; a lane a producer owns is
 //! skipped or waited for, as the caller's [`BusyLanes`] says.
 
