@@ -318,6 +318,29 @@ impl<G: GracePeriod> Builder<G> {
         self
     }
 
+    /// The scheduler time slice the worker and its reclaim helpers ask
+    /// for. The default, [`ReclaimSlice::Requested`](crate::ReclaimSlice::Requested)`(100 µs)`, lets them run soon
+    /// after they wake when producers outnumber the CPUs (Linux >= 6.12;
+    /// elsewhere it has no effect), so grace periods and frees keep pace
+    /// with the flood; their share of the CPU is the same.
+    /// [`ReclaimSlice::SchedulerDefault`](crate::ReclaimSlice::SchedulerDefault) leaves the scheduler's. A requested
+    /// slice outside 100 µs ..= 100 ms is a [`BuildError::Setting`] from
+    /// [`try_build`](Self::try_build). See `docs/BENCHMARKS.md` for what it
+    /// changes.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu, ReclaimSlice};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .reclaim_slice(ReclaimSlice::SchedulerDefault)
+    ///     .build();
+    /// # drop(service);
+    /// ```
+    pub fn reclaim_slice(mut self, slice: crate::ReclaimSlice) -> Self {
+        self.reclaim.slice = slice;
+        self
+    }
+
     /// Name of the worker thread (default `kvfree-rcu`); reclaim helpers
     /// are named after it (`kvfree-rcu-h1`, ...). It must not contain a NUL
     /// byte (the OS cannot take it); otherwise

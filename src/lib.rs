@@ -185,6 +185,7 @@ mod settings;
 mod shared;
 mod stats;
 mod sync;
+mod time_slice;
 mod wake;
 mod worker;
 
@@ -215,6 +216,7 @@ pub use service::KvfreeRcu;
 pub use settings::SettingError;
 pub use shared::RoundReport;
 pub use stats::Stats;
+pub use time_slice::ReclaimSlice;
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]

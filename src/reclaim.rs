@@ -70,6 +70,7 @@ use crate::pool::PageList;
 use crate::settings::SettingError;
 use crate::shared::Shared;
 use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, Ordering, SMALL, lock, wait};
+use crate::time_slice::{self, ReclaimSlice};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -118,6 +119,8 @@ pub(crate) struct Settings {
     pub(crate) max_helpers: usize,
     /// Where the worker and the helpers free a page's objects.
     pub(crate) affinity: ReclaimAffinity,
+    /// The scheduler slice the worker and the helpers ask for.
+    pub(crate) slice: ReclaimSlice,
 }
 
 impl Default for Settings {
@@ -127,6 +130,7 @@ impl Default for Settings {
         Settings {
             max_helpers: (2 * cpus).min(16),
             affinity: ReclaimAffinity::default(),
+            slice: ReclaimSlice::default(),
         }
     }
 }
@@ -134,14 +138,24 @@ impl Default for Settings {
 impl Settings {
     /// Checks the settings: the first one out of range is the error.
     pub(crate) fn validate(&self) -> Result<(), SettingError> {
-        if self.max_helpers <= MAX_HELPERS {
-            Ok(())
-        } else {
-            Err(SettingError::new(
+        if self.max_helpers > MAX_HELPERS {
+            return Err(SettingError::new(
                 "max_reclaim_helpers",
                 self.max_helpers.to_string(),
                 "allowed range 0..=64",
-            ))
+            ));
+        }
+        match self.slice {
+            ReclaimSlice::Requested(slice)
+                if !(time_slice::SHORTEST..=time_slice::LONGEST).contains(&slice) =>
+            {
+                Err(SettingError::new(
+                    "reclaim_slice",
+                    format!("{slice:?}"),
+                    "allowed range 100µs..=100ms",
+                ))
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -475,6 +489,8 @@ pub(crate) struct Crew<G: GracePeriod> {
     name: String,
     max: usize,
     affinity: ReclaimAffinity,
+    /// What the helpers ask the scheduler for, as the worker did.
+    slice: ReclaimSlice,
     handles: Vec<JoinHandle<()>>,
     retry_at: Option<Instant>,
 }
@@ -487,6 +503,7 @@ impl<G: GracePeriod> Crew<G> {
             name,
             max: settings.max_helpers,
             affinity: settings.affinity,
+            slice: settings.slice,
             handles: Vec::new(),
             retry_at: None,
         }
@@ -504,12 +521,13 @@ impl<G: GracePeriod> Crew<G> {
             return;
         }
         let shared = self.shared.clone();
-        let affinity = self.affinity;
+        let (affinity, slice) = (self.affinity, self.slice);
         board.helper_starting();
         let spawned = std::thread::Builder::new()
             .name(format!("{}-h{}", self.name, self.handles.len() + 1))
             .spawn(move || {
                 crate::affinity::become_reclaim_thread(affinity);
+                time_slice::request(slice);
                 shared.batches.help_reclaim();
             });
         match spawned {

@@ -10,7 +10,8 @@
 //! - dropping a service whose helpers are freeing loses nothing;
 //! - a destructor that panics on a helper aborts the process, as on the
 //!   worker (in a child process: this test binary again);
-//! - `max_reclaim_helpers` out of range is an error naming the setting.
+//! - `max_reclaim_helpers` out of range is an error naming the setting;
+//! - `reclaim_slice` outside 100 µs ..= 100 ms is an error naming the setting.
 //!
 //! Helpers are started the way the worker starts them: a large ready batch
 //! (the worker paused while objects pile up, then resumed). No test depends
@@ -404,4 +405,35 @@ fn a_destructor_that_panics_on_a_helper_aborts_the_process() {
         stderr.contains("a destructor panicked while the service freed"),
         "{stderr}"
     );
+}
+
+/// A requested reclaim slice outside the kernel's bounds is an error
+/// naming the setting; the bounds and `SchedulerDefault` build.
+#[test]
+fn reclaim_slice_out_of_range_names_the_setting() {
+    use kvfree_rcu::ReclaimSlice;
+    use std::time::Duration;
+    for slice in [Duration::from_micros(99), Duration::from_millis(101)] {
+        let err = KvfreeRcu::builder(Arc::new(Rcu::new()))
+            .reclaim_slice(ReclaimSlice::Requested(slice))
+            .try_build()
+            .unwrap_err();
+        let BuildError::Setting(setting) = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(setting.setting(), "reclaim_slice");
+        let msg = err.to_string();
+        assert!(msg.contains("100µs..=100ms"), "{msg}");
+    }
+    for slice in [
+        ReclaimSlice::Requested(Duration::from_micros(100)),
+        ReclaimSlice::Requested(Duration::from_millis(100)),
+        ReclaimSlice::SchedulerDefault,
+    ] {
+        let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+            .reclaim_slice(slice)
+            .try_build()
+            .expect("a slice within bounds builds");
+        service.barrier();
+    }
 }
