@@ -136,6 +136,13 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Applies the per-thread settings to the calling thread: the worker
+    /// and each helper, as they start.
+    pub(crate) fn become_reclaim_thread(&self) {
+        crate::affinity::become_reclaim_thread(self.affinity);
+        time_slice::request(self.slice);
+    }
+
     /// Checks the settings: the first one out of range is the error.
     pub(crate) fn validate(&self) -> Result<(), SettingError> {
         if self.max_helpers > MAX_HELPERS {
@@ -487,10 +494,9 @@ fn free_alone(
 pub(crate) struct Crew<G: GracePeriod> {
     shared: Arc<Shared<G>>,
     name: String,
-    max: usize,
-    affinity: ReclaimAffinity,
-    /// What the helpers ask the scheduler for, as the worker did.
-    slice: ReclaimSlice,
+    /// The worker's settings: the cap, and what each helper applies to
+    /// itself as it starts.
+    settings: Settings,
     handles: Vec<JoinHandle<()>>,
     retry_at: Option<Instant>,
 }
@@ -501,9 +507,7 @@ impl<G: GracePeriod> Crew<G> {
         Crew {
             shared,
             name,
-            max: settings.max_helpers,
-            affinity: settings.affinity,
-            slice: settings.slice,
+            settings,
             handles: Vec::new(),
             retry_at: None,
         }
@@ -513,7 +517,7 @@ impl<G: GracePeriod> Crew<G> {
     /// crew is below its cap and no failed spawn is being waited out.
     pub(crate) fn grow_if_backlogged(&mut self) {
         let board = &self.shared.batches.board;
-        if !board.take_backlog() || self.handles.len() >= self.max {
+        if !board.take_backlog() || self.handles.len() >= self.settings.max_helpers {
             return;
         }
         let now = Instant::now();
@@ -521,13 +525,12 @@ impl<G: GracePeriod> Crew<G> {
             return;
         }
         let shared = self.shared.clone();
-        let (affinity, slice) = (self.affinity, self.slice);
+        let settings = self.settings;
         board.helper_starting();
         let spawned = std::thread::Builder::new()
             .name(format!("{}-h{}", self.name, self.handles.len() + 1))
             .spawn(move || {
-                crate::affinity::become_reclaim_thread(affinity);
-                time_slice::request(slice);
+                settings.become_reclaim_thread();
                 shared.batches.help_reclaim();
             });
         match spawned {

@@ -77,7 +77,7 @@ pub(crate) fn request(slice: ReclaimSlice) {
 }
 
 #[cfg(all(target_os = "linux", not(miri)))]
-pub(crate) mod linux {
+mod linux {
     use std::time::Duration;
 
     /// The kernel's `struct sched_attr` (`include/uapi/linux/sched/types.h`,
@@ -98,6 +98,8 @@ pub(crate) mod linux {
         util_max: u32,
     }
 
+    /// `size_of::<SchedAttr>()`, the `size` the kernel is told.
+    const ATTR_SIZE: u32 = size_of::<SchedAttr>() as u32;
     /// The fair policies, whose threads may ask for a slice.
     const SCHED_OTHER: u32 = 0;
     /// See [`SCHED_OTHER`].
@@ -108,16 +110,15 @@ pub(crate) mod linux {
     /// The calling thread's scheduling attributes.
     pub(crate) fn own_attributes() -> std::io::Result<SchedAttr> {
         let mut attr = SchedAttr::default();
-        let size = u32::try_from(size_of::<SchedAttr>()).expect("56 bytes");
         // SAFETY: sched_getattr(0, ...) reads the calling thread's
-        // attributes into `attr`, writing at most `size` bytes, which is
-        // its size; the flags must be 0.
+        // attributes into `attr`, writing at most `ATTR_SIZE` bytes, which
+        // is its size; the flags must be 0.
         let got = unsafe {
             libc::syscall(
                 libc::SYS_sched_getattr,
                 0,
                 &raw mut attr,
-                libc::c_uint::from(size),
+                libc::c_uint::from(ATTR_SIZE),
                 0,
             )
         };
@@ -134,7 +135,7 @@ pub(crate) mod linux {
         if attr.policy != SCHED_OTHER && attr.policy != SCHED_BATCH {
             return Ok(());
         }
-        attr.size = u32::try_from(size_of::<SchedAttr>()).expect("56 bytes");
+        attr.size = ATTR_SIZE;
         attr.runtime = u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX);
         // Keep reset-on-fork, the one flag that is thread state; without
         // the SCHED_FLAG_UTIL_CLAMP flags the clamps read back are ignored

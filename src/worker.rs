@@ -53,8 +53,7 @@ pub(crate) fn spawn<G: GracePeriod>(
 fn run<G: GracePeriod>(shared: Arc<Shared<G>>, name: String, reclaim: reclaim::Settings) {
     // Declared first, dropped last: stops and joins the helpers once the
     // exit barrier below has run, or if the worker unwinds.
-    crate::affinity::become_reclaim_thread(reclaim.affinity);
-    crate::time_slice::request(reclaim.slice);
+    reclaim.become_reclaim_thread();
     let mut crew = Crew::new(shared.clone(), name, reclaim);
     // When the worker last had something to do.
     let mut last_busy = Instant::now();
