@@ -306,7 +306,8 @@ fn free_batch<S>(batch: Batch<S>, pool: &Pool, board: &Board) -> u64 {
 /// 2. No other call frees the objects of this chunk.
 unsafe fn free_chunk(chunk: &mut Chunk) -> u64 {
     match chunk {
-        Chunk::Pages(pages) => {
+        Chunk::Pages(run) => {
+            let pages = run.bite();
             // Our reclaim threads free where the chunk was filled
             // (`affinity.rs`); its first page stands for the chunk.
             if let Some(cpu) = pages.first_page_cpu() {

@@ -18,19 +18,36 @@
 //! once all of it is freed. What changes is who frees a batch: when helpers
 //! exist and the batch holds at least two [`RECORDS_PER_THREAD`] objects, the
 //! reaping thread (the worker, or a `barrier()` caller) splits it into
-//! [`Chunk`]s (a few pages, [`CHUNK_PAGES`], or one of the head lists it
-//! took: a list can only be walked from its top, so each is one chunk, see
-//! `head.rs`), queues them on the [`Board`], wakes the helpers, frees chunks
-//! itself too, and waits until the last chunk a helper took is done
-//! ([`Board::free_batch`]). Only then does it complete the batch. Pages go
-//! back to the pool as soon as their chunk's records are freed (whoever
-//! freed them; a helper's, the next time the reaping thread takes the
-//! lock), so the retire path has pages again while the rest of a large
-//! batch is freed: a batch of a flood takes milliseconds. A chunk is taken from the board by one thread at a
-//! time, under its lock (a head list may go back with its rest after a
-//! bite, [`HEAD_BITE`]), so every object is freed once, and only after its
-//! batch's grace period (the batch was polled complete before it reached
-//! the board). The board's lock orders a
+//! [`Chunk`]s (runs of consecutive pages, two per freeing thread, see
+//! [`PageRun`], and the head lists it took: a list can only be walked from
+//! its top, so each is one chunk, see `head.rs`), queues them on the
+//! [`Board`], wakes the helpers, frees chunks itself too, and waits until
+//! the last chunk a helper took is done ([`Board::free_batch`]). Only then
+//! does it complete the batch. A thread frees a chunk a bite at a time
+//! ([`CHUNK_PAGES`] pages, [`HEAD_BITE`] heads) and puts the rest back on
+//! the board, a stack, so it takes its own rest again at once unless it
+//! was preempted, and a preempted thread holds up one bite. Pages go back
+//! to the pool as soon as their bite's records are freed (whoever freed
+//! them; a helper's, the next time the reaping thread takes the lock), so
+//! the retire path has pages again while the rest of a large batch is
+//! freed: a batch of a flood takes milliseconds.
+//!
+//! Why runs and not bites dealt out one by one: a batch lists its pages
+//! lane by lane, so consecutive pages hold objects of the same few
+//! producers, and the allocator takes each object back to the arena (glibc)
+//! or page (mimalloc) of the thread that allocated it. With bites dealt out
+//! in list order, every freeing thread worked in the same producers'
+//! arenas at once, and each `free` waited for the arena's header line
+//! (glibc reads the arena pointer next to the arena's lock and fastbin
+//! flag, which every `free` and the producer's `malloc` write) to come back
+//! from another CPU. With a run per thread, each arena is mostly written by
+//! its producer and one freeing thread: the head-less 8-thread flood's
+//! reclaim threads spent half the CPU time for the same frees
+//! (docs/BENCHMARKS.md, "Freeing runs of one producer together").
+//!
+//! A chunk is taken from the board by one thread at a time, under its lock,
+//! so every object is freed once, and only after its batch's grace period
+//! (the batch was polled complete before it reached the board). The board's lock orders a
 //! helper's frees before the reaping thread's return (the helper gives the
 //! chunk back under the lock; the reaper reads the count under it), so a
 //! `barrier()` that sees the batch complete sees its destructors' effects.
@@ -75,10 +92,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Pages per chunk of pages, the unit a thread takes from the board: about
-/// 2000 records, tens of microseconds of frees, so that taking one (a lock)
-/// is cheap next to it, and a helper preempted in the middle of one holds
-/// up the batch for little.
+/// Pages per bite of a [`PageRun`], what a thread frees between two visits
+/// to the board: about 2000 records, tens of microseconds of frees, so that
+/// a visit (a lock) is cheap next to it, and a helper preempted in the
+/// middle of one holds up the batch for little; also the unit in which a
+/// batch's pages go back to the pool.
 const CHUNK_PAGES: usize = if SMALL { 1 } else { 4 };
 
 /// Heads a thread frees from a list before it puts the rest back on the
@@ -169,28 +187,66 @@ impl Settings {
 
 /// A part of a ready batch that one thread frees at a time.
 pub(crate) enum Chunk {
-    /// [`CHUNK_PAGES`] of the batch's pages (fewer for the last).
-    Pages(PageList),
+    /// A run of the batch's pages (or what is left of it).
+    Pages(PageRun),
     /// One of the head lists the batch took (or what is left of it).
     Heads(HeadChain),
 }
 
+/// A run of consecutive pages of a batch, freed [`CHUNK_PAGES`] at a time
+/// by one thread at a time (see the module doc for why runs).
+pub(crate) struct PageRun {
+    /// Pages whose records are still to free.
+    unfreed: PageList,
+    /// The last bite's pages, their records freed: to recycle.
+    freed: PageList,
+}
+
+impl PageRun {
+    pub(crate) fn new(pages: PageList) -> PageRun {
+        PageRun {
+            unfreed: pages,
+            freed: PageList::new(),
+        }
+    }
+
+    /// Takes the next bite: the caller frees the records of the pages it
+    /// returns (once), which then count as freed.
+    pub(crate) fn bite(&mut self) -> &PageList {
+        debug_assert!(self.freed.is_empty(), "the last bite was not taken back");
+        self.freed = self.unfreed.split_front(CHUNK_PAGES);
+        &self.freed
+    }
+}
+
+/// Pages per [`PageRun`] when `threads` threads share a batch of `pages`
+/// pages: two runs per thread, so that a thread that finishes early takes
+/// another whole run rather than a bite of someone else's; at least a bite.
+fn run_pages(pages: usize, threads: usize) -> usize {
+    pages.div_ceil(2 * threads.max(1)).max(CHUNK_PAGES)
+}
+
 /// A chunk after a bite of it was freed.
-enum AfterBite {
-    /// All freed: its pages (none for heads), to recycle.
-    Spent(PageList),
-    /// What is left to free.
-    Rest(Chunk),
+struct AfterBite {
+    /// Pages whose records are all freed (none for heads), to recycle.
+    spent: PageList,
+    /// What is left to free, if anything.
+    rest: Option<Chunk>,
 }
 
 impl Chunk {
-    /// What is left after `FreeChunk` freed a bite of it: pages are freed
-    /// in one bite, heads until the list is empty.
+    /// What is left after `FreeChunk` freed a bite of it.
     fn after_bite(self) -> AfterBite {
         match self {
-            Chunk::Pages(pages) => AfterBite::Spent(pages),
-            Chunk::Heads(heads) if heads.is_empty() => AfterBite::Spent(PageList::new()),
-            rest @ Chunk::Heads(_) => AfterBite::Rest(rest),
+            Chunk::Pages(mut run) => {
+                let spent = core::mem::take(&mut run.freed);
+                let rest = (!run.unfreed.is_empty()).then_some(Chunk::Pages(run));
+                AfterBite { spent, rest }
+            }
+            Chunk::Heads(heads) => AfterBite {
+                spent: PageList::new(),
+                rest: (!heads.is_empty()).then_some(Chunk::Heads(heads)),
+            },
         }
     }
 }
@@ -198,7 +254,11 @@ impl Chunk {
 impl core::fmt::Debug for Chunk {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Chunk::Pages(pages) => f.debug_tuple("Pages").field(pages).finish(),
+            Chunk::Pages(run) => f
+                .debug_struct("Pages")
+                .field("unfreed", &run.unfreed)
+                .field("freed", &run.freed)
+                .finish(),
             Chunk::Heads(heads) => f.debug_tuple("Heads").field(&heads.len()).finish(),
         }
     }
@@ -290,12 +350,13 @@ impl Board {
         }
         let mut pages = pages;
         let mut chunks = 0;
+        let run_pages = run_pages(pages.pages(), helpers + 1);
         {
             let mut jobs = lock(&self.jobs);
             debug_assert!(jobs.queued.is_empty() && jobs.in_flight == 0);
             while !pages.is_empty() {
                 jobs.queued
-                    .push(Chunk::Pages(pages.split_front(CHUNK_PAGES)));
+                    .push(Chunk::Pages(PageRun::new(pages.split_front(run_pages))));
                 chunks += 1;
             }
             for list in heads.into_lists() {
@@ -321,20 +382,15 @@ impl Board {
                     recycle(helpers_drained);
                 }
                 freed += free_chunk(&mut chunk);
-                let spent = match chunk.after_bite() {
-                    AfterBite::Spent(drained) => Some(drained),
-                    AfterBite::Rest(rest) => {
-                        lock(&self.jobs).queued.push(rest);
-                        None
-                    }
-                };
-                if let Some(drained) = spent {
-                    match recycle {
-                        Some(recycle) => recycle(drained),
-                        None => pages.append(drained),
-                    }
+                let AfterBite { spent, rest } = chunk.after_bite();
+                match recycle {
+                    Some(recycle) => recycle(spent),
+                    None => pages.append(spent),
                 }
                 jobs = lock(&self.jobs);
+                if let Some(rest) = rest {
+                    jobs.queued.push(rest);
+                }
             } else if jobs.in_flight > 0 {
                 jobs = wait(&self.done, jobs);
             } else {
@@ -365,9 +421,10 @@ impl Board {
                 jobs = lock(&self.jobs);
                 jobs.in_flight -= 1;
                 jobs.freed += freed;
-                match chunk.after_bite() {
-                    AfterBite::Spent(drained) => jobs.drained.append(drained),
-                    AfterBite::Rest(rest) => jobs.queued.push(rest),
+                let AfterBite { spent, rest } = chunk.after_bite();
+                jobs.drained.append(spent);
+                if let Some(rest) = rest {
+                    jobs.queued.push(rest);
                 }
                 if jobs.in_flight == 0 && jobs.queued.is_empty() {
                     // The reaping thread waits only once the queue is
@@ -468,21 +525,20 @@ fn free_alone(
     let mut drained = PageList::new();
     let mut free_all_of = |mut chunk: Chunk| loop {
         freed += free_chunk(&mut chunk);
-        match chunk.after_bite() {
-            AfterBite::Spent(pages) => {
-                match recycle {
-                    Some(recycle) => recycle(pages),
-                    None => drained.append(pages),
-                }
-                break;
-            }
-            AfterBite::Rest(rest) => chunk = rest,
+        let AfterBite { spent, rest } = chunk.after_bite();
+        match recycle {
+            Some(recycle) => recycle(spent),
+            None => drained.append(spent),
+        }
+        match rest {
+            Some(rest) => chunk = rest,
+            None => break,
         }
     };
-    // Pages first, a chunk at a time (each recycled as soon as it is
+    // Pages first, a bite at a time (each recycled as soon as it is
     // done), then the heads.
-    while !pages.is_empty() {
-        free_all_of(Chunk::Pages(pages.split_front(CHUNK_PAGES)));
+    if !pages.is_empty() {
+        free_all_of(Chunk::Pages(PageRun::new(core::mem::take(&mut pages))));
     }
     free_all_of(Chunk::Heads(heads));
     (drained, freed)
@@ -601,7 +657,8 @@ mod tests {
 
     fn free_chunk(chunk: &mut Chunk) -> u64 {
         match chunk {
-            Chunk::Pages(pages) => {
+            Chunk::Pages(run) => {
+                let pages = run.bite();
                 let mut freed = 0;
                 pages.for_each_record(|ptr, kind| {
                     // SAFETY: every kind was made by `kind_of(free_u64)`
@@ -675,6 +732,77 @@ mod tests {
         assert_eq!(board.helpers(), 0);
     }
 
+    unsafe fn free_u64_uncounted(ptr: NonNull<()>) {
+        // SAFETY: every record here is a leaked Box<u64>, freed once.
+        let value = unsafe { Box::from_raw(ptr.cast::<u64>().as_ptr()) };
+        assert_eq!(*value, 7, "freed twice, or not a live value");
+    }
+
+    /// A run gives its pages back a bite of `CHUNK_PAGES` at a time, each
+    /// bite's records freed, until nothing is left; every record is freed
+    /// once and every page comes back. (Its own free function: `FREED` is
+    /// checked by a test that may run at the same time.)
+    #[test]
+    fn a_page_run_is_freed_a_bite_at_a_time() {
+        let mut config = Config::default();
+        config.lanes = Some(1);
+        let pool = Pool::new(config).unwrap();
+        pool.refill().unwrap();
+        let kind = kind_of(free_u64_uncounted);
+        let mut records = 0;
+        loop {
+            let value = NonNull::from(Box::leak(Box::new(7u64)));
+            if pool.push(value.cast(), kind).is_err() {
+                // SAFETY: not recorded (no page left): still ours, from
+                // Box::leak, dropped once.
+                drop(unsafe { Box::from_raw(value.as_ptr()) });
+                break;
+            }
+            records += 1;
+        }
+        let mut pages = pool.take_sealed();
+        pool.seal_open(&mut pages, BusyLanes::Wait);
+        let page_count = pages.pages();
+        assert!(page_count > CHUNK_PAGES, "the run needs more than one bite");
+        let mut chunk = Chunk::Pages(PageRun::new(pages));
+        let (mut bites, mut freed, mut back) = (0, 0, PageList::new());
+        loop {
+            let Chunk::Pages(run) = &mut chunk else {
+                unreachable!("a run stays a run")
+            };
+            run.bite().for_each_record(|ptr, kind| {
+                // SAFETY: every kind was made by `kind_of(free_u64_uncounted)`
+                // for a leaked Box<u64>, and each record is bitten once.
+                unsafe { free_fn_of(kind)(ptr) };
+                freed += 1;
+            });
+            bites += 1;
+            let AfterBite { spent, rest } = chunk.after_bite();
+            assert_eq!(spent.pages(), CHUNK_PAGES.min(page_count - back.pages()));
+            back.append(spent);
+            match rest {
+                Some(rest) => chunk = rest,
+                None => break,
+            }
+        }
+        assert_eq!(freed, records);
+        assert_eq!(bites, page_count.div_ceil(CHUNK_PAGES));
+        assert_eq!(back.pages(), page_count, "every page back");
+        pool.recycle(back);
+    }
+
+    #[test]
+    fn a_batch_is_shared_in_two_runs_per_thread() {
+        let bite = CHUNK_PAGES;
+        assert_eq!(run_pages(200 * bite, 1), 100 * bite);
+        assert_eq!(run_pages(200 * bite, 5), 20 * bite);
+        assert_eq!(run_pages(200 * bite + 1, 5), 20 * bite + 1);
+        // Never below a bite, whatever the split.
+        assert_eq!(run_pages(3 * bite, 5), bite);
+        assert_eq!(run_pages(0, 5), bite);
+        assert_eq!(run_pages(10, 0), run_pages(10, 1));
+    }
+
     #[test]
     fn max_helpers_out_of_range_is_named() {
         let with = |max_helpers| Settings {
@@ -716,8 +844,8 @@ mod loom_models {
 
     fn free_chunk(chunk: &mut Chunk) -> u64 {
         match chunk {
-            Chunk::Pages(pages) => {
-                assert!(pages.is_empty(), "the model has no pages");
+            Chunk::Pages(run) => {
+                assert!(run.bite().is_empty(), "the model has no pages");
                 0
             }
             // SAFETY: `count_free` only counts; the nodes outlive the model.
