@@ -516,7 +516,7 @@ impl BoardLock<'_> {
 
 /// A batch freed by the reaping thread alone.
 fn free_alone(
-    mut pages: PageList,
+    pages: PageList,
     heads: HeadChain,
     free_chunk: FreeChunk<'_>,
     recycle: Option<Recycle<'_>>,
@@ -538,7 +538,7 @@ fn free_alone(
     // Pages first, a bite at a time (each recycled as soon as it is
     // done), then the heads.
     if !pages.is_empty() {
-        free_all_of(Chunk::Pages(PageRun::new(core::mem::take(&mut pages))));
+        free_all_of(Chunk::Pages(PageRun::new(pages)));
     }
     free_all_of(Chunk::Heads(heads));
     (drained, freed)
@@ -627,7 +627,7 @@ mod tests {
     use super::*;
     use crate::free_fn::{free_fn_of, kind_of};
     use crate::head::{HeadLists, RcuHead};
-    use crate::pool::{BusyLanes, Config, Pool};
+    use crate::pool::{BusyLanes, Config, Kind, Pool};
     use core::ptr::NonNull;
     use std::sync::atomic::AtomicUsize;
 
@@ -649,10 +649,41 @@ mod tests {
     }
 
     unsafe fn free_u64(ptr: NonNull<()>) {
+        // SAFETY: the caller's record, as `free_u64_uncounted` requires.
+        unsafe { free_u64_uncounted(ptr) };
+        FREED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `free_u64` without counting in `FREED` (which a test that may run at
+    /// the same time checks).
+    unsafe fn free_u64_uncounted(ptr: NonNull<()>) {
         // SAFETY: every record here is a leaked Box<u64>, freed once.
         let value = unsafe { Box::from_raw(ptr.cast::<u64>().as_ptr()) };
         assert_eq!(*value, 7, "freed twice, or not a live value");
-        FREED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A pool of `lanes` lanes filled with leaked `Box<u64>`s of `kind`
+    /// until no page is left, and all its pages, sealed: the records and
+    /// how many.
+    fn filled_pages(lanes: usize, kind: Kind) -> (Pool, PageList, usize) {
+        let mut config = Config::default();
+        config.lanes = Some(lanes);
+        let pool = Pool::new(config).unwrap();
+        pool.refill().unwrap();
+        let mut records = 0;
+        loop {
+            let value = NonNull::from(Box::leak(Box::new(7u64)));
+            if pool.push(value.cast(), kind).is_err() {
+                // SAFETY: not recorded (no page left): still ours, from
+                // Box::leak, dropped once.
+                drop(unsafe { Box::from_raw(value.as_ptr()) });
+                break;
+            }
+            records += 1;
+        }
+        let mut pages = pool.take_sealed();
+        pool.seal_open(&mut pages, BusyLanes::Wait);
+        (pool, pages, records)
     }
 
     fn free_chunk(chunk: &mut Chunk) -> u64 {
@@ -680,24 +711,7 @@ mod tests {
     /// board's hand-offs).
     #[test]
     fn helpers_free_every_object_of_a_shared_batch_once() {
-        let mut config = Config::default();
-        config.lanes = Some(2);
-        let pool = Pool::new(config).unwrap();
-        pool.refill().unwrap();
-        let kind = kind_of(free_u64);
-        let mut records = 0;
-        loop {
-            let value = NonNull::from(Box::leak(Box::new(7u64)));
-            if pool.push(value.cast(), kind).is_err() {
-                // SAFETY: not recorded (no page left): still ours, from
-                // Box::leak, dropped once.
-                drop(unsafe { Box::from_raw(value.as_ptr()) });
-                break;
-            }
-            records += 1;
-        }
-        let mut pages = pool.take_sealed();
-        pool.seal_open(&mut pages, BusyLanes::Wait);
+        let (pool, pages, records) = filled_pages(2, kind_of(free_u64));
         assert_eq!(pages.records(), records);
         let heads_n: u64 = if SMALL { 12 } else { 100_000 };
         let lists = HeadLists::per_cpu();
@@ -732,36 +746,13 @@ mod tests {
         assert_eq!(board.helpers(), 0);
     }
 
-    unsafe fn free_u64_uncounted(ptr: NonNull<()>) {
-        // SAFETY: every record here is a leaked Box<u64>, freed once.
-        let value = unsafe { Box::from_raw(ptr.cast::<u64>().as_ptr()) };
-        assert_eq!(*value, 7, "freed twice, or not a live value");
-    }
-
     /// A run gives its pages back a bite of `CHUNK_PAGES` at a time, each
     /// bite's records freed, until nothing is left; every record is freed
     /// once and every page comes back. (Its own free function: `FREED` is
     /// checked by a test that may run at the same time.)
     #[test]
     fn a_page_run_is_freed_a_bite_at_a_time() {
-        let mut config = Config::default();
-        config.lanes = Some(1);
-        let pool = Pool::new(config).unwrap();
-        pool.refill().unwrap();
-        let kind = kind_of(free_u64_uncounted);
-        let mut records = 0;
-        loop {
-            let value = NonNull::from(Box::leak(Box::new(7u64)));
-            if pool.push(value.cast(), kind).is_err() {
-                // SAFETY: not recorded (no page left): still ours, from
-                // Box::leak, dropped once.
-                drop(unsafe { Box::from_raw(value.as_ptr()) });
-                break;
-            }
-            records += 1;
-        }
-        let mut pages = pool.take_sealed();
-        pool.seal_open(&mut pages, BusyLanes::Wait);
+        let (pool, pages, records) = filled_pages(1, kind_of(free_u64_uncounted));
         let page_count = pages.pages();
         assert!(page_count > CHUNK_PAGES, "the run needs more than one bite");
         let mut chunk = Chunk::Pages(PageRun::new(pages));
