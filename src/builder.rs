@@ -162,6 +162,27 @@ impl<G: GracePeriod> Builder<G> {
         self
     }
 
+    /// The most empty pages the pool keeps past the lanes' caches, for the
+    /// next refill or `kvfree_rcu_mightsleep` that needs a page, instead of
+    /// freeing them and allocating again (default
+    /// [`DEFAULT_RESERVE`](crate::DEFAULT_RESERVE), 4096: 16 MiB at the most,
+    /// held only while the traffic uses it: each drain interval in which no
+    /// page was taken from it halves it). 0 frees every page past the
+    /// caches at once. In `0..=`[`MAX_RESERVE`](crate::MAX_RESERVE).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .max_reserve(0) // no reserve
+    ///     .build();
+    /// assert_eq!(service.stats().pages_reserved, 0);
+    /// ```
+    pub fn max_reserve(mut self, pages: usize) -> Self {
+        self.pool.max_reserve = pages;
+        self
+    }
+
     /// Number of pool lanes, each with an open page and a cache (default:
     /// two lanes per possible CPU, so a producer preempted while holding one
     /// does not push its CPU's other threads into the fallbacks).

@@ -208,7 +208,9 @@ pub use free_fn::FreeFn;
 pub use global::{barrier, global, init_global, kvfree_rcu, kvfree_rcu_mightsleep, try_kvfree_rcu};
 pub use gp::{CapacityError, DomainId, GpState, GracePeriod, Rcu, RcuReadGuard};
 pub use head::{HeadFreeFn, RcuHead, RcuHeaded};
-pub use kvfree_rcu_pool::{CACHE_CAPACITY, ConfigError as PoolConfigError, MAX_LANES};
+pub use kvfree_rcu_pool::{
+    CACHE_CAPACITY, ConfigError as PoolConfigError, DEFAULT_RESERVE, MAX_LANES, MAX_RESERVE,
+};
 #[cfg(not(kvfree_loom))]
 pub use node::Owned;
 pub use parking::Parking;

@@ -519,6 +519,8 @@ impl<G: GracePeriod> Shared<G> {
             pages_allocated: p.pages_allocated,
             pages_live: p.pages_live,
             pages_cached: p.pages_cached,
+            pages_reserved: p.pages_reserved,
+            reserve_reuses: p.reserve_reuses,
             cache_target: p.cache_target,
             inline_page_allocs: p.inline_pages,
             refill_requests: p.refill_requests,

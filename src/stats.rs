@@ -29,8 +29,9 @@ pub struct Stats {
     /// Objects `kvfree_rcu_mightsleep` freed inline after `synchronize()`
     /// (no page, and allocating one failed).
     pub freed_inline: u64,
-    /// Pages `kvfree_rcu_mightsleep` allocated on the spot because no page
-    /// was available (also counted in `pages_allocated`).
+    /// Pages `kvfree_rcu_mightsleep` brought on the spot because no page
+    /// was available: taken from the pool's reserve (also counted in
+    /// `reserve_reuses`) or allocated (also counted in `pages_allocated`).
     pub inline_page_allocs: u64,
     /// `try_kvfree_rcu`/`kvfree_rcu_with` calls that returned `Err`.
     pub try_failed: u64,
@@ -40,6 +41,13 @@ pub struct Stats {
     pub pages_live: u64,
     /// Empty pages cached for the retire path.
     pub pages_cached: u64,
+    /// Empty pages kept in the pool's reserve, past the caches, for the
+    /// next refill or `kvfree_rcu_mightsleep` that needs a page (at most
+    /// `Builder::max_reserve`).
+    pub pages_reserved: u64,
+    /// Pages a refill or `kvfree_rcu_mightsleep` took from the reserve
+    /// instead of allocating.
+    pub reserve_reuses: u64,
     /// Empty pages the caches are filled up to, summed over the lanes: the
     /// base is lanes x `high_watermark`; a lane that runs dry doubles its
     /// share (up to `max_watermark`) and an idle one shrinks back.

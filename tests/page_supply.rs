@@ -146,3 +146,60 @@ fn mightsleep_waits_for_a_grace_period_only_when_the_allocation_fails() {
     service.barrier();
     assert_eq!(counter.dropped(), 2);
 }
+
+/// Pages a flood of `kvfree_rcu_mightsleep` brought come back past the
+/// (fixed, one-page) cache into the reserve, and the next flood takes them
+/// from there instead of allocating; `max_reserve(0)` frees them instead.
+/// `shrink` empties the reserve.
+#[test]
+fn a_second_flood_reuses_the_first_floods_pages_from_the_reserve() {
+    for reserve in [kvfree_rcu::DEFAULT_RESERVE, 0] {
+        let counter = DropCounter::leak();
+        let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+            .manual()
+            .lanes(1)
+            .low_watermark(1)
+            .high_watermark(1)
+            .max_watermark(1)
+            .max_reserve(reserve)
+            .build();
+        let n = 10 * PER_PAGE;
+        let flood = |first: usize| {
+            for i in first..first + n {
+                // SAFETY: from Box::leak, never published, retired once;
+                // ordinary context.
+                unsafe { service.kvfree_rcu_mightsleep(Plain::boxed(i as u64, counter)) };
+            }
+            service.barrier();
+        };
+        flood(0);
+        let first = service.stats();
+        assert!(first.pages_allocated >= 10, "{first:?}");
+        let kept = if reserve == 0 {
+            0
+        } else {
+            first.pages_live - 1
+        };
+        assert_eq!(
+            (first.pages_cached, first.pages_reserved),
+            (1, kept),
+            "{first:?}"
+        );
+        flood(n);
+        let second = service.stats();
+        if reserve == 0 {
+            assert!(
+                second.pages_allocated >= first.pages_allocated + 9,
+                "{second:?}"
+            );
+            assert_eq!(second.reserve_reuses, 0, "{second:?}");
+        } else {
+            assert_eq!(second.pages_allocated, first.pages_allocated, "{second:?}");
+            assert!(second.reserve_reuses >= 9, "{second:?}");
+        }
+        assert_eq!(counter.dropped(), 2 * n, "nothing lost");
+        service.shrink();
+        let s = service.stats();
+        assert_eq!((s.pages_cached, s.pages_reserved), (0, 0), "{s:?}");
+    }
+}

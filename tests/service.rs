@@ -235,7 +235,7 @@ fn a_pointer_at_address_usize_max_is_freed_once_like_any_other() {
 #[test]
 fn an_invalid_pool_value_is_an_error_naming_the_field_and_its_range() {
     use kvfree_rcu::BuildError;
-    use kvfree_rcu::{CACHE_CAPACITY, MAX_LANES, PoolConfigError as ConfigError};
+    use kvfree_rcu::{CACHE_CAPACITY, MAX_LANES, MAX_RESERVE, PoolConfigError as ConfigError};
     use std::error::Error;
     let cap = CACHE_CAPACITY;
     let builder = || KvfreeRcu::builder(Arc::new(Rcu::new()));
@@ -269,6 +269,11 @@ fn an_invalid_pool_value_is_an_error_naming_the_field_and_its_range() {
             builder().max_watermark(cap + 1),
             "max_watermark",
             format!("16..={cap}, got {}", cap + 1),
+        ),
+        (
+            builder().max_reserve(MAX_RESERVE + 1),
+            "max_reserve",
+            format!("0..={MAX_RESERVE}, got {}", MAX_RESERVE + 1),
         ),
         (
             builder().lanes(0),

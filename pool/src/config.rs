@@ -34,6 +34,15 @@ use core::fmt;
 /// ```
 pub const MAX_LANES: usize = 1 << 16;
 
+/// The largest reserve a [`Config`] may ask for: 2^20 pages, 4 GiB.
+pub const MAX_RESERVE: usize = 1 << 20;
+
+/// The default [`Config::max_reserve`]: 4096 pages (16 MiB). Enough for the
+/// pages one large batch of a flood brings back at once (about 2 600 in
+/// the head-less 8-thread flood, docs/BENCHMARKS.md), held only while the
+/// traffic uses them (`relax` halves an unused reserve).
+pub const DEFAULT_RESERVE: usize = if crate::sync::SMALL { 2 } else { 4096 };
+
 /// How a [`Pool`](crate::Pool) is sized.
 ///
 /// Allowed values: `1 <= low_watermark <= high_watermark <= max_watermark
@@ -67,6 +76,15 @@ pub struct Config {
     /// `high_watermark..=CACHE_CAPACITY`; equal to `high_watermark`, the
     /// targets stay fixed.
     pub max_watermark: usize,
+    /// The most empty pages the pool keeps past the lanes' caches for
+    /// reuse (its *reserve*, `reserve.rs`): pages a recycle brings back
+    /// beyond the lanes' targets wait there for the next refill or
+    /// [`Pool::push_with_new_page`](crate::Pool::push_with_new_page)
+    /// instead of being freed and allocated again;
+    /// [`Pool::relax`](crate::Pool::relax) halves an unused reserve. In
+    /// `0..=MAX_RESERVE` (0: no reserve, every page past the targets is
+    /// freed).
+    pub max_reserve: usize,
     /// Number of lanes, in `1..=MAX_LANES`; `None`: two lanes per possible
     /// CPU (`sysconf(_SC_NPROCESSORS_CONF)`, at most [`MAX_LANES`] in all),
     /// or 2 in all under loom and Miri.
@@ -76,13 +94,15 @@ pub struct Config {
 impl Default for Config {
     /// Low watermark 5 and high watermark 16 (the base: the kernel's
     /// `rcu_min_cached_objs` pages, and room for a flood between two
-    /// refills), max watermark [`CACHE_CAPACITY`], two lanes per possible
-    /// CPU. Under loom and Miri: 1, 2 and 2.
+    /// refills), max watermark [`CACHE_CAPACITY`], a reserve of at most
+    /// [`DEFAULT_RESERVE`] pages, two lanes per possible CPU. Under loom and
+    /// Miri: 1, 2, 2 and a reserve of 2.
     fn default() -> Self {
         Config {
             low_watermark: if crate::sync::SMALL { 1 } else { 5 },
             high_watermark: if crate::sync::SMALL { 2 } else { 16 },
             max_watermark: CACHE_CAPACITY,
+            max_reserve: DEFAULT_RESERVE,
             lanes: None,
         }
     }
@@ -114,6 +134,13 @@ impl Config {
                 value: max,
                 min: high,
                 max: CACHE_CAPACITY,
+            });
+        }
+        if self.max_reserve > MAX_RESERVE {
+            return Err(ConfigError::MaxReserve {
+                value: self.max_reserve,
+                min: 0,
+                max: MAX_RESERVE,
             });
         }
         let lanes = self.lanes.unwrap_or_else(|| {
@@ -178,6 +205,15 @@ pub enum ConfigError {
         /// The largest value allowed ([`CACHE_CAPACITY`]).
         max: usize,
     },
+    /// `max_reserve` is outside `0..=MAX_RESERVE`.
+    MaxReserve {
+        /// The value given.
+        value: usize,
+        /// The smallest value allowed (0).
+        min: usize,
+        /// The largest value allowed ([`MAX_RESERVE`]).
+        max: usize,
+    },
     /// `lanes` is outside `1..=MAX_LANES`.
     Lanes {
         /// The value given.
@@ -196,6 +232,7 @@ impl ConfigError {
             ConfigError::LowWatermark { .. } => "low_watermark",
             ConfigError::HighWatermark { .. } => "high_watermark",
             ConfigError::MaxWatermark { .. } => "max_watermark",
+            ConfigError::MaxReserve { .. } => "max_reserve",
             ConfigError::Lanes { .. } => "lanes",
         }
     }
@@ -206,6 +243,7 @@ impl ConfigError {
             ConfigError::LowWatermark { value, min, max }
             | ConfigError::HighWatermark { value, min, max }
             | ConfigError::MaxWatermark { value, min, max }
+            | ConfigError::MaxReserve { value, min, max }
             | ConfigError::Lanes { value, min, max } => (value, min, max),
         }
     }
@@ -244,10 +282,12 @@ mod tests {
     #[test]
     fn config_is_validated() {
         use crate::MAX_LANES;
+        use crate::MAX_RESERVE;
         let config = |low, high, lanes| Config {
             low_watermark: low,
             high_watermark: high,
             max_watermark: CACHE_CAPACITY,
+            max_reserve: 0,
             lanes,
         };
         let cap = CACHE_CAPACITY;
@@ -314,6 +354,21 @@ mod tests {
                 format!("pool max_watermark must be in 2..={cap}, got {}", cap + 1),
             ),
             (
+                Config {
+                    max_reserve: MAX_RESERVE + 1,
+                    ..config(1, 1, None)
+                },
+                ConfigError::MaxReserve {
+                    value: MAX_RESERVE + 1,
+                    min: 0,
+                    max: MAX_RESERVE,
+                },
+                format!(
+                    "pool max_reserve must be in 0..={MAX_RESERVE}, got {}",
+                    MAX_RESERVE + 1
+                ),
+            ),
+            (
                 config(1, 1, Some(0)),
                 ConfigError::Lanes {
                     value: 0,
@@ -349,6 +404,10 @@ mod tests {
             config(1, cap, None),
             Config {
                 max_watermark: 1,
+                ..config(1, 1, None)
+            },
+            Config {
+                max_reserve: MAX_RESERVE,
                 ..config(1, 1, None)
             },
         ] {

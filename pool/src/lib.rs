@@ -80,6 +80,7 @@ pub mod prefetch;
 mod push;
 mod push_new_page;
 mod refill;
+mod reserve;
 mod seal;
 mod stats;
 mod sync;
@@ -87,7 +88,7 @@ mod sync;
 mod test_support;
 mod watermark;
 
-pub use config::{Config, ConfigError, MAX_LANES};
+pub use config::{Config, ConfigError, DEFAULT_RESERVE, MAX_LANES, MAX_RESERVE};
 #[cfg(any(miri, kvfree_loom))]
 pub use cpu::set_simulated_cpu;
 pub use kind::Kind;

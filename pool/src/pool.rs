@@ -21,6 +21,7 @@ use crate::config::{Config, ConfigError};
 use crate::cpu;
 use crate::hand_off::HandOff;
 use crate::lane::{BUSY, Lane};
+use crate::reserve::Reserve;
 use crate::stats::Counters;
 use crate::sync::{AtomicBool, AtomicUsize};
 use crate::watermark::LaneTarget;
@@ -64,6 +65,9 @@ pub struct Pool {
     /// fallback until the next refill (every `NoPage` asks for one), and a
     /// stale `false` costs one scan.
     pub(crate) dry: CachePadded<AtomicBool>,
+    /// Empty pages kept past the lanes' caches for the next refill or
+    /// inline push (`reserve.rs`).
+    pub(crate) reserve: CachePadded<Reserve>,
 }
 
 impl Pool {
@@ -96,6 +100,7 @@ impl Pool {
             config,
             cpus: cpu::possible_cpus(),
             dry: CachePadded::new(AtomicBool::new(false)),
+            reserve: CachePadded::new(Reserve::new()),
         })
     }
 

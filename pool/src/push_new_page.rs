@@ -58,7 +58,7 @@ impl Pool {
     /// # pool.recycle(pages);
     /// ```
     pub fn push_with_new_page(&self, ptr: NonNull<()>, kind: Kind) -> Result<Pushed, AllocError> {
-        let page = self.alloc_page()?;
+        let page = self.new_page()?;
         bump(&self.counters.inline_pages);
         let lanes = self.lanes.len();
         let mut index = self.first_lane();
@@ -107,7 +107,7 @@ impl Pool {
                 lane.release(open);
                 // The new page is still ours: cache it for the next switch.
                 if let Err(spare) = lane.put_cached(spare, 0) {
-                    self.free_page(spare);
+                    self.spare_page(spare);
                 }
                 return Pushed {
                     refill_wanted: lane.cached() < lane.low_mark(),

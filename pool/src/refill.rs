@@ -84,13 +84,13 @@ impl Pool {
             }
             let mut from = 0;
             while cached < target {
-                let page = self.alloc_page()?;
+                let page = self.new_page()?;
                 allocated += 1;
                 match lane.put_cached(page, from) {
                     Ok(next) => from = next,
                     Err(page) => {
                         // Another consumer filled the cache meanwhile.
-                        self.free_page(page);
+                        self.spare_page(page);
                         break;
                     }
                 }
@@ -140,12 +140,21 @@ impl Pool {
                 }
                 // Full after all (another consumer filled it meanwhile):
                 // the next look sees its count.
-                Err(page) => self.free_page(page),
+                Err(page) => self.spare_page(page),
             }
         }
+        // Past every lane's target: into the reserve while it has room
+        // (`reserve.rs`), freed past that.
+        let mut spare = PageList::new();
         while let Some(page) = pages.pop() {
-            self.free_page(page);
+            // SAFETY: `pop` made us the owner of the page; the list takes it.
+            unsafe {
+                Page::reset(page);
+                spare.push(page);
+            }
         }
+        self.reserve.keep(&mut spare, self.config.max_reserve);
+        self.free_pages(spare);
     }
 
     /// The lane whose cache lacks the most pages to its target, and how
@@ -187,7 +196,7 @@ impl Pool {
                 freed += 1;
             }
         }
-        freed
+        freed + self.free_pages(self.reserve.take_all())
     }
 
     /// Test hook (hidden, outside the API's stability promise: crate docs):
@@ -224,6 +233,38 @@ impl Pool {
                 Err(AllocError)
             }
         }
+    }
+
+    /// An empty page for a cache or an inline push: from the reserve if it
+    /// has one (`reserve.rs`), else newly allocated.
+    pub(crate) fn new_page(&self) -> Result<NonNull<Page>, AllocError> {
+        match self.reserve.take() {
+            Some(page) => {
+                bump(&self.counters.reserve_reuses);
+                Ok(page)
+            }
+            None => self.alloc_page(),
+        }
+    }
+
+    /// An empty page we own and have no use for: kept in the reserve if it
+    /// has room, else freed.
+    pub(crate) fn spare_page(&self, page: NonNull<Page>) {
+        let mut spare = PageList::new();
+        // SAFETY: we own the page; the list takes it.
+        unsafe { spare.push(page) };
+        self.reserve.keep(&mut spare, self.config.max_reserve);
+        self.free_pages(spare);
+    }
+
+    /// Frees every page of a list, counting them; returns how many.
+    pub(crate) fn free_pages(&self, mut pages: PageList) -> usize {
+        let mut freed = 0;
+        while let Some(page) = pages.pop() {
+            self.free_page(page);
+            freed += 1;
+        }
+        freed
     }
 
     /// Frees a page we own, counting it.

@@ -18,7 +18,7 @@ use crate::sync::{AtomicU64, Ordering::Relaxed};
 /// let pool = Pool::default();
 /// pool.refill().unwrap();
 /// let stats: PoolStats = pool.stats();
-/// assert_eq!(stats.pages_live, stats.pages_cached + stats.pages_in_flight);
+/// assert_eq!(stats.pages_live, stats.pages_cached + stats.pages_reserved + stats.pages_in_flight);
 /// assert_eq!(stats.records_pushed, 0);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,8 +34,15 @@ pub struct PoolStats {
     pub pages_live: u64,
     /// Empty pages sitting in the lanes' caches.
     pub pages_cached: u64,
-    /// Live pages not in a cache: open pages, sealed pages, and pages the
-    /// consumer holds.
+    /// Empty pages kept in the reserve, past the lanes' caches, for the
+    /// next refill or inline push (at most
+    /// [`Config::max_reserve`](crate::Config::max_reserve)).
+    pub pages_reserved: u64,
+    /// Pages a refill or an inline push took from the reserve instead of
+    /// allocating.
+    pub reserve_reuses: u64,
+    /// Live pages neither cached nor reserved: open pages, sealed pages,
+    /// and pages the consumer holds.
     pub pages_in_flight: u64,
     /// Records stored by successful pushes.
     pub records_pushed: u64,
@@ -46,8 +53,9 @@ pub struct PoolStats {
     /// Page allocations that failed (real or injected), in `refill` or
     /// `push_with_new_page`.
     pub alloc_failures: u64,
-    /// Pages allocated by [`Pool::push_with_new_page`](crate::Pool::push_with_new_page)
-    /// (also counted in `pages_allocated`).
+    /// Pages [`Pool::push_with_new_page`](crate::Pool::push_with_new_page)
+    /// brought: taken from the reserve (also counted in `reserve_reuses`)
+    /// or allocated (also counted in `pages_allocated`).
     pub inline_pages: u64,
     /// Pushes that found a lane dry: no room in its open page and no cached
     /// page (each grows that lane's target at the next refill, at most once
@@ -67,6 +75,7 @@ pub(crate) struct Counters {
     pub(crate) pages_freed: AtomicU64,
     pub(crate) alloc_failures: AtomicU64,
     pub(crate) inline_pages: AtomicU64,
+    pub(crate) reserve_reuses: AtomicU64,
     /// Records `push_with_new_page` handed off in a page of their own because
     /// every lane was busy (no lane counted them).
     pub(crate) pushed_past_lanes: AtomicU64,
@@ -79,6 +88,7 @@ impl Counters {
             pages_freed: AtomicU64::new(0),
             alloc_failures: AtomicU64::new(0),
             inline_pages: AtomicU64::new(0),
+            reserve_reuses: AtomicU64::new(0),
             pushed_past_lanes: AtomicU64::new(0),
         }
     }
@@ -109,13 +119,16 @@ impl crate::Pool {
         let pages_freed = c.pages_freed.load(Relaxed);
         let pages_live = pages_allocated.saturating_sub(pages_freed);
         let pages_cached = self.lanes.iter().map(|s| s.cached() as u64).sum();
+        let pages_reserved = self.reserve.pages() as u64;
         let no_page = self.lanes.iter().map(|s| s.no_page_events()).sum();
         PoolStats {
             pages_allocated,
             pages_freed,
             pages_live,
             pages_cached,
-            pages_in_flight: pages_live.saturating_sub(pages_cached),
+            pages_reserved,
+            reserve_reuses: c.reserve_reuses.load(Relaxed),
+            pages_in_flight: pages_live.saturating_sub(pages_cached + pages_reserved),
             records_pushed: self.records_pushed(),
             refill_requests: no_page + self.lanes.iter().map(|s| s.low_events()).sum::<u64>(),
             no_page,

@@ -122,3 +122,12 @@ impl Patience {
 /// `Cell` for thread-local state (the simulated CPU number); re-exported here so
 /// that every interior-mutability type this crate uses is named in this file.
 pub(crate) use core::cell::Cell;
+
+/// The reserve's lock (`reserve.rs`): only ever try-locked.
+#[cfg(kvfree_loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+/// What a failed `try_lock` says (loom's mutex returns std's error type).
+pub(crate) use std::sync::TryLockError;
+/// The reserve's lock (`reserve.rs`): only ever try-locked.
+#[cfg(not(kvfree_loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};

@@ -19,12 +19,27 @@ pub(crate) fn pool(lanes: usize, low: usize, high: usize) -> Pool {
     pool_growing(lanes, low, high, high)
 }
 
-/// A pool whose targets start at `high` and grow up to `max`.
+/// A pool whose targets start at `high` and grow up to `max`, without a
+/// reserve (pages past the targets are freed, so tests count them).
 pub(crate) fn pool_growing(lanes: usize, low: usize, high: usize, max: usize) -> Pool {
     Pool::new(Config {
         low_watermark: low,
         high_watermark: high,
         max_watermark: max,
+        max_reserve: 0,
+        lanes: Some(lanes),
+    })
+    .unwrap()
+}
+
+/// A pool with fixed targets at `high` and a reserve of at most `reserve`
+/// pages.
+pub(crate) fn pool_with_reserve(lanes: usize, high: usize, reserve: usize) -> Pool {
+    Pool::new(Config {
+        low_watermark: 1,
+        high_watermark: high,
+        max_watermark: high,
+        max_reserve: reserve,
         lanes: Some(lanes),
     })
     .unwrap()

@@ -205,7 +205,7 @@ impl Pool {
                 freed += 1;
             }
         }
-        freed
+        freed + self.free_pages(self.reserve.halve_if_unused())
     }
 }
 
@@ -228,6 +228,7 @@ mod tests {
             low_watermark: 5,
             high_watermark: 16,
             max_watermark: 128,
+            max_reserve: 0,
             lanes: Some(1),
         };
         assert_eq!(low_mark(&config, 16), 5);
