@@ -207,7 +207,7 @@ impl<S: Copy> BatchQueue<S> {
 
     /// The body of a reclaim helper thread: frees the chunks reaping threads
     /// share on the board until the worker stops it.
-    pub(crate) fn help_reclaim(&self) {
+    pub(crate) fn help_reclaim(&self, pool: &Pool) {
         self.board.serve(&|chunk| {
             // Marked per chunk: a helper runs this service's destructors
             // only here.
@@ -218,6 +218,7 @@ impl<S: Copy> BatchQueue<S> {
             let freed = unsafe { free_chunk(chunk) };
             // Every destructor returned: nothing unwound out of the chunk.
             core::mem::forget(abort);
+            top_up_from_reserve(pool);
             freed
         });
     }
@@ -287,7 +288,9 @@ fn free_batch<S>(batch: Batch<S>, pool: &Pool, board: &Board) -> u64 {
             // SAFETY: the chunk is part of this batch, whose grace period
             // has ended (the caller polled it), and the board gives each
             // chunk to one thread.
-            unsafe { free_chunk(chunk) }
+            let freed = unsafe { free_chunk(chunk) };
+            top_up_from_reserve(pool);
+            freed
         },
         Some(&recycle),
     );
@@ -295,6 +298,18 @@ fn free_batch<S>(batch: Batch<S>, pool: &Pool, board: &Board) -> u64 {
     core::mem::forget(abort);
     pool.recycle(pages);
     freed
+}
+
+/// After a bite of a batch: if a lane is below its low mark, tops the lanes
+/// up from the pool's reserve (never allocating). A thread reaping a large
+/// batch, most of it head lists, is the worker, so nobody refilled the
+/// lanes while it reaped: they ran dry and the retire path fell back for
+/// milliseconds while the reserve held hundreds of pages
+/// (docs/BENCHMARKS.md, "Topping up from the reserve while reaping").
+fn top_up_from_reserve(pool: &Pool) {
+    if pool.needs_refill() {
+        pool.refill_from_reserve();
+    }
 }
 
 /// Frees a bite of `chunk`: every record of its pages (which stay, to be

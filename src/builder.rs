@@ -140,8 +140,10 @@ impl<G: GracePeriod> Builder<G> {
     }
 
     /// The most a lane's target grows to under a flood, in pages per lane
-    /// (default [`CACHE_CAPACITY`](crate::CACHE_CAPACITY), 128: 512 KiB per
-    /// lane at the most, held only while the lane's traffic needs it). Set
+    /// (default [`CACHE_CAPACITY`](crate::CACHE_CAPACITY), 256: 1 MiB per
+    /// lane at the most, held only while the lane's traffic needs it, and
+    /// past [`alloc_watermark`](Self::alloc_watermark) made only of pages
+    /// from the reserve). Set
     /// it to the high watermark to keep every cache at a fixed size (small
     /// fixed caches make the fallbacks run often, for tests). In
     /// `high_watermark..=CACHE_CAPACITY`.
@@ -159,6 +161,28 @@ impl<G: GracePeriod> Builder<G> {
     /// ```
     pub fn max_watermark(mut self, pages: usize) -> Self {
         self.pool.max_watermark = pages;
+        self
+    }
+
+    /// The most pages a refill allocates into a lane's cache (default
+    /// [`DEFAULT_ALLOC_WATERMARK`](crate::DEFAULT_ALLOC_WATERMARK), 128):
+    /// past it, up to the lane's target, a refill puts only pages from the
+    /// reserve (see [`max_reserve`](Self::max_reserve)), which reclaim has
+    /// already brought back. So a lane grows past it only while reclaim
+    /// keeps up, at no new memory, and a flood that outruns reclaim
+    /// allocates no more pages for the caches than this. In
+    /// `1..=CACHE_CAPACITY`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .alloc_watermark(kvfree_rcu::CACHE_CAPACITY) // every cached page may be allocated
+    ///     .build();
+    /// # drop(service);
+    /// ```
+    pub fn alloc_watermark(mut self, pages: usize) -> Self {
+        self.pool.alloc_watermark = pages;
         self
     }
 

@@ -14,7 +14,8 @@
 //! **Cost of a service.** Every service, this one included, has a worker
 //! thread (a default 2 MiB stack, mostly untouched), two lanes per possible
 //! CPU, each caching the high watermark (16) of 4 KiB pages at rest (up to
-//! the max watermark, 128, while a flood runs it dry), and a batch queue. Sharing this one across structures costs one thread and one
+//! the max watermark, 256, while a flood runs it dry, past 128 only with
+//! pages reclaim brought back), and a batch queue. Sharing this one across structures costs one thread and one
 //! set of caches for the whole process; docs/DESIGN.md section 3b gives the
 //! measured cost of one extra service (about 655 KiB of RSS and a thread).
 //!

@@ -209,7 +209,8 @@ pub use global::{barrier, global, init_global, kvfree_rcu, kvfree_rcu_mightsleep
 pub use gp::{CapacityError, DomainId, GpState, GracePeriod, Rcu, RcuReadGuard};
 pub use head::{HeadFreeFn, RcuHead, RcuHeaded};
 pub use kvfree_rcu_pool::{
-    CACHE_CAPACITY, ConfigError as PoolConfigError, DEFAULT_RESERVE, MAX_LANES, MAX_RESERVE,
+    CACHE_CAPACITY, ConfigError as PoolConfigError, DEFAULT_ALLOC_WATERMARK, DEFAULT_RESERVE,
+    MAX_LANES, MAX_RESERVE,
 };
 #[cfg(not(kvfree_loom))]
 pub use node::Owned;

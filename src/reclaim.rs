@@ -587,7 +587,7 @@ impl<G: GracePeriod> Crew<G> {
             .name(format!("{}-h{}", self.name, self.handles.len() + 1))
             .spawn(move || {
                 settings.become_reclaim_thread();
-                shared.batches.help_reclaim();
+                shared.batches.help_reclaim(&shared.pool);
             });
         match spawned {
             Ok(handle) => {

@@ -271,6 +271,11 @@ fn an_invalid_pool_value_is_an_error_naming_the_field_and_its_range() {
             format!("16..={cap}, got {}", cap + 1),
         ),
         (
+            builder().alloc_watermark(0),
+            "alloc_watermark",
+            format!("1..={cap}, got 0"),
+        ),
+        (
             builder().max_reserve(MAX_RESERVE + 1),
             "max_reserve",
             format!("0..={MAX_RESERVE}, got {}", MAX_RESERVE + 1),

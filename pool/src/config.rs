@@ -16,8 +16,10 @@
 //! a low watermark of 0 would never ask for a page (every push would fail),
 //! a high watermark below the low one would make each refill stop short of
 //! what was asked, a max watermark below the high one would cap the target
-//! below its start, and a lane count of 0 or above [`MAX_LANES`] has no pool
-//! (or a useless one of megabytes). The error names the field and its range.
+//! below its start, an alloc watermark of 0 would never allocate a page,
+//! a reserve above [`MAX_RESERVE`] (4 GiB) is a mistake, and a lane count
+//! of 0 or above [`MAX_LANES`] has no pool (or a useless one of
+//! megabytes). The error names the field and its range.
 
 use crate::CACHE_CAPACITY;
 use core::fmt;
@@ -34,6 +36,16 @@ use core::fmt;
 /// ```
 pub const MAX_LANES: usize = 1 << 16;
 
+/// The default [`Config::alloc_watermark`]: 128 pages per lane (512 KiB,
+/// about 64 000 records). A lane's target may grow to [`CACHE_CAPACITY`]
+/// (256), the pages past 128 coming only from the reserve: a 2-thread
+/// flood whose worker is preempted for a scheduler tick or two keeps
+/// finding pages, and an 8-thread flood, whose reserve is empty while
+/// reclaim runs behind, allocates no more than before
+/// (docs/BENCHMARKS.md, "Caches that grow past 128 pages from the
+/// reserve only"). 2 under loom and Miri.
+pub const DEFAULT_ALLOC_WATERMARK: usize = if crate::sync::SMALL { 2 } else { 128 };
+
 /// The largest reserve a [`Config`] may ask for: 2^20 pages, 4 GiB.
 pub const MAX_RESERVE: usize = 1 << 20;
 
@@ -46,7 +58,9 @@ pub const DEFAULT_RESERVE: usize = if crate::sync::SMALL { 2 } else { 4096 };
 /// How a [`Pool`](crate::Pool) is sized.
 ///
 /// Allowed values: `1 <= low_watermark <= high_watermark <= max_watermark
-/// <= CACHE_CAPACITY` and `lanes` in `1..=MAX_LANES` (or `None`).
+/// <= CACHE_CAPACITY`, `alloc_watermark` in `1..=CACHE_CAPACITY`,
+/// `max_reserve` in `0..=MAX_RESERVE` and `lanes` in `1..=MAX_LANES` (or
+/// `None`).
 ///
 /// # Example
 /// ```
@@ -76,6 +90,14 @@ pub struct Config {
     /// `high_watermark..=CACHE_CAPACITY`; equal to `high_watermark`, the
     /// targets stay fixed.
     pub max_watermark: usize,
+    /// The most pages a refill *allocates* into a lane's cache (pages per
+    /// lane). Past it, up to the lane's target, a refill puts only pages
+    /// from the reserve (`reserve.rs`), which reclaim has already brought
+    /// back, so a target grown past it costs no new memory; and a lane
+    /// filled to it counts as filled (armed to grow, `watermark.rs`) even
+    /// if its target is higher. In `1..=CACHE_CAPACITY`; at
+    /// `max_watermark` or above, every page of a refill may be allocated.
+    pub alloc_watermark: usize,
     /// The most empty pages the pool keeps past the lanes' caches for
     /// reuse (its *reserve*, `reserve.rs`): pages a recycle brings back
     /// beyond the lanes' targets wait there for the next refill or
@@ -94,14 +116,16 @@ pub struct Config {
 impl Default for Config {
     /// Low watermark 5 and high watermark 16 (the base: the kernel's
     /// `rcu_min_cached_objs` pages, and room for a flood between two
-    /// refills), max watermark [`CACHE_CAPACITY`], a reserve of at most
-    /// [`DEFAULT_RESERVE`] pages, two lanes per possible CPU. Under loom and
-    /// Miri: 1, 2, 2 and a reserve of 2.
+    /// refills), max watermark [`CACHE_CAPACITY`], alloc watermark
+    /// [`DEFAULT_ALLOC_WATERMARK`], a reserve of at most [`DEFAULT_RESERVE`]
+    /// pages, two lanes per possible CPU. Under loom and Miri: 1, 2, 2, 2 and
+    /// a reserve of 2.
     fn default() -> Self {
         Config {
             low_watermark: if crate::sync::SMALL { 1 } else { 5 },
             high_watermark: if crate::sync::SMALL { 2 } else { 16 },
             max_watermark: CACHE_CAPACITY,
+            alloc_watermark: DEFAULT_ALLOC_WATERMARK,
             max_reserve: DEFAULT_RESERVE,
             lanes: None,
         }
@@ -133,6 +157,13 @@ impl Config {
             return Err(ConfigError::MaxWatermark {
                 value: max,
                 min: high,
+                max: CACHE_CAPACITY,
+            });
+        }
+        if !(1..=CACHE_CAPACITY).contains(&self.alloc_watermark) {
+            return Err(ConfigError::AllocWatermark {
+                value: self.alloc_watermark,
+                min: 1,
                 max: CACHE_CAPACITY,
             });
         }
@@ -205,6 +236,15 @@ pub enum ConfigError {
         /// The largest value allowed ([`CACHE_CAPACITY`]).
         max: usize,
     },
+    /// `alloc_watermark` is outside `1..=CACHE_CAPACITY`.
+    AllocWatermark {
+        /// The value given.
+        value: usize,
+        /// The smallest value allowed (1).
+        min: usize,
+        /// The largest value allowed ([`CACHE_CAPACITY`]).
+        max: usize,
+    },
     /// `max_reserve` is outside `0..=MAX_RESERVE`.
     MaxReserve {
         /// The value given.
@@ -232,6 +272,7 @@ impl ConfigError {
             ConfigError::LowWatermark { .. } => "low_watermark",
             ConfigError::HighWatermark { .. } => "high_watermark",
             ConfigError::MaxWatermark { .. } => "max_watermark",
+            ConfigError::AllocWatermark { .. } => "alloc_watermark",
             ConfigError::MaxReserve { .. } => "max_reserve",
             ConfigError::Lanes { .. } => "lanes",
         }
@@ -243,6 +284,7 @@ impl ConfigError {
             ConfigError::LowWatermark { value, min, max }
             | ConfigError::HighWatermark { value, min, max }
             | ConfigError::MaxWatermark { value, min, max }
+            | ConfigError::AllocWatermark { value, min, max }
             | ConfigError::MaxReserve { value, min, max }
             | ConfigError::Lanes { value, min, max } => (value, min, max),
         }
@@ -287,6 +329,7 @@ mod tests {
             low_watermark: low,
             high_watermark: high,
             max_watermark: CACHE_CAPACITY,
+            alloc_watermark: CACHE_CAPACITY,
             max_reserve: 0,
             lanes,
         };
@@ -352,6 +395,30 @@ mod tests {
                     max: cap,
                 },
                 format!("pool max_watermark must be in 2..={cap}, got {}", cap + 1),
+            ),
+            (
+                Config {
+                    alloc_watermark: 0,
+                    ..config(1, 1, None)
+                },
+                ConfigError::AllocWatermark {
+                    value: 0,
+                    min: 1,
+                    max: cap,
+                },
+                format!("pool alloc_watermark must be in 1..={cap}, got 0"),
+            ),
+            (
+                Config {
+                    alloc_watermark: cap + 1,
+                    ..config(1, 1, None)
+                },
+                ConfigError::AllocWatermark {
+                    value: cap + 1,
+                    min: 1,
+                    max: cap,
+                },
+                format!("pool alloc_watermark must be in 1..={cap}, got {}", cap + 1),
             ),
             (
                 Config {

@@ -30,7 +30,7 @@
 //! may count a page being put or taken). It makes the two questions the push path
 //! asks O(1): "is the cache empty?" (one load) and "how many are left?"
 //! (the value the decrement returns), instead of a scan of the whole array
-//! (`CACHE_CAPACITY` entries, up to 16 cache lines). A stale read costs a
+//! (`CACHE_CAPACITY` entries, up to 32 cache lines). A stale read costs a
 //! hint (one `NoPage`, or one refill request too many or too few), never a
 //! page.
 //!

@@ -88,7 +88,9 @@ mod sync;
 mod test_support;
 mod watermark;
 
-pub use config::{Config, ConfigError, DEFAULT_RESERVE, MAX_LANES, MAX_RESERVE};
+pub use config::{
+    Config, ConfigError, DEFAULT_ALLOC_WATERMARK, DEFAULT_RESERVE, MAX_LANES, MAX_RESERVE,
+};
 #[cfg(any(miri, kvfree_loom))]
 pub use cpu::set_simulated_cpu;
 pub use kind::Kind;
@@ -127,10 +129,11 @@ pub const RECORDS_PER_PAGE: usize = 502;
 pub const USABLE_RECORDS: usize = if sync::SMALL { 6 } else { RECORDS_PER_PAGE };
 
 /// Entries in each lane's cache of empty pages: the most a lane's target
-/// can grow to (the upper bound of every watermark). 128 normally (512 KiB
-/// of pages, about 64 000 records, per lane at the most), 2 under loom and
-/// Miri (`sync::SMALL`). A lane caches that many only while its traffic
-/// needs them (`watermark.rs`).
+/// can grow to (the upper bound of every watermark). 256 normally (1 MiB
+/// of pages, about 128 000 records, per lane at the most; past
+/// [`Config::alloc_watermark`], 128 by default, only with pages from the
+/// reserve), 2 under loom and Miri (`sync::SMALL`). A lane caches that many
+/// only while its traffic needs them (`watermark.rs`).
 ///
 /// ```
 /// use kvfree_rcu_pool::{CACHE_CAPACITY, Config, Pool};
@@ -138,7 +141,7 @@ pub const USABLE_RECORDS: usize = if sync::SMALL { 6 } else { RECORDS_PER_PAGE }
 /// too_high.max_watermark = CACHE_CAPACITY + 1;
 /// assert!(Pool::new(too_high).is_err());
 /// ```
-pub const CACHE_CAPACITY: usize = if sync::SMALL { 2 } else { 128 };
+pub const CACHE_CAPACITY: usize = if sync::SMALL { 2 } else { 256 };
 
 /// The number of possible CPUs as the pool counts them (2 under loom and
 /// Miri): every [`current_cpu`] is below it. Ordinary context (a syscall or

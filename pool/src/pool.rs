@@ -73,9 +73,10 @@ pub struct Pool {
 impl Pool {
     /// Creates a pool with empty caches (call [`Pool::refill`] before the
     /// first push). Fails, naming the field and its range, unless
-    /// `1 <= low_watermark <= high_watermark <= max_watermark <=
-    /// CACHE_CAPACITY` and `lanes` is `None` or in `1..=MAX_LANES` (see
-    /// [`Config`]).
+    /// every value is in its range (see [`Config`]): `1 <= low_watermark <=
+    /// high_watermark <= max_watermark <= CACHE_CAPACITY`, `alloc_watermark`
+    /// in `1..=CACHE_CAPACITY`, `max_reserve` in `0..=MAX_RESERVE`, and
+    /// `lanes` `None` or in `1..=MAX_LANES`.
     ///
     /// ```
     /// use kvfree_rcu_pool::{Config, Pool};

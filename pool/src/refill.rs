@@ -20,19 +20,30 @@ use crate::sync::{AtomicBool, Ordering::Relaxed};
 use crate::{AllocError, Pool};
 use core::ptr::NonNull;
 
-/// Clears the `dry` hint when dropped: after the pages are in place, so a
-/// push that sees it clear finds them.
+/// Clears the `dry` hint when dropped: on every way out of a refill, even
+/// one that put nothing, so a stale hint lives at most until the refill its
+/// `NoPage` asked for.
 struct ClearDry<'a>(&'a AtomicBool);
 
 impl Drop for ClearDry<'_> {
     fn drop(&mut self) {
-        // Relaxed: a hint; the cache entries' Release CAS publishes the pages.
-        // The load first: every push reads this line, and a recycle runs
-        // per chunk of pages freed, so an unconditional store took the line
-        // from every producer thousands of times a second.
-        if self.0.load(Relaxed) {
-            self.0.store(false, Relaxed);
-        }
+        clear_dry(self.0);
+    }
+}
+
+/// Clears the `dry` hint, once a page is in place, so a push that sees it
+/// clear finds one. As soon as the first page is in, not at the end of the
+/// refill: a refill of hundreds of pages by a worker that shares its CPU
+/// with the producers takes milliseconds, and every push in between failed
+/// at the hint while pages sat in the caches (docs/BENCHMARKS.md, "The dry
+/// hint cleared at the first page").
+fn clear_dry(dry: &AtomicBool) {
+    // Relaxed: a hint; the cache entries' Release CAS publishes the pages.
+    // The load first: every push reads this line, and pages come back
+    // thousands of times a second, so an unconditional store took the line
+    // from every producer each time.
+    if dry.load(Relaxed) {
+        dry.store(false, Relaxed);
     }
 }
 
@@ -59,9 +70,10 @@ impl Pool {
     /// being filled to its target, has its target doubled (up to
     /// [`Config::max_watermark`](crate::Config::max_watermark), see
     /// `watermark.rs`). Filling to the target leaves room for a flood
-    /// between two refills; the low mark is when to ask. Returns the
-    /// number of pages allocated, or [`AllocError`] at the first allocation
-    /// failure (pages allocated before it are kept); never panics.
+    /// between two refills; the low mark is when to ask. Pages come from
+    /// the reserve first (`reserve.rs`), then the allocator. Returns the
+    /// number of pages put into the caches, or [`AllocError`] at the first
+    /// allocation failure (pages put before it are kept); never panics.
     ///
     /// ```
     /// use kvfree_rcu_pool::{Config, Pool};
@@ -75,7 +87,56 @@ impl Pool {
         // Cleared on every call, even one with nothing to allocate, so a
         // stale hint lives at most until the refill its `NoPage` asked for.
         let _clear_dry = ClearDry(&self.dry);
-        let mut allocated = 0;
+        let alloc_watermark = self.config.alloc_watermark;
+        self.fill_lanes(alloc_watermark, |cached| {
+            if cached < alloc_watermark {
+                self.new_page().map(Some)
+            } else {
+                // Past the alloc watermark: reserved pages only.
+                Ok(self.take_reserved())
+            }
+        })
+    }
+
+    /// [`refill`](Self::refill) from the reserve only: tops up the lanes
+    /// below their low marks with reserved pages, and never allocates
+    /// (ordinary context: the reserve is try-locked). For a consumer busy
+    /// with something else, between two steps of it: the service's reaping
+    /// threads call it between the bites of a long batch, when the lanes
+    /// ran dry while the reserve held pages (docs/BENCHMARKS.md, "Topping
+    /// up from the reserve while reaping"). Returns the pages put.
+    ///
+    /// ```
+    /// use kvfree_rcu_pool::{Config, Pool};
+    /// let mut config = Config::default();
+    /// (config.low_watermark, config.high_watermark, config.lanes) = (1, 2, Some(1));
+    /// let pool = Pool::new(config).unwrap();
+    /// assert_eq!(pool.refill_from_reserve(), 0); // an empty reserve: nothing, no allocation
+    /// assert_eq!(pool.stats().pages_allocated, 0);
+    /// ```
+    pub fn refill_from_reserve(&self) -> usize {
+        let reserved = |_cached| Ok::<_, core::convert::Infallible>(self.take_reserved());
+        let put = match self.fill_lanes(self.config.alloc_watermark, reserved) {
+            Ok(put) => put,
+            Err(never) => match never {},
+        };
+        if put > 0 {
+            clear_dry(&self.dry);
+        }
+        put
+    }
+
+    /// Fills each lane below its low mark up to its target (growing the
+    /// targets of lanes that ran dry) with pages from `next_page`, which is
+    /// given the lane's cached count and may have none for it (`Ok(None)`:
+    /// on to the next lane); stops at its first error. A lane filled to its
+    /// target, or to `armed_at`, is armed to grow. Returns the pages put.
+    fn fill_lanes<E>(
+        &self,
+        armed_at: usize,
+        mut next_page: impl FnMut(usize) -> Result<Option<NonNull<Page>>, E>,
+    ) -> Result<usize, E> {
+        let mut put = 0;
         for (lane, state) in self.lanes.iter().zip(self.targets.iter()) {
             let target = self.adapt(lane, state);
             let mut cached = lane.cached();
@@ -84,10 +145,15 @@ impl Pool {
             }
             let mut from = 0;
             while cached < target {
-                let page = self.new_page()?;
-                allocated += 1;
+                let Some(page) = next_page(cached)? else {
+                    break;
+                };
+                put += 1;
                 match lane.put_cached(page, from) {
-                    Ok(next) => from = next,
+                    Ok(next) => {
+                        from = next;
+                        clear_dry(&self.dry);
+                    }
                     Err(page) => {
                         // Another consumer filled the cache meanwhile.
                         self.spare_page(page);
@@ -96,9 +162,11 @@ impl Pool {
                 }
                 cached += 1;
             }
-            Pool::arm(state);
+            if cached >= target.min(armed_at) {
+                Pool::arm(state);
+            }
         }
-        Ok(allocated)
+        Ok(put)
     }
 
     /// Takes drained pages back: resets each, caches them up to each lane's
@@ -120,7 +188,6 @@ impl Pool {
     /// pool.recycle(drained);
     /// ```
     pub fn recycle(&self, pages: PageList) {
-        let _clear_dry = ClearDry(&self.dry);
         let mut pages = pages;
         while !pages.is_empty() {
             let Some((index, missing)) = self.neediest_lane() else {
@@ -143,6 +210,7 @@ impl Pool {
                 Err(page) => self.spare_page(page),
             }
         }
+        clear_dry(&self.dry);
         // Past every lane's target: into the reserve while it has room
         // (`reserve.rs`), freed past that.
         let mut spare = PageList::new();
@@ -238,13 +306,17 @@ impl Pool {
     /// An empty page for a cache or an inline push: from the reserve if it
     /// has one (`reserve.rs`), else newly allocated.
     pub(crate) fn new_page(&self) -> Result<NonNull<Page>, AllocError> {
-        match self.reserve.take() {
-            Some(page) => {
-                bump(&self.counters.reserve_reuses);
-                Ok(page)
-            }
+        match self.take_reserved() {
+            Some(page) => Ok(page),
             None => self.alloc_page(),
         }
+    }
+
+    /// A page from the reserve, counted, if it has one and is not busy.
+    fn take_reserved(&self) -> Option<NonNull<Page>> {
+        let page = self.reserve.take()?;
+        bump(&self.counters.reserve_reuses);
+        Some(page)
     }
 
     /// An empty page we own and have no use for: kept in the reserve if it

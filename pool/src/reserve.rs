@@ -247,3 +247,70 @@ mod tests {
         assert_eq!(pool.shrink(), 2);
     }
 }
+
+#[cfg(all(test, not(kvfree_loom)))]
+mod alloc_watermark_tests {
+    use crate::test_support::drain;
+    use crate::{Config, PageList, Pool};
+
+    #[test]
+    fn past_the_alloc_watermark_a_refill_puts_only_reserved_pages() {
+        let pool = Pool::new(Config {
+            low_watermark: 1,
+            high_watermark: 4,
+            max_watermark: 4,
+            alloc_watermark: 2,
+            max_reserve: 8,
+            lanes: Some(1),
+        })
+        .unwrap();
+        // Allocates up to the alloc watermark; the reserve is empty.
+        assert_eq!(pool.refill(), Ok(2));
+        // Drained pages fill the lane to its target, the rest is reserved.
+        let mut back = PageList::new();
+        for _ in 0..3 {
+            // SAFETY: a fresh page, owned by the list.
+            unsafe { back.push(pool.alloc_page().unwrap()) };
+        }
+        pool.recycle(back);
+        let stats = pool.stats();
+        assert_eq!((stats.pages_cached, stats.pages_reserved), (4, 1));
+        // Empty the cache: the refill takes the reserved page, allocates
+        // one more up to the alloc watermark, and stops there, below the
+        // target: past the watermark only reserved pages go in.
+        while let Some(page) = pool.lanes[0].take_cached() {
+            pool.free_page(page);
+        }
+        assert_eq!(pool.refill(), Ok(2));
+        let stats = pool.stats();
+        assert_eq!(
+            (
+                stats.pages_cached,
+                stats.pages_reserved,
+                stats.pages_allocated,
+                stats.reserve_reuses
+            ),
+            (2, 0, 2 + 3 + 1, 1)
+        );
+        // A page back in the reserve goes in past the watermark.
+        pool.spare_page(pool.alloc_page().unwrap());
+        assert_eq!(pool.refill_from_reserve(), 0); // not below the low mark
+        while let Some(page) = pool.lanes[0].take_cached() {
+            pool.free_page(page);
+        }
+        pool.spare_page(pool.alloc_page().unwrap());
+        pool.spare_page(pool.alloc_page().unwrap());
+        pool.spare_page(pool.alloc_page().unwrap());
+        assert_eq!(pool.refill_from_reserve(), 4); // past the watermark, to the target
+        let stats = pool.stats();
+        assert_eq!(
+            (
+                stats.pages_cached,
+                stats.pages_reserved,
+                stats.pages_allocated
+            ),
+            (4, 0, 10)
+        );
+        drain(&pool);
+    }
+}

@@ -26,6 +26,7 @@ pub(crate) fn pool_growing(lanes: usize, low: usize, high: usize, max: usize) ->
         low_watermark: low,
         high_watermark: high,
         max_watermark: max,
+        alloc_watermark: max,
         max_reserve: 0,
         lanes: Some(lanes),
     })
@@ -39,6 +40,7 @@ pub(crate) fn pool_with_reserve(lanes: usize, high: usize, reserve: usize) -> Po
         low_watermark: 1,
         high_watermark: high,
         max_watermark: high,
+        alloc_watermark: high,
         max_reserve: reserve,
         lanes: Some(lanes),
     })

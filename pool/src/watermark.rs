@@ -19,11 +19,25 @@
 //!   refill sees that the counter moved since its last look and doubles the
 //!   lane's target, up to [`Config::max_watermark`](crate::Config::max_watermark)
 //!   (at most [`CACHE_CAPACITY`](crate::CACHE_CAPACITY)), before topping the
-//!   lane up. Only a lane that had been filled to its target is *armed* to
-//!   grow: a new lane, or one that `shrink` emptied, ran dry because nobody
-//!   had given it pages yet, not because its target is too small. Growing
-//!   disarms the lane until it is filled to the new target, so any number of
-//!   dry pushes between two fills grows it once.
+//!   lane up. Only a lane that had been filled to its target (or to the
+//!   alloc watermark, below) is *armed* to grow: a new lane, or one that
+//!   `shrink` emptied, ran dry because nobody had given it pages yet, not
+//!   because its target is too small. Growing disarms the lane until it is
+//!   filled again, so any number of dry pushes between two fills grows it
+//!   once.
+//! - **Allocate only up to the alloc watermark.**
+//!   [`Config::alloc_watermark`](crate::Config::alloc_watermark) (default
+//!   128) caps the pages a refill *allocates* into a lane; past it, up to
+//!   the target, a refill puts only pages from the reserve (`reserve.rs`),
+//!   which reclaim brought back. The reserve has pages only while reclaim
+//!   keeps up with the producers, so this is the "keeping up" signal a
+//!   target past 128 needs: a 2-thread flood, whose worker loses its CPU
+//!   for a scheduler tick or two now and then, grows its lanes to 256
+//!   pages of reserved pages and stops falling back; an 8-thread flood on 2
+//!   CPUs, where every page waits in the backlog, allocates what it did
+//!   with a cap of 128 (a cap of 512 allocated by the refill cost the
+//!   8-thread flood twice the peak RSS: docs/BENCHMARKS.md). A lane filled
+//!   to the alloc watermark is armed, so it can grow into the reserve.
 //! - **Shrink back after idle.** [`Pool::relax`], called by the consumer
 //!   now and then (the service calls it once per drain interval, when its
 //!   round seals the idle open pages), halves the target, not below the
@@ -40,10 +54,10 @@
 //!
 //! # Memory
 //! Only lanes that ran dry grow, and only while they are in use. A lane at
-//! the default cap caches 128 pages (512 KiB, about 64 000 records) where the
-//! base caches 16 (64 KiB); the pages in flight (open, sealed, waiting for
-//! their grace period) are bounded by the traffic and the worker's speed,
-//! not by the watermarks.
+//! the default cap caches 256 pages (1 MiB, about 128 000 records), at most
+//! 128 of them allocated for it, where the base caches 16 (64 KiB); the
+//! pages in flight (open, sealed, waiting for their grace period) are
+//! bounded by the traffic and the worker's speed, not by the watermarks.
 //!
 //! # Concurrency
 //! The state here belongs to the consumer: a refill, `recycle`, `relax` or
@@ -228,6 +242,7 @@ mod tests {
             low_watermark: 5,
             high_watermark: 16,
             max_watermark: 128,
+            alloc_watermark: 128,
             max_reserve: 0,
             lanes: Some(1),
         };
