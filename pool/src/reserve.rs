@@ -246,16 +246,10 @@ mod tests {
         drop(held);
         assert_eq!(pool.shrink(), 2);
     }
-}
-
-#[cfg(all(test, not(kvfree_loom)))]
-mod alloc_watermark_tests {
-    use crate::test_support::drain;
-    use crate::{Config, PageList, Pool};
 
     #[test]
     fn past_the_alloc_watermark_a_refill_puts_only_reserved_pages() {
-        let pool = Pool::new(Config {
+        let pool = crate::Pool::new(crate::Config {
             low_watermark: 1,
             high_watermark: 4,
             max_watermark: 4,
@@ -267,12 +261,7 @@ mod alloc_watermark_tests {
         // Allocates up to the alloc watermark; the reserve is empty.
         assert_eq!(pool.refill(), Ok(2));
         // Drained pages fill the lane to its target, the rest is reserved.
-        let mut back = PageList::new();
-        for _ in 0..3 {
-            // SAFETY: a fresh page, owned by the list.
-            unsafe { back.push(pool.alloc_page().unwrap()) };
-        }
-        pool.recycle(back);
+        pool.recycle(empty_pages(&pool, 3));
         let stats = pool.stats();
         assert_eq!((stats.pages_cached, stats.pages_reserved), (4, 1));
         // Empty the cache: the refill takes the reserved page, allocates
@@ -311,6 +300,6 @@ mod alloc_watermark_tests {
             ),
             (4, 0, 10)
         );
-        drain(&pool);
+        crate::test_support::drain(&pool);
     }
 }
