@@ -116,14 +116,10 @@ impl Pool {
     /// ```
     pub fn refill_from_reserve(&self) -> usize {
         let reserved = |_cached| Ok::<_, core::convert::Infallible>(self.take_reserved());
-        let put = match self.fill_lanes(self.config.alloc_watermark, reserved) {
+        match self.fill_lanes(self.config.alloc_watermark, reserved) {
             Ok(put) => put,
             Err(never) => match never {},
-        };
-        if put > 0 {
-            clear_dry(&self.dry);
         }
-        put
     }
 
     /// Fills each lane below its low mark up to its target (growing the
@@ -148,18 +144,20 @@ impl Pool {
                 let Some(page) = next_page(cached)? else {
                     break;
                 };
-                put += 1;
                 match lane.put_cached(page, from) {
                     Ok(next) => {
                         from = next;
                         clear_dry(&self.dry);
                     }
                     Err(page) => {
-                        // Another consumer filled the cache meanwhile.
+                        // Another consumer filled the cache meanwhile: it
+                        // counts as filled.
                         self.spare_page(page);
+                        cached = target;
                         break;
                     }
                 }
+                put += 1;
                 cached += 1;
             }
             if cached >= target.min(armed_at) {

@@ -249,28 +249,34 @@ mod tests {
 
     #[test]
     fn past_the_alloc_watermark_a_refill_puts_only_reserved_pages() {
+        // Sized from CACHE_CAPACITY (2 under Miri and loom): a target of
+        // `high` pages, allocations only up to half of it.
+        let high = crate::CACHE_CAPACITY.min(4);
+        let alloc = high / 2;
         let pool = crate::Pool::new(crate::Config {
             low_watermark: 1,
-            high_watermark: 4,
-            max_watermark: 4,
-            alloc_watermark: 2,
+            high_watermark: high,
+            max_watermark: high,
+            alloc_watermark: alloc,
             max_reserve: 8,
             lanes: Some(1),
         })
         .unwrap();
+        let (high_pages, alloc_pages) = (high as u64, alloc as u64);
         // Allocates up to the alloc watermark; the reserve is empty.
-        assert_eq!(pool.refill(), Ok(2));
+        assert_eq!(pool.refill(), Ok(alloc));
         // Drained pages fill the lane to its target, the rest is reserved.
-        pool.recycle(empty_pages(&pool, 3));
+        pool.recycle(empty_pages(&pool, high - alloc + 1));
         let stats = pool.stats();
-        assert_eq!((stats.pages_cached, stats.pages_reserved), (4, 1));
+        assert_eq!((stats.pages_cached, stats.pages_reserved), (high_pages, 1));
         // Empty the cache: the refill takes the reserved page, allocates
-        // one more up to the alloc watermark, and stops there, below the
+        // more up to the alloc watermark, and stops there, below the
         // target: past the watermark only reserved pages go in.
         while let Some(page) = pool.lanes[0].take_cached() {
             pool.free_page(page);
         }
-        assert_eq!(pool.refill(), Ok(2));
+        assert_eq!(pool.refill(), Ok(alloc));
+        let allocated = alloc_pages + (high_pages - alloc_pages + 1) + (alloc_pages - 1);
         let stats = pool.stats();
         assert_eq!(
             (
@@ -279,7 +285,7 @@ mod tests {
                 stats.pages_allocated,
                 stats.reserve_reuses
             ),
-            (2, 0, 2 + 3 + 1, 1)
+            (alloc_pages, 0, allocated, 1)
         );
         // A page back in the reserve goes in past the watermark.
         pool.spare_page(pool.alloc_page().unwrap());
@@ -287,10 +293,11 @@ mod tests {
         while let Some(page) = pool.lanes[0].take_cached() {
             pool.free_page(page);
         }
-        pool.spare_page(pool.alloc_page().unwrap());
-        pool.spare_page(pool.alloc_page().unwrap());
-        pool.spare_page(pool.alloc_page().unwrap());
-        assert_eq!(pool.refill_from_reserve(), 4); // past the watermark, to the target
+        for _ in 1..high {
+            pool.spare_page(pool.alloc_page().unwrap());
+        }
+        // Past the watermark, to the target.
+        assert_eq!(pool.refill_from_reserve(), high);
         let stats = pool.stats();
         assert_eq!(
             (
@@ -298,7 +305,7 @@ mod tests {
                 stats.pages_reserved,
                 stats.pages_allocated
             ),
-            (4, 0, 10)
+            (high_pages, 0, allocated + high_pages)
         );
         crate::test_support::drain(&pool);
     }
