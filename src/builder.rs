@@ -120,7 +120,9 @@ impl<G: GracePeriod> Builder<G> {
     /// The base target, in pages per lane (default 16): a refill fills a
     /// lane's cache up to its target, and drained pages beyond it are freed.
     /// Every lane starts here; a lane that runs dry (a retire found no page
-    /// on it) doubles its target, up to [`max_watermark`](Self::max_watermark),
+    /// on it) grows its target (straight to
+    /// [`alloc_watermark`](Self::alloc_watermark), doubled past it), up to
+    /// [`max_watermark`](Self::max_watermark),
     /// and shrinks back here, halving per drain interval, once it has been
     /// idle (no retire on it) for a whole interval. In
     /// `low_watermark..=CACHE_CAPACITY`.

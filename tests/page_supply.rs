@@ -1,6 +1,6 @@
 //! Issue 11, items 3 and 4: where the retire path's pages come from.
-//! - A lane that runs dry grows its cache (its target doubles at the next
-//!   refill), so a flood that outran the base cache finds pages once the
+//! - A lane that runs dry grows its cache (its target grows at the next
+//!   refill: straight to the alloc watermark, doubled past it), so a flood that outran the base cache finds pages once the
 //!   target has caught up; an idle lane shrinks back to the base.
 //! - `kvfree_rcu_mightsleep` with no page allocates one on the spot instead
 //!   of waiting for a grace period; only when that allocation fails does it
@@ -44,7 +44,7 @@ fn burst(service: &KvfreeRcu, counter: &'static DropCounter) -> u64 {
 /// Regression test for issue 11 item 3: with fixed caches (before the
 /// targets adapted) every burst overflowed the 16-page cache and about
 /// half of it fell back to the head list, every round, forever. Now the
-/// lane's target doubles after each burst that ran it dry, until a burst
+/// lane's target grows after each burst that ran it dry, until a burst
 /// fits: from then on no call falls back.
 #[test]
 fn a_lane_that_runs_dry_grows_until_a_burst_fits() {

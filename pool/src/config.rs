@@ -5,8 +5,9 @@
 //! and a *low mark*: a push that leaves fewer cached pages asks for a
 //! refill, and [`Pool::refill`](crate::Pool::refill) tops up the lanes below
 //! it. Both adapt to the lane's traffic (`watermark.rs`): the target starts
-//! at the high watermark (the base), doubles when the lane runs dry, up to
-//! the max watermark, and halves back toward the base once the lane is idle;
+//! at the high watermark (the base), grows when the lane runs dry (straight
+//! to the alloc watermark, doubled past it), up to the max watermark, and
+//! halves back toward the base once the lane is idle;
 //! the low mark is the low watermark at the base and grows by half of what
 //! the target grows by. All three are bounded by [`CACHE_CAPACITY`], the
 //! fixed size of the cache array (a push never allocates, so the cache
@@ -82,8 +83,8 @@ pub struct Config {
     /// The base target: how many empty pages per lane
     /// [`Pool::refill`](crate::Pool::refill) fills a low cache up to, and
     /// [`Pool::recycle`](crate::Pool::recycle) keeps at most (the rest are
-    /// freed), until the lane runs dry; then its target doubles, up to
-    /// `max_watermark`, and [`Pool::relax`](crate::Pool::relax) brings it
+    /// freed), until the lane runs dry; then its target grows (straight to
+    /// `alloc_watermark`, doubled past it), up to `max_watermark`, and [`Pool::relax`](crate::Pool::relax) brings it
     /// back here once the lane is idle. In `low_watermark..=CACHE_CAPACITY`.
     pub high_watermark: usize,
     /// The most a lane's target grows to under a flood (pages per lane). In

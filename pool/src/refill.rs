@@ -67,8 +67,9 @@ impl Pool {
     /// Fills each lane whose cache is below its low mark up to its target
     /// with newly allocated pages (consumer side, ordinary context: this
     /// allocates). First, a lane that ran dry since the last refill, after
-    /// being filled to its target, has its target doubled (up to
-    /// [`Config::max_watermark`](crate::Config::max_watermark), see
+    /// being filled to its target, has its target grown: straight to the
+    /// alloc watermark, doubled past it, up to
+    /// [`Config::max_watermark`](crate::Config::max_watermark) (see
     /// `watermark.rs`). Filling to the target leaves room for a flood
     /// between two refills; the low mark is when to ask. Pages come from
     /// the reserve first (`reserve.rs`), then the allocator. Returns the

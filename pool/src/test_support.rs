@@ -19,15 +19,30 @@ pub(crate) fn pool(lanes: usize, low: usize, high: usize) -> Pool {
     pool_growing(lanes, low, high, high)
 }
 
-/// A pool whose targets start at `high` and grow up to `max`, without a
-/// reserve (pages past the targets are freed, so tests count them).
+/// A pool whose targets start at `high` and grow up to `max`, every page
+/// of a refill allocated (alloc watermark at `max`: a lane that runs dry
+/// goes straight to it), without a reserve (pages past the targets are
+/// freed, so tests count them).
 pub(crate) fn pool_growing(lanes: usize, low: usize, high: usize, max: usize) -> Pool {
+    pool_growing_past(lanes, low, high, max, max)
+}
+
+/// Like [`pool_growing`] with an alloc watermark `alloc` below `max`: a
+/// lane that runs dry grows straight to `alloc`, then doubles; past
+/// `alloc` a refill puts only reserved pages (a reserve of up to `max`).
+pub(crate) fn pool_growing_past(
+    lanes: usize,
+    low: usize,
+    high: usize,
+    alloc: usize,
+    max: usize,
+) -> Pool {
     Pool::new(Config {
         low_watermark: low,
         high_watermark: high,
         max_watermark: max,
-        alloc_watermark: max,
-        max_reserve: 0,
+        alloc_watermark: alloc,
+        max_reserve: if alloc < max { max } else { 0 },
         lanes: Some(lanes),
     })
     .unwrap()

@@ -16,15 +16,24 @@
 //! - **Grow when it ran dry.** A push that finds its lane's open page full
 //!   and no cached page counts a *dry* event on the lane (`Lane::count_dry`,
 //!   a counter only the lane's owner writes) and asks for a refill. The
-//!   refill sees that the counter moved since its last look and doubles the
-//!   lane's target, up to [`Config::max_watermark`](crate::Config::max_watermark)
-//!   (at most [`CACHE_CAPACITY`](crate::CACHE_CAPACITY)), before topping the
-//!   lane up. Only a lane that had been filled to its target (or to the
-//!   alloc watermark, below) is *armed* to grow: a new lane, or one that
-//!   `shrink` emptied, ran dry because nobody had given it pages yet, not
-//!   because its target is too small. Growing disarms the lane until it is
-//!   filled again, so any number of dry pushes between two fills grows it
-//!   once.
+//!   refill sees that the counter moved since its last look and grows the
+//!   lane's target before topping the lane up ([`grown`]): below the alloc
+//!   watermark (below) straight to it, past it doubled, up to
+//!   [`Config::max_watermark`](crate::Config::max_watermark) (at most
+//!   [`CACHE_CAPACITY`](crate::CACHE_CAPACITY)). Straight to the alloc
+//!   watermark because a lane that ran dry right after a fill is under a
+//!   flood: doubling from the base took three more dry events to get there,
+//!   each a window of fallbacks while the worker, busy reaping the head
+//!   lists of the last one, refilled nothing, and at 2 threads those
+//!   windows in a flood's first 50 ms were most of its fallbacks
+//!   (docs/BENCHMARKS.md, "Straight to the alloc watermark"). It costs no
+//!   more than doubling would a moment later: the alloc watermark is the
+//!   most a refill allocates into a lane either way. Only a lane that had
+//!   been filled to its target (or to the alloc watermark, below) is
+//!   *armed* to grow: a new lane, or one that `shrink` emptied, ran dry
+//!   because nobody had given it pages yet, not because its target is too
+//!   small. Growing disarms the lane until it is filled again, so any
+//!   number of dry pushes between two fills grows it once.
 //! - **Allocate only up to the alloc watermark.**
 //!   [`Config::alloc_watermark`](crate::Config::alloc_watermark) (default
 //!   128) caps the pages a refill *allocates* into a lane; past it, up to
@@ -55,8 +64,11 @@
 //! # Memory
 //! Only lanes that ran dry grow, and only while they are in use. A lane at
 //! the default cap caches 256 pages (1 MiB, about 128 000 records), at most
-//! 128 of them allocated for it, where the base caches 16 (64 KiB); the
-//! pages in flight (open, sealed, waiting for their grace period) are
+//! 128 of them allocated for it, where the base caches 16 (64 KiB). The
+//! first dry event takes a lane to 128 pages (512 KiB) at once, so a lane
+//! that runs dry only now and then holds that much while it stays in use
+//! (it used to take four dry events); an idle one is back at the base
+//! after three `relax` calls, as before. The pages in flight (open, sealed, waiting for their grace period) are
 //! bounded by the traffic and the worker's speed, not by the watermarks.
 //!
 //! # Concurrency
@@ -104,9 +116,14 @@ impl LaneTarget {
     }
 }
 
-/// The target after the lane ran dry: doubled, at most `max`.
-pub(crate) fn grown(target: usize, max: usize) -> usize {
-    target.saturating_mul(2).min(max)
+/// The target after the lane ran dry: below `alloc` (the alloc
+/// watermark) straight to it, from there on doubled; at most `max`.
+pub(crate) fn grown(target: usize, alloc: usize, max: usize) -> usize {
+    if target < alloc {
+        alloc.min(max)
+    } else {
+        target.saturating_mul(2).min(max)
+    }
 }
 
 /// The target after an idle interval: halved, at least `base`.
@@ -139,7 +156,11 @@ impl Pool {
         if state.dry_seen.swap(dry, Relaxed) == dry || !state.armed.swap(false, Relaxed) {
             return target;
         }
-        let grown = grown(target, self.config.max_watermark);
+        let grown = grown(
+            target,
+            self.config.alloc_watermark,
+            self.config.max_watermark,
+        );
         if grown != target {
             self.set_target(lane, state, grown);
         }
@@ -226,15 +247,21 @@ impl Pool {
 #[cfg(all(test, not(kvfree_loom)))]
 mod tests {
     use super::*;
-    use crate::test_support::{kind, pool_growing, record};
+    use crate::test_support::{kind, pool_growing, pool_growing_past, record};
     use crate::{BusyLanes, CACHE_CAPACITY, USABLE_RECORDS};
 
     #[test]
     fn the_policy_doubles_halves_and_scales_the_low_mark() {
-        assert_eq!(grown(16, 128), 32);
-        assert_eq!(grown(96, 128), 128);
-        assert_eq!(grown(128, 128), 128);
-        assert_eq!(grown(usize::MAX, usize::MAX), usize::MAX);
+        // Below the alloc watermark: straight to it (at most the max).
+        assert_eq!(grown(16, 128, 256), 128);
+        assert_eq!(grown(96, 128, 256), 128);
+        assert_eq!(grown(16, 128, 64), 64);
+        // From it on: doubled, at most the max.
+        assert_eq!(grown(128, 128, 256), 256);
+        assert_eq!(grown(16, 16, 128), 32);
+        assert_eq!(grown(96, 16, 128), 128);
+        assert_eq!(grown(128, 16, 128), 128);
+        assert_eq!(grown(usize::MAX, 1, usize::MAX), usize::MAX);
         assert_eq!(relaxed(128, 16), 64);
         assert_eq!(relaxed(20, 16), 16);
         assert_eq!(relaxed(16, 16), 16);
@@ -278,26 +305,39 @@ mod tests {
         if CACHE_CAPACITY < 8 {
             return; // Miri: the cache holds 2 pages
         }
-        let pool = pool_growing(1, 1, 2, 8);
+        // Base 2, alloc watermark 4, max 8.
+        let pool = pool_growing_past(1, 1, 2, 4, 8);
         let target = |pool: &Pool| pool.targets[0].target();
         // A new lane runs dry before any fill: no growth.
         assert!(pool.push(record(0), kind(0)).is_err());
         assert_eq!(pool.refill(), Ok(2));
         assert_eq!(target(&pool), 2);
-        // Filled to 2, then dry: the next refill doubles it and fills to 4.
+        // Filled to 2, then dry: the next refill grows it straight to the
+        // alloc watermark and fills to 4.
         let stored = run_dry(&pool, 0);
         assert_eq!(stored, 2 * (USABLE_RECORDS - 2));
         assert_eq!(pool.refill(), Ok(4));
         assert_eq!(target(&pool), 4);
         assert_eq!(pool.lanes[0].low_mark(), 2); // 1 + (4 - 2) / 2
-        // Dry twice before the next refill: one step (4 -> 8).
+        // Dry twice before the next refill: one step, doubled from the
+        // alloc watermark (4 -> 8); the refill allocates 4 and, the
+        // reserve being empty, stops there (filled to the alloc
+        // watermark: armed).
         run_dry(&pool, 0);
         assert!(pool.push(record(0), kind(0)).is_err());
-        assert_eq!(pool.refill(), Ok(8));
+        assert_eq!(pool.refill(), Ok(4));
         assert_eq!(target(&pool), 8);
-        // At the max: dry again, no further growth.
+        // Pages back from reclaim fill the lane to its target; the rest
+        // wait in the reserve.
+        give_back(&pool);
+        let stats = pool.stats();
+        assert_eq!((stats.pages_cached, stats.pages_reserved), (8, 2));
+        // At the max: dry again, no further growth; the refill takes the
+        // two reserved pages first, then allocates up to the alloc
+        // watermark, and with the reserve empty stops there.
         run_dry(&pool, 0);
-        assert_eq!(pool.refill(), Ok(8));
+        assert_eq!(pool.refill(), Ok(4));
+        assert_eq!(pool.stats().reserve_reuses, 2);
         assert_eq!(target(&pool), 8);
         assert_eq!(pool.stats().cache_target, 8);
         // A refill that finds no dry event leaves the target alone.
@@ -351,7 +391,7 @@ mod tests {
         pool.refill().unwrap();
         run_dry(&pool, 0);
         pool.refill().unwrap();
-        assert_eq!(pool.targets[0].target(), 4);
+        assert_eq!(pool.targets[0].target(), 8);
         give_back(&pool);
         assert!(pool.shrink() > 0);
         assert_eq!(pool.targets[0].target(), 2);
@@ -367,7 +407,7 @@ mod tests {
         if CACHE_CAPACITY < 8 {
             return;
         }
-        let pool = pool_growing(1, 1, 2, 8);
+        let pool = pool_growing(1, 1, 2, 4);
         pool.refill().unwrap();
         run_dry(&pool, 0);
         pool.refill().unwrap(); // target 4, 4 cached
