@@ -24,9 +24,16 @@
 //! divides that CPU's time between them: an ordinary (`SCHED_OTHER`)
 //! producer may be preempted by the reclaim in the middle of a retire call
 //! for up to a scheduler slice, as a kernel task may be by its CPU's
-//! kworker. A real-time (`SCHED_FIFO`/`SCHED_RR`) producer is not.
+//! kworker. A real-time (`SCHED_FIFO`/`SCHED_RR`) producer is not, and
+//! that is the other side of the cost: a reclaim thread that moves onto the
+//! CPU of a real-time producer that never sleeps runs there only when the
+//! kernel lets ordinary threads run beside real-time ones (RT throttling,
+//! by default 5% of each second; never, where throttling is off), and it
+//! holds the batch it is freeing meanwhile, so reclaim and `barrier()`
+//! slow down or stall with it, as a kernel kworker does beside a spinning
+//! RT task. So `FillingCpu` is for ordinary-priority producers;
 //! [`ReclaimAffinity::Anywhere`] leaves the reclaim threads where the
-//! scheduler puts them.
+//! scheduler puts them and serves both.
 //!
 //! Moving is an optimisation: on other systems than Linux, under Miri, and
 //! when the move fails (a CPU outside the process's cpuset), the thread
@@ -50,7 +57,9 @@ use core::cell::Cell;
 pub enum ReclaimAffinity {
     /// On the CPU that filled the page: the reclaim thread moves there
     /// (Linux; elsewhere as `Anywhere`). Faster floods; worse tails for
-    /// ordinary-priority producers (see the module docs).
+    /// ordinary-priority producers; not for real-time producers that never
+    /// sleep, whose CPU the reclaim thread would wait for (see the module
+    /// docs).
     FillingCpu,
     /// Wherever the scheduler runs the reclaim threads. The default: the
     /// service never puts its own threads on a producer's CPU.

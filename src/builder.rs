@@ -349,7 +349,10 @@ impl<G: GracePeriod> Builder<G> {
     /// elsewhere it has no effect): the flood on glibc runs up to twice as
     /// fast, but the reclaim thread then shares the producer's CPU, and an
     /// ordinary-priority producer may be preempted by it for a scheduler
-    /// slice in the middle of a retire call (a real-time one is not). See
+    /// slice in the middle of a retire call. A real-time one is not, but
+    /// beside a real-time producer that never sleeps the reclaim thread
+    /// runs only as RT throttling allows, and reclaim slows or stalls: use
+    /// `FillingCpu` with ordinary-priority producers only. See
     /// `docs/BENCHMARKS.md` for what each costs.
     ///
     /// ```
