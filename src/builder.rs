@@ -324,7 +324,11 @@ impl<G: GracePeriod> Builder<G> {
     /// is large (freeing fell behind, as when producers outnumber the CPUs
     /// and the worker gets a small share of them); they free large batches'
     /// pages alongside the worker, sleep while there is nothing to free,
-    /// and exit with the worker. Without a worker ([`manual`](Self::manual))
+    /// and exit with the worker. The cap trades producer speed for memory:
+    /// more helpers give reclaim a larger share of the CPUs, so fewer
+    /// objects wait and fewer retire calls fall back, and the producers
+    /// run slower (measured in `docs/BENCHMARKS.md`, "The crew's size").
+    /// Without a worker ([`manual`](Self::manual))
     /// there are none. Allowed: 0 ..= 64; otherwise
     /// [`try_build`](Self::try_build) returns [`BuildError::Setting`].
     ///
