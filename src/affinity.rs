@@ -26,9 +26,9 @@
 //! for up to a scheduler slice, as a kernel task may be by its CPU's
 //! kworker. A real-time (`SCHED_FIFO`/`SCHED_RR`) producer is not, and
 //! that is the other side of the cost: a reclaim thread that moves onto the
-//! CPU of a real-time producer that never sleeps runs there only when the
-//! kernel lets ordinary threads run beside real-time ones (RT throttling,
-//! by default 5% of each second; never, where throttling is off), and it
+//! CPU of a real-time producer that never sleeps runs there only in the
+//! window the kernel keeps for ordinary threads beside real-time ones (by
+//! default 50 ms a second; none where that is turned off), and it
 //! holds the batch it is freeing meanwhile, so reclaim and `barrier()`
 //! slow down or stall with it, as a kernel kworker does beside a spinning
 //! RT task. So `FillingCpu` is for ordinary-priority producers;

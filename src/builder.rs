@@ -328,9 +328,9 @@ impl<G: GracePeriod> Builder<G> {
     /// more helpers give reclaim a larger share of the CPUs, so fewer
     /// objects wait and fewer retire calls fall back, and the producers
     /// run slower (measured in `docs/BENCHMARKS.md`, "The crew's size").
-    /// Without a worker ([`manual`](Self::manual))
-    /// there are none. Allowed: 0 ..= 64; otherwise
-    /// [`try_build`](Self::try_build) returns [`BuildError::Setting`].
+    /// Without a worker ([`manual`](Self::manual)) there are none.
+    /// Allowed: 0 ..= 64; otherwise [`try_build`](Self::try_build) returns
+    /// [`BuildError::Setting`].
     ///
     /// ```
     /// use std::sync::Arc;
@@ -355,7 +355,8 @@ impl<G: GracePeriod> Builder<G> {
     /// ordinary-priority producer may be preempted by it for a scheduler
     /// slice in the middle of a retire call. A real-time one is not, but
     /// beside a real-time producer that never sleeps the reclaim thread
-    /// runs only as RT throttling allows, and reclaim slows or stalls: use
+    /// runs only in the window the kernel keeps for ordinary threads, and
+    /// reclaim slows or stalls: use
     /// `FillingCpu` with ordinary-priority producers only. See
     /// `docs/BENCHMARKS.md` for what each costs.
     ///
