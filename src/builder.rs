@@ -356,8 +356,8 @@ impl<G: GracePeriod> Builder<G> {
     /// slice in the middle of a retire call. A real-time one is not, but
     /// beside a real-time producer that never sleeps the reclaim thread
     /// runs only in the window the kernel keeps for ordinary threads, and
-    /// reclaim slows or stalls: use
-    /// `FillingCpu` with ordinary-priority producers only. See
+    /// reclaim slows or stalls: use `FillingCpu` with ordinary-priority
+    /// producers only. See
     /// `docs/BENCHMARKS.md` for what each costs.
     ///
     /// ```
