@@ -179,6 +179,7 @@ mod node;
 mod os_wait;
 mod parking;
 mod per_cpu_count;
+mod priority;
 mod reclaim;
 mod service;
 mod settings;
@@ -215,6 +216,7 @@ pub use kvfree_rcu_pool::{
 #[cfg(not(kvfree_loom))]
 pub use node::Owned;
 pub use parking::Parking;
+pub use priority::ReclaimPriority;
 pub use service::KvfreeRcu;
 pub use settings::SettingError;
 pub use shared::RoundReport;

@@ -84,6 +84,7 @@ use crate::affinity::ReclaimAffinity;
 use crate::gp::GracePeriod;
 use crate::head::HeadChain;
 use crate::pool::PageList;
+use crate::priority::ReclaimPriority;
 use crate::settings::SettingError;
 use crate::shared::Shared;
 use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, Ordering, SMALL, lock, wait};
@@ -139,6 +140,8 @@ pub(crate) struct Settings {
     pub(crate) affinity: ReclaimAffinity,
     /// The scheduler slice the worker and the helpers ask for.
     pub(crate) slice: ReclaimSlice,
+    /// The nice value the worker and the helpers take.
+    pub(crate) priority: ReclaimPriority,
 }
 
 impl Default for Settings {
@@ -149,6 +152,7 @@ impl Default for Settings {
             max_helpers: (2 * cpus).min(16),
             affinity: ReclaimAffinity::default(),
             slice: ReclaimSlice::default(),
+            priority: ReclaimPriority::default(),
         }
     }
 }
@@ -156,9 +160,16 @@ impl Default for Settings {
 impl Settings {
     /// Applies the per-thread settings to the calling thread: the worker
     /// and each helper, as they start.
-    pub(crate) fn become_reclaim_thread(&self) {
+    ///
+    /// # Errors
+    /// The OS refused the priority (`priority.rs`); the other settings are
+    /// applied all the same (they are optimisations that cannot fail
+    /// visibly).
+    pub(crate) fn become_reclaim_thread(&self) -> std::io::Result<()> {
+        let priority = self.priority.apply_to_current_thread();
         crate::affinity::become_reclaim_thread(self.affinity);
         time_slice::request(self.slice);
+        priority
     }
 
     /// Checks the settings: the first one out of range is the error.
@@ -170,6 +181,7 @@ impl Settings {
                 "allowed range 0..=64",
             ));
         }
+        self.priority.validate()?;
         match self.slice {
             ReclaimSlice::Requested(slice)
                 if !(time_slice::SHORTEST..=time_slice::LONGEST).contains(&slice) =>
@@ -586,7 +598,10 @@ impl<G: GracePeriod> Crew<G> {
         let spawned = std::thread::Builder::new()
             .name(format!("{}-h{}", self.name, self.handles.len() + 1))
             .spawn(move || {
-                settings.become_reclaim_thread();
+                // Refused only if `RLIMIT_NICE` was lowered since the worker
+                // took the same priority: the helper then runs at the
+                // worker's, which it inherited (`priority.rs`).
+                let _ = settings.become_reclaim_thread();
                 shared.batches.help_reclaim(&shared.pool);
             });
         match spawned {

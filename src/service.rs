@@ -132,8 +132,15 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         fork::track(&shared);
         let worker = match b.worker {
             WorkerMode::Thread => {
-                let handle = worker::spawn(shared.clone(), b.thread_name, b.reclaim)
-                    .map_err(BuildError::Spawn)?;
+                let handle = worker::spawn(shared.clone(), b.thread_name, b.reclaim).map_err(
+                    |e| match e {
+                        worker::StartError::Spawn(e) => BuildError::Spawn(e),
+                        worker::StartError::Priority(error) => BuildError::Priority {
+                            requested: b.reclaim.priority,
+                            error,
+                        },
+                    },
+                )?;
                 Some(WorkerHandle::new(handle))
             }
             WorkerMode::Manual => None,

@@ -22,6 +22,11 @@
 //! helpers free large batches' pages with whoever reaps them, and the
 //! worker stops and joins them when it exits (`reclaim.rs`).
 //!
+//! The worker first takes its reclaim settings (the nice value, the time
+//! slice, its affinity role). A nice value the OS refuses is reported to
+//! `try_build`, which waits for the report only when one was asked for,
+//! and the worker exits without a round (`priority.rs`).
+//!
 //! A worker must not die unnoticed. A round cannot panic on its own, but the
 //! grace-period source is user code (see `shared.rs`). So the worker runs
 //! each round under `catch_unwind`: a panicking round is counted
@@ -29,6 +34,7 @@
 //! `write(2)`, and the worker goes on with its next round.
 
 use crate::gp::GracePeriod;
+use crate::priority::ReclaimPriority;
 use crate::reclaim::{self, Crew};
 use crate::shared::{Shared, Trigger};
 use crate::sync::Ordering;
@@ -37,23 +43,65 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why the worker did not start.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// The thread could not be spawned.
+    Spawn(std::io::Error),
+    /// The OS refused the reclaim priority (`priority.rs`); the thread has
+    /// exited without a round.
+    Priority(std::io::Error),
+}
+
 /// Spawns the worker thread, named `name`, over `shared`; it starts up to
-/// `reclaim.max_helpers` reclaim helpers when a backlog builds.
+/// `reclaim.max_helpers` reclaim helpers when a backlog builds. With a
+/// priority other than `Inherited`, returns only once the worker has taken
+/// it (or exited because the OS refused it), so that the caller can report
+/// a refusal instead of running at a priority nobody asked for.
 pub(crate) fn spawn<G: GracePeriod>(
     shared: Arc<Shared<G>>,
     name: String,
     reclaim: reclaim::Settings,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
+) -> Result<std::thread::JoinHandle<()>, StartError> {
+    // Capacity 1: the worker's one report never waits for the reader.
+    let (report, started) = std::sync::mpsc::sync_channel(1);
+    let handle = std::thread::Builder::new()
         .name(name.clone())
-        .spawn(move || run(shared, name, reclaim))
+        .spawn(move || {
+            let applied = reclaim.become_reclaim_thread();
+            let refused = applied.is_err();
+            // The builder may have given up waiting (it never does): the
+            // report is then nobody's.
+            let _ = report.send(applied);
+            if !refused {
+                run(shared, name, reclaim);
+            }
+        })
+        .map_err(StartError::Spawn)?;
+    if reclaim.priority == ReclaimPriority::Inherited {
+        // Nothing can be refused: no need to wait for the thread to run.
+        return Ok(handle);
+    }
+    match started.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(refused)) => {
+            // The thread exits without a round; joining it is quick.
+            let _ = handle.join();
+            Err(StartError::Priority(refused))
+        }
+        // The thread ended without a report: it panicked before its first
+        // round (setting its priority does not panic), and `join` says why.
+        Err(_) => match handle.join() {
+            Ok(()) => unreachable!("the worker reports before it can return"),
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+    }
 }
 
-/// The worker thread's body.
+/// The worker thread's body, once it has taken its reclaim settings.
 fn run<G: GracePeriod>(shared: Arc<Shared<G>>, name: String, reclaim: reclaim::Settings) {
     // Declared first, dropped last: stops and joins the helpers once the
     // exit barrier below has run, or if the worker unwinds.
-    reclaim.become_reclaim_thread();
     let mut crew = Crew::new(shared.clone(), name, reclaim);
     // When the worker last had something to do.
     let mut last_busy = Instant::now();

@@ -11,7 +11,12 @@
 //! - a destructor that panics on a helper aborts the process, as on the
 //!   worker (in a child process: this test binary again);
 //! - `max_reclaim_helpers` out of range is an error naming the setting;
-//! - `reclaim_slice` outside 100 µs ..= 100 ms is an error naming the setting.
+//! - `reclaim_slice` outside 100 µs ..= 100 ms is an error naming the setting;
+//! - `reclaim_priority`: a nice value outside -20..=19 is an error naming
+//!   the setting; on Linux the worker and its helpers take the nice value
+//!   asked for, and one the OS refuses (a lower value without
+//!   `CAP_SYS_NICE`) is `BuildError::Priority`, with no worker left
+//!   running; elsewhere `Nice` is `BuildError::Priority` (`Unsupported`).
 //!
 //! Helpers are started the way the worker starts them: a large ready batch
 //! (the worker paused while objects pile up, then resumed). No test depends
@@ -407,6 +412,16 @@ fn a_destructor_that_panics_on_a_helper_aborts_the_process() {
     );
 }
 
+/// The `BuildError::Setting` that `builder.try_build()` returns, and the
+/// error's message.
+fn setting_error(builder: kvfree_rcu::Builder<Rcu>) -> (kvfree_rcu::SettingError, String) {
+    let err = builder.try_build().unwrap_err();
+    let BuildError::Setting(setting) = &err else {
+        panic!("{err}")
+    };
+    (setting.clone(), err.to_string())
+}
+
 /// A requested reclaim slice outside the kernel's bounds is an error
 /// naming the setting; the bounds and `SchedulerDefault` build.
 #[test]
@@ -414,15 +429,10 @@ fn reclaim_slice_out_of_range_names_the_setting() {
     use kvfree_rcu::ReclaimSlice;
     use std::time::Duration;
     for slice in [Duration::from_micros(99), Duration::from_millis(101)] {
-        let err = KvfreeRcu::builder(Arc::new(Rcu::new()))
-            .reclaim_slice(ReclaimSlice::Requested(slice))
-            .try_build()
-            .unwrap_err();
-        let BuildError::Setting(setting) = &err else {
-            panic!("{err}")
-        };
+        let (setting, msg) = setting_error(
+            KvfreeRcu::builder(Arc::new(Rcu::new())).reclaim_slice(ReclaimSlice::Requested(slice)),
+        );
         assert_eq!(setting.setting(), "reclaim_slice");
-        let msg = err.to_string();
         assert!(msg.contains("100µs..=100ms"), "{msg}");
     }
     for slice in [
@@ -436,4 +446,192 @@ fn reclaim_slice_out_of_range_names_the_setting() {
             .expect("a slice within bounds builds");
         service.barrier();
     }
+}
+
+/// A nice value outside the kernel's range is an error naming the setting.
+#[test]
+fn reclaim_priority_out_of_range_names_the_setting() {
+    use kvfree_rcu::ReclaimPriority;
+    for nice in [-21, 20] {
+        let (setting, msg) = setting_error(
+            KvfreeRcu::builder(Arc::new(Rcu::new())).reclaim_priority(ReclaimPriority::Nice(nice)),
+        );
+        assert_eq!(setting.setting(), "reclaim_priority");
+        assert!(msg.contains("-20..=19"), "{msg}");
+    }
+}
+
+/// The calling thread's nice value.
+#[cfg(target_os = "linux")]
+fn own_nice() -> i32 {
+    // SAFETY: getpriority has no preconditions (errno is not read; -1 is a
+    // valid nice value and is never an error for the calling thread).
+    unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+}
+
+/// The nice value of each of this process's threads whose name starts
+/// with `prefix`, by name (Linux's `/proc/self/task/*/stat`, field 19).
+#[cfg(target_os = "linux")]
+fn nice_of_threads(prefix: &str) -> Vec<(String, i32)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let Ok(task) = task else { continue };
+        // A thread that exits while we look has no files any more.
+        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
+            continue;
+        };
+        let comm = comm.trim_end().to_owned();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // The name is in parentheses and may hold spaces: fields after it
+        // start at state (field 3); nice is field 19.
+        let after_name = &stat[stat.rfind(')').expect("stat has a name") + 2..];
+        let nice = after_name
+            .split(' ')
+            .nth(19 - 3)
+            .and_then(|f| f.parse().ok())
+            .expect("stat has a nice value");
+        found.push((comm, nice));
+    }
+    found.sort();
+    found
+}
+
+/// The worker takes the nice value as it starts, and the helpers it starts
+/// take it too; everything retired is freed.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_worker_and_its_helpers_take_the_nice_value() {
+    use kvfree_rcu::ReclaimPriority;
+    let _watchdog = Watchdog::arm("the_worker_and_its_helpers_take_the_nice_value");
+    // Higher than ours: needs no privilege.
+    let nice = (own_nice() + 2).min(19);
+    let name = "kvprio-take";
+    let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+        .thread_name(name)
+        .max_reclaim_helpers(1)
+        .reclaim_priority(ReclaimPriority::Nice(i8::try_from(nice).unwrap()))
+        .build();
+    let counter = DropCounter::leak();
+    grow_helpers(&service, 1, counter);
+    let threads = nice_of_threads(name);
+    assert_eq!(
+        threads,
+        [(name.to_owned(), nice), (format!("{name}-h1"), nice)],
+        "the worker and its helper at nice {nice}"
+    );
+    let retired = counter.dropped();
+    drop(service);
+    assert_eq!(counter.dropped(), retired);
+    assert!(retired as u64 >= BACKLOG);
+}
+
+/// Drops `CAP_SYS_NICE` from the calling thread's effective capabilities
+/// (capabilities are per thread on Linux; threads it spawns inherit the
+/// result). A thread without the capability is unchanged.
+#[cfg(target_os = "linux")]
+fn drop_own_cap_sys_nice() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_SYS_NICE: u32 = 23;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget(2) with version 3 writes two `Data` (the size of
+    // `data`) for pid 0, the calling thread.
+    let got = unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) };
+    assert_eq!(got, 0, "capget: {}", std::io::Error::last_os_error());
+    data[0].effective &= !(1 << CAP_SYS_NICE);
+    // SAFETY: capset(2) with version 3 reads two `Data` for pid 0, the
+    // calling thread; dropping an effective capability is always allowed.
+    let set = unsafe { libc::syscall(libc::SYS_capset, &raw const header, data.as_ptr()) };
+    assert_eq!(set, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
+/// A nice value the OS refuses is `BuildError::Priority`, named in the
+/// message with its cause, and no worker is left running.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_refused_priority_is_an_error_and_no_worker_runs() {
+    use kvfree_rcu::ReclaimPriority;
+    let name = "kvprio-refused";
+    std::thread::spawn(move || {
+        drop_own_cap_sys_nice();
+        let lower = own_nice() - 1;
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one `rlimit` into `limit`.
+        let got = unsafe { libc::getrlimit(libc::RLIMIT_NICE, &raw mut limit) };
+        assert_eq!(got, 0, "getrlimit: {}", std::io::Error::last_os_error());
+        // RLIMIT_NICE allows nice values down to 20 - its value.
+        let allowed_down_to = 20 - i64::try_from(limit.rlim_cur).unwrap_or(i64::MAX).min(40);
+        if lower < -20 || i64::from(lower) >= allowed_down_to {
+            eprintln!("skipped: this process may take nice {lower} without CAP_SYS_NICE");
+            return;
+        }
+        let requested = ReclaimPriority::Nice(i8::try_from(lower).unwrap());
+        let err = KvfreeRcu::builder(Arc::new(Rcu::new()))
+            .thread_name(name)
+            .reclaim_priority(requested)
+            .try_build()
+            .expect_err("a lower nice value without CAP_SYS_NICE");
+        let BuildError::Priority {
+            requested: what,
+            error,
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        assert_eq!(*what, requested);
+        assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("CAP_SYS_NICE") && msg.contains("Nice("),
+            "{msg}"
+        );
+        assert_eq!(nice_of_threads(name), [], "the refused worker still runs");
+        // A manual service has no worker: the setting has no effect.
+        let manual = KvfreeRcu::builder(Arc::new(Rcu::new()))
+            .manual()
+            .reclaim_priority(requested)
+            .try_build()
+            .expect("no worker, nothing to refuse");
+        manual.barrier();
+    })
+    .join()
+    .unwrap();
+}
+
+/// Elsewhere a nice value is the whole process's: `Nice` is refused.
+#[cfg(not(target_os = "linux"))]
+#[test]
+fn nice_is_refused_outside_linux() {
+    use kvfree_rcu::ReclaimPriority;
+    let err = KvfreeRcu::builder(Arc::new(Rcu::new()))
+        .reclaim_priority(ReclaimPriority::Nice(0))
+        .try_build()
+        .unwrap_err();
+    let BuildError::Priority { error, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(error.kind(), std::io::ErrorKind::Unsupported, "{err}");
 }

@@ -46,9 +46,10 @@ pub(crate) struct Args {
     /// table shows the median end-to-end time [default: 3; --quick: 1].
     #[arg(long, value_parser = at_least_one())]
     runs: Option<usize>,
-    /// Schemes to run, comma-separated [default: all but floor].
+    /// Schemes to run, comma-separated [default: all but floor;
+    /// kvfree-headed-nice only where the system grants its nice value].
     #[arg(long, value_delimiter = ',', value_enum)]
-    schemes: Vec<SchemeKind>,
+    pub(crate) schemes: Vec<SchemeKind>,
     /// Time about one retire call in this many (0: none).
     #[arg(long, default_value_t = 64)]
     sample_every: usize,

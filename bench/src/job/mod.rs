@@ -35,6 +35,14 @@ pub(crate) fn run(args: &Args) {
         child::run(kind, &settings);
         return;
     }
+    if args.schemes.is_empty() {
+        // The default set leaves out what this system cannot run: say so.
+        for kind in kvfree_rcu_bench::schemes::SchemeKind::all() {
+            if let Some(why) = kind.unavailable() {
+                eprintln!("{} is not in the table: {why}", kind.cli_name());
+            }
+        }
+    }
     let started = Instant::now();
     let counting = alloc_count::is_installed();
     let timer = Timer::get();

@@ -11,7 +11,7 @@
 use super::Scheme;
 use crate::object::FloodObj;
 use crossbeam_utils::CachePadded;
-use kvfree_rcu::{KvfreeRcu, Rcu, ReclaimAffinity, Stats};
+use kvfree_rcu::{BuildError, KvfreeRcu, Rcu, ReclaimAffinity, ReclaimPriority, Stats};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,11 +51,37 @@ impl KvfreeHeaded {
         }
     }
 
+    /// The same, with the worker and helpers at nice -5
+    /// (`ReclaimPriority::Nice`), or why the system refuses it (lowering a
+    /// nice value needs `CAP_SYS_NICE`; Linux only).
+    pub fn try_reclaim_nice() -> Result<KvfreeHeaded, BuildError> {
+        Ok(KvfreeHeaded {
+            service: KvfreeRcu::builder(Arc::new(Rcu::new()))
+                .reclaim_priority(ReclaimPriority::Nice(RECLAIM_NICE))
+                .try_build()?,
+            name: "kvfree-rcu nice -5",
+        })
+    }
+
+    /// [`try_reclaim_nice`](Self::try_reclaim_nice).
+    ///
+    /// # Panics
+    /// With the `BuildError`'s message where the system refuses the nice
+    /// value: the main job leaves the scheme out there
+    /// ([`SchemeKind::unavailable`](super::SchemeKind::unavailable)).
+    pub fn reclaim_nice() -> KvfreeHeaded {
+        KvfreeHeaded::try_reclaim_nice().unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// The service's counters.
     pub fn stats(&self) -> Stats {
         self.service.stats()
     }
 }
+
+/// The reclaim threads' nice value in the `kvfree-rcu nice -5` scheme:
+/// about three times a nice-0 producer's scheduler weight.
+pub(super) const RECLAIM_NICE: i8 = -5;
 
 impl Default for KvfreeHeaded {
     fn default() -> Self {

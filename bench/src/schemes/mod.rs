@@ -81,6 +81,8 @@ pub enum SchemeKind {
     KvfreeHeaded,
     /// kvfree-rcu, headed, with reclaim on the CPU that filled each page (`ReclaimAffinity::FillingCpu`).
     KvfreeHeadedAffine,
+    /// kvfree-rcu, headed, with the reclaim threads at nice -5 (`ReclaimPriority::Nice`; Linux, needs `CAP_SYS_NICE`).
+    KvfreeHeadedNice,
     /// kvfree-rcu, head-less objects (`try_kvfree_rcu`, falling back to `kvfree_rcu_mightsleep`).
     KvfreeHeadless,
     /// A naive `call_rcu`: one boxed callback per call, a worker thread.
@@ -103,13 +105,27 @@ impl SchemeKind {
         SchemeKind::value_variants().to_vec()
     }
 
-    /// The schemes the main job runs by default: all but the floor (whose
-    /// flood cost is the direct free's; it stays available by name).
+    /// The schemes the main job runs by default: all that this system can
+    /// run ([`unavailable`](Self::unavailable)) but the floor (whose flood
+    /// cost is the direct free's; it stays available by name).
     pub fn default_set() -> Vec<SchemeKind> {
         SchemeKind::all()
             .into_iter()
-            .filter(|&k| k != SchemeKind::Floor)
+            .filter(|&k| k != SchemeKind::Floor && k.unavailable().is_none())
             .collect()
+    }
+
+    /// Why this system cannot run the scheme, if it cannot: the reclaim
+    /// threads' nice value is refused without `CAP_SYS_NICE` (or an
+    /// `RLIMIT_NICE` that allows it) and outside Linux. Builds and drops a
+    /// service to find out.
+    pub fn unavailable(self) -> Option<String> {
+        match self {
+            SchemeKind::KvfreeHeadedNice => KvfreeHeaded::try_reclaim_nice()
+                .err()
+                .map(|e| e.to_string()),
+            _ => None,
+        }
     }
 
     /// Whether the scheme is a reference (not a valid RCU scheme: it never
@@ -132,6 +148,7 @@ impl SchemeKind {
         match self {
             SchemeKind::KvfreeHeaded => Box::new(KvfreeHeaded::new()),
             SchemeKind::KvfreeHeadedAffine => Box::new(KvfreeHeaded::filling_cpu()),
+            SchemeKind::KvfreeHeadedNice => Box::new(KvfreeHeaded::reclaim_nice()),
             SchemeKind::KvfreeHeadless => Box::new(KvfreeHeadless::new()),
             SchemeKind::CallRcu => Box::new(CallRcu::new()),
             SchemeKind::CrossbeamEpoch => Box::new(Epoch::new()),
@@ -150,6 +167,9 @@ impl SchemeKind {
             }
             SchemeKind::KvfreeHeadedAffine => {
                 "the same, the worker and helpers freeing each page on the CPU that filled it"
+            }
+            SchemeKind::KvfreeHeadedNice => {
+                "the same, the worker and helpers at nice -5 (about 3x a producer's CPU weight)"
             }
             SchemeKind::KvfreeHeadless => {
                 "try_kvfree_rcu(ptr), on Err kvfree_rcu_mightsleep: same pages, no head"
@@ -182,6 +202,7 @@ impl SchemeKind {
         match self {
             SchemeKind::KvfreeHeaded => visitor.visit(&KvfreeHeaded::new()),
             SchemeKind::KvfreeHeadedAffine => visitor.visit(&KvfreeHeaded::filling_cpu()),
+            SchemeKind::KvfreeHeadedNice => visitor.visit(&KvfreeHeaded::reclaim_nice()),
             SchemeKind::KvfreeHeadless => visitor.visit(&KvfreeHeadless::new()),
             SchemeKind::CallRcu => visitor.visit(&CallRcu::new()),
             SchemeKind::CrossbeamEpoch => visitor.visit(&Epoch::new()),
@@ -193,9 +214,14 @@ impl SchemeKind {
     }
 }
 
-/// Calls `visitor` with a fresh instance of every scheme, in table order.
+/// Calls `visitor` with a fresh instance of every scheme, in table order;
+/// a scheme this system cannot run is named on stderr, with why, and left
+/// out.
 pub fn visit_all(visitor: &mut impl SchemeVisitor) {
     for kind in SchemeKind::all() {
-        kind.visit(visitor);
+        match kind.unavailable() {
+            None => kind.visit(visitor),
+            Some(why) => eprintln!("{}: not run here: {why}", kind.cli_name()),
+        }
     }
 }
