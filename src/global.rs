@@ -19,10 +19,16 @@
 //! set of caches for the whole process; docs/DESIGN.md section 3b gives the
 //! measured cost of one extra service (about 655 KiB of RSS and a thread).
 //!
+//! **Settings.** [`init_global_with`] creates the service with settings
+//! of the caller's own (a [`Builder`] over [`Rcu::global`]), at start-up,
+//! before anything else uses it; after that its settings stay
+//! ([`GlobalInitError::AlreadyCreated`]).
+//!
 //! **fork().** The global service is tracked like every service
 //! (`fork.rs`): in a forked child it is repaired and keeps working, at
 //! first without a worker thread (the parent's does not exist in the
-//! child). Until one is started, retire calls work as before (headed
+//! child; the new one gets the settings the service was created with).
+//! Until one is started, retire calls work as before (headed
 //! retires never fail; page retires fail with `Err` once the pages the
 //! child inherited are used up, since nothing refills them) and the
 //! ordinary calls [`barrier`], [`KvfreeRcu::run_once`] and
@@ -37,6 +43,7 @@
 //! using the library calls [`init_global`] once after `fork()`, as it would
 //! at start-up; a child that calls `exec` soon needs nothing.
 
+use crate::builder::{BuildError, Builder, WorkerMode};
 use crate::fork;
 use crate::gp::Rcu;
 use crate::head::RcuHeaded;
@@ -56,6 +63,11 @@ static WORKER_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The worker thread's name.
 const WORKER_NAME: &str = "kvfree-rcu-global";
+
+/// What the global service's worker was started with (its name and reclaim
+/// settings), for the worker a forked child starts: the defaults unless
+/// [`init_global_with`] created the service. Set once, with the service.
+static WORKER_SETTINGS: OnceLock<(String, crate::reclaim::Settings)> = OnceLock::new();
 
 /// The process-wide service over [`Rcu::global`], created on the first call.
 ///
@@ -79,10 +91,119 @@ pub fn global() -> &'static KvfreeRcu {
         // Relaxed: only compared with this process's own generation, which
         // no other thread writes (fork.rs).
         WORKER_GENERATION.store(fork::generation(), Ordering::Relaxed);
-        KvfreeRcu::builder(Arc::new(Rcu::global().clone()))
-            .thread_name(WORKER_NAME)
-            .build()
+        global_builder().build()
     })
+}
+
+/// The builder of the global service before anyone configures it: over
+/// [`Rcu::global`], its worker named [`WORKER_NAME`].
+fn global_builder() -> Builder<Rcu> {
+    KvfreeRcu::builder(Arc::new(Rcu::global().clone())).thread_name(WORKER_NAME)
+}
+
+/// Why [`init_global_with`] did not create the process-wide service.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GlobalInitError {
+    /// The service already exists ([`global`], [`init_global`], a free
+    /// function or the safe layer created it first, or an earlier
+    /// [`init_global_with`]); its settings cannot change. Configure it
+    /// before anything else uses it.
+    AlreadyCreated,
+    /// The builder's settings are invalid, the worker could not start, or
+    /// the OS refused its priority (the [`BuildError`] says which). A
+    /// global service must have its worker: [`Builder::manual`] is a
+    /// [`BuildError::Setting`] naming `manual`. Nothing was created; a
+    /// later call may try again.
+    Build(BuildError),
+}
+
+impl std::fmt::Display for GlobalInitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GlobalInitError::AlreadyCreated => write!(
+                f,
+                "kvfree-rcu: the process-wide service already exists; configure it with \
+                 init_global_with before anything uses it"
+            ),
+            GlobalInitError::Build(e) => write!(f, "{e} (the process-wide service)"),
+        }
+    }
+}
+
+impl std::error::Error for GlobalInitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GlobalInitError::AlreadyCreated => None,
+            GlobalInitError::Build(e) => Some(e),
+        }
+    }
+}
+
+/// Creates the process-wide service with settings of your own, as
+/// [`init_global`] does with the defaults: `configure` gets a builder over
+/// [`Rcu::global`] (worker named `kvfree-rcu-global`) and returns it set up,
+/// for example with [`Builder::reclaim_priority`] or
+/// [`Builder::max_reclaim_helpers`]. Call it once, at start-up, before
+/// anything else uses the service. Ordinary context (it allocates, spawns
+/// the worker, and with a priority waits for the worker's report).
+///
+/// A forked child that calls [`init_global`] gets a worker with the same
+/// settings (module docs).
+///
+/// # Errors
+/// [`GlobalInitError::AlreadyCreated`] if the service exists already (its
+/// settings are left as they are), [`GlobalInitError::Build`] if the
+/// settings are invalid, ask for no worker ([`Builder::manual`]), or the
+/// worker cannot start with them; then nothing was created.
+///
+/// ```
+/// use kvfree_rcu::{GlobalInitError, ReclaimPriority};
+/// // At start-up, before any other use of the process-wide service.
+/// match kvfree_rcu::init_global_with(|b| b.reclaim_priority(ReclaimPriority::Nice(-5))) {
+///     Ok(service) => assert!(std::ptr::eq(service, kvfree_rcu::global())),
+///     // Not privileged, or not Linux: say so and go on with the defaults.
+///     Err(e @ GlobalInitError::Build(_)) => {
+///         eprintln!("{e}");
+///         kvfree_rcu::init_global();
+///     }
+///     Err(e) => panic!("{e}"),
+/// }
+/// ```
+pub fn init_global_with(
+    configure: impl FnOnce(Builder<Rcu>) -> Builder<Rcu>,
+) -> Result<&'static KvfreeRcu, GlobalInitError> {
+    if GLOBAL.get().is_some() {
+        return Err(GlobalInitError::AlreadyCreated);
+    }
+    let builder = configure(global_builder());
+    if builder.worker == WorkerMode::Manual {
+        return Err(GlobalInitError::Build(BuildError::Setting(
+            crate::settings::SettingError::new(
+                "manual",
+                "set".to_owned(),
+                "the process-wide service needs its worker thread",
+            ),
+        )));
+    }
+    let settings = (builder.thread_name.clone(), builder.reclaim);
+    let built = builder.try_build().map_err(GlobalInitError::Build)?;
+    // Installed inside `get_or_init`, so that the worker generation and the
+    // settings are stored before any other thread can see the service (it
+    // waits for the closure), as in `global`.
+    let mut ours = Some(built);
+    let service = GLOBAL.get_or_init(|| {
+        // Relaxed: as in `global`.
+        WORKER_GENERATION.store(fork::generation(), Ordering::Relaxed);
+        let _ = WORKER_SETTINGS.set(settings);
+        ours.take().expect("the closure runs once")
+    });
+    match ours {
+        None => Ok(service),
+        // Another thread created the service first: ours is dropped (its
+        // worker stopped and joined; nothing was retired through it).
+        Some(_lost) => Err(GlobalInitError::AlreadyCreated),
+    }
 }
 
 /// [`global`], from ordinary context: also starts a worker for it in a
@@ -98,18 +219,43 @@ pub(crate) fn global_from_ordinary_context() -> &'static KvfreeRcu {
             .compare_exchange(had, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     {
-        // The settings `global()` built the service with: the defaults.
-        let reclaim = crate::reclaim::Settings::default();
-        match worker::spawn(service.shared().clone(), WORKER_NAME.to_owned(), reclaim) {
+        // The settings the service was built with: `init_global_with`'s,
+        // or the defaults.
+        let (name, reclaim) = WORKER_SETTINGS
+            .get()
+            .cloned()
+            .unwrap_or_else(|| (WORKER_NAME.to_owned(), crate::reclaim::Settings::default()));
+        match worker::spawn(service.shared().clone(), name, reclaim) {
             // Detached: the global service is never dropped, so its worker
             // is never stopped or joined.
             Ok(handle) => drop(handle),
             // Without a worker the service still works, driven by the
             // ordinary calls (module docs); a later call tries again.
-            Err(_) => WORKER_GENERATION.store(had, Ordering::Relaxed),
+            Err(worker::StartError::Spawn(_)) => WORKER_GENERATION.store(had, Ordering::Relaxed),
+            // The parent's priority refused in the child (its RLIMIT_NICE
+            // or capabilities changed): trying again would spawn and lose a
+            // thread on every ordinary call, so this generation goes on
+            // without a worker, driven by the ordinary calls, and says so.
+            Err(worker::StartError::Priority(e)) => report_no_worker(&e),
         }
     }
     service
+}
+
+/// Says on stderr, once per refusal, that a forked child's global service
+/// runs without a worker because its priority was refused.
+fn report_no_worker(e: &std::io::Error) {
+    let msg = format!(
+        "kvfree-rcu: no worker for the process-wide service in this forked child: its \
+         reclaim priority was refused ({e}); barrier() and the other ordinary calls drive \
+         its work\n"
+    );
+    // SAFETY: `write(2)` reads `msg.len()` bytes from `msg`, which lives
+    // across the call; a short or failed write only loses the message.
+    #[cfg(unix)]
+    let _ = unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+    #[cfg(not(unix))]
+    eprint!("{msg}");
 }
 
 /// Creates the process-wide service now (allocating and spawning its

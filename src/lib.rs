@@ -206,7 +206,10 @@ pub use context::locks::{RawSpinLock, RawSpinLockGuard, SpinLock, SpinLockGuard}
 pub use context::{AtomicSection, ReportMode, Violation, might_sleep};
 pub use free_fn::FreeFn;
 #[cfg(not(kvfree_loom))]
-pub use global::{barrier, global, init_global, kvfree_rcu, kvfree_rcu_mightsleep, try_kvfree_rcu};
+pub use global::{
+    GlobalInitError, barrier, global, init_global, init_global_with, kvfree_rcu,
+    kvfree_rcu_mightsleep, try_kvfree_rcu,
+};
 pub use gp::{CapacityError, DomainId, GpState, GracePeriod, Rcu, RcuReadGuard};
 pub use head::{HeadFreeFn, RcuHead, RcuHeaded};
 pub use kvfree_rcu_pool::{

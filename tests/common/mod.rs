@@ -176,3 +176,36 @@ impl Drop for Watchdog {
         }
     }
 }
+
+/// This process's threads whose name starts with `prefix`, each with its
+/// nice value, sorted by name (Linux's `/proc/self/task/*/comm` and
+/// `stat`, field 19; Linux shows a name's first 15 bytes).
+#[cfg(target_os = "linux")]
+pub fn nice_of_threads(prefix: &str) -> Vec<(String, i32)> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let Ok(task) = task else { continue };
+        // A thread that exits while we look has no files any more.
+        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
+            continue;
+        };
+        let comm = comm.trim_end().to_owned();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // The name is in parentheses and may hold spaces: fields after it
+        // start at state (field 3); nice is field 19.
+        let after_name = &stat[stat.rfind(')').expect("stat has a name") + 2..];
+        let nice = after_name
+            .split(' ')
+            .nth(19 - 3)
+            .and_then(|f| f.parse().ok())
+            .expect("stat has a nice value");
+        found.push((comm, nice));
+    }
+    found.sort();
+    found
+}
