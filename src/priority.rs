@@ -9,14 +9,18 @@
 //! time, the worker's rounds come late, grace periods come tens of
 //! milliseconds apart, and what waits to be freed, the peak memory and the
 //! head-list fallbacks grow with the flood (docs/BENCHMARKS.md, "Reclaim
-//! threads' priority"). More helpers add threads, not weight where it is
-//! needed: the worker, which hands them their work, still waits its turn.
+//! threads' priority"). More helpers help less (four per CPU instead of
+//! two took the 8-thread flood's peak from 152 to 128 MiB): the worker's
+//! rounds, which hand the helpers their batches, still come late. Weight
+//! for the worker alone, or for the helpers alone, got a little over half
+//! of what weight for both got.
 //!
 //! A lower nice value gives the reclaim threads more weight (each step
 //! about 1.25x; nice -5 about 3x that of a nice-0 producer), so reclaim
-//! keeps up with the producers. This is the kernel's own answer for its RCU
-//! threads (`rcutree.kthread_prio`): the system's owner states it, nothing
-//! guesses it. Taking CPU for reclaim is taking it from the producers, so
+//! keeps up with the producers. The kernel meets the same need for its RCU
+//! threads with a priority the system's owner states
+//! (`rcutree.kthread_prio`, a real-time one): nothing guesses it. Taking
+//! CPU for reclaim is taking it from the producers, so
 //! it is opt-in, and lowering a nice value needs a privilege
 //! (`CAP_SYS_NICE`, or an `RLIMIT_NICE` that allows it); raising one does
 //! not.
