@@ -428,7 +428,10 @@ impl<G: GracePeriod> Builder<G> {
     /// memory went from a median of 136 to 56 MiB and the fallbacks from
     /// 19% to 7%, for 18 to 21% of that flood's speed on glibc (none on
     /// mimalloc); at 2 threads the fallbacks went to 0 (`docs/BENCHMARKS.md`,
-    /// "Reclaim threads' priority"). The CPU it gives reclaim is the
+    /// "Reclaim threads' priority"). With
+    /// [`reclaim_affinity`](Self::reclaim_affinity)`(FillingCpu)` as well,
+    /// the glibc flood kept the small peak and ran faster than with either
+    /// alone ("Both options"). The CPU it gives reclaim is the
     /// producers', so it is opt-in, as the kernel's `rcutree.kthread_prio`
     /// is for its RCU threads. Linux only. A value the OS refuses (lowering
     /// a nice value needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows

@@ -121,12 +121,18 @@ fn or_na<T>(value: Option<T>, show: impl FnOnce(T) -> String) -> String {
     value.map_or("n/a".into(), show)
 }
 
+/// The width of a table's scheme column: `least`, or the longest name.
+fn scheme_width<'a>(least: usize, names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(|n| n.chars().count()).fold(least, usize::max)
+}
+
 /// The flood table, as aligned text.
 pub fn flood_table(rows: &[FloodRow]) -> String {
+    let w = scheme_width(21, rows.iter().map(|r| r.scheme.as_str()));
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<21} {:>3} {:>9} {:>5} {:>6} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "{:<w$} {:>3} {:>9} {:>5} {:>6} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8} {:>7}",
         "scheme",
         "thr",
         "e2e ns/op",
@@ -143,7 +149,7 @@ pub fn flood_table(rows: &[FloodRow]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<21} {:>3} {:>9.1} {:>5} {:>6} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8.3} {:>7}",
+            "{:<w$} {:>3} {:>9.1} {:>5} {:>6} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8.3} {:>7}",
             r.scheme,
             r.threads,
             r.e2e_ns_per_op,
@@ -164,10 +170,11 @@ pub fn flood_table(rows: &[FloodRow]) -> String {
 
 /// The latency table, as aligned text.
 pub fn latency_table(rows: &[LatencyRow], timer: &Percentiles) -> String {
+    let w = scheme_width(22, rows.iter().map(|r| r.scheme.as_str()));
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<22} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9} {:>8} {:>9}",
+        "{:<w$} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9} {:>8} {:>9}",
         "scheme",
         "worker",
         "calls",
@@ -182,7 +189,7 @@ pub fn latency_table(rows: &[LatencyRow], timer: &Percentiles) -> String {
         |name: &str, worker: &str, p: &Percentiles, allocs: f64, fallback: Option<f64>| {
             let _ = writeln!(
                 out,
-                "{:<22} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9} {:>8.3} {:>9}",
+                "{:<w$} {:>8} {:>8} {:>7} {:>7} {:>9} {:>9} {:>8.3} {:>9}",
                 name,
                 worker,
                 p.count,

@@ -46,8 +46,8 @@ pub(crate) struct Args {
     /// table shows the median end-to-end time [default: 3; --quick: 1].
     #[arg(long, value_parser = at_least_one())]
     runs: Option<usize>,
-    /// Schemes to run, comma-separated [default: all but floor;
-    /// kvfree-headed-nice only where the system grants its nice value].
+    /// Schemes to run, comma-separated [default: all but floor; the nice
+    /// schemes only where the system grants their nice value].
     #[arg(long, value_delimiter = ',', value_enum)]
     pub(crate) schemes: Vec<SchemeKind>,
     /// Time about one retire call in this many (0: none).

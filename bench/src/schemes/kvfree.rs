@@ -43,24 +43,16 @@ impl KvfreeHeaded {
     /// The same, with the worker and helpers freeing each page on the CPU
     /// that filled it (`ReclaimAffinity::FillingCpu`).
     pub fn filling_cpu() -> KvfreeHeaded {
-        KvfreeHeaded {
-            service: KvfreeRcu::builder(Arc::new(Rcu::new()))
-                .reclaim_affinity(ReclaimAffinity::FillingCpu)
-                .build(),
-            name: "kvfree-rcu affine",
-        }
+        KvfreeHeaded::reclaiming(ReclaimAffinity::FillingCpu, ReclaimPriority::Inherited)
+            .expect("the inherited priority is never refused")
     }
 
     /// The same, with the worker and helpers at nice -5
-    /// (`ReclaimPriority::Nice`), or why the system refuses it (lowering a
-    /// nice value needs `CAP_SYS_NICE`; Linux only).
-    pub fn try_reclaim_nice() -> Result<KvfreeHeaded, BuildError> {
-        Ok(KvfreeHeaded {
-            service: KvfreeRcu::builder(Arc::new(Rcu::new()))
-                .reclaim_priority(ReclaimPriority::Nice(RECLAIM_NICE))
-                .try_build()?,
-            name: "kvfree-rcu nice -5",
-        })
+    /// (`ReclaimPriority::Nice`) and placed by `affinity`, or why the
+    /// system refuses the nice value (lowering one needs `CAP_SYS_NICE`;
+    /// Linux only).
+    pub fn try_reclaim_nice(affinity: ReclaimAffinity) -> Result<KvfreeHeaded, BuildError> {
+        KvfreeHeaded::reclaiming(affinity, ReclaimPriority::Nice(RECLAIM_NICE))
     }
 
     /// [`try_reclaim_nice`](Self::try_reclaim_nice).
@@ -69,8 +61,29 @@ impl KvfreeHeaded {
     /// With the `BuildError`'s message where the system refuses the nice
     /// value: the main job leaves the scheme out there
     /// ([`SchemeKind::unavailable`](super::SchemeKind::unavailable)).
-    pub fn reclaim_nice() -> KvfreeHeaded {
-        KvfreeHeaded::try_reclaim_nice().unwrap_or_else(|e| panic!("{e}"))
+    pub fn reclaim_nice(affinity: ReclaimAffinity) -> KvfreeHeaded {
+        KvfreeHeaded::try_reclaim_nice(affinity).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A service whose reclaim threads have this placement and priority,
+    /// named after them.
+    fn reclaiming(
+        affinity: ReclaimAffinity,
+        priority: ReclaimPriority,
+    ) -> Result<KvfreeHeaded, BuildError> {
+        let name = match (affinity, priority) {
+            (ReclaimAffinity::FillingCpu, ReclaimPriority::Inherited) => "kvfree-rcu affine",
+            (ReclaimAffinity::FillingCpu, _) => "kvfree-rcu affine nice -5",
+            (_, ReclaimPriority::Inherited) => "kvfree-rcu headed",
+            _ => "kvfree-rcu nice -5",
+        };
+        Ok(KvfreeHeaded {
+            service: KvfreeRcu::builder(Arc::new(Rcu::new()))
+                .reclaim_affinity(affinity)
+                .reclaim_priority(priority)
+                .try_build()?,
+            name,
+        })
     }
 
     /// The service's counters.
@@ -79,8 +92,9 @@ impl KvfreeHeaded {
     }
 }
 
-/// The reclaim threads' nice value in the `kvfree-rcu nice -5` scheme:
-/// about three times a nice-0 producer's scheduler weight.
+/// The reclaim threads' nice value in the `kvfree-rcu nice -5` and
+/// `kvfree-rcu affine nice -5` schemes: about three times a nice-0
+/// producer's scheduler weight.
 pub(super) const RECLAIM_NICE: i8 = -5;
 
 impl Default for KvfreeHeaded {

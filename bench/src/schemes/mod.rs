@@ -22,6 +22,7 @@ pub use kvfree::{KvfreeHeaded, KvfreeHeadless};
 pub use urcu::Urcu;
 
 use crate::object::FloodObj;
+use kvfree_rcu::ReclaimAffinity;
 use std::ptr::NonNull;
 
 /// A way of retiring an object so that it is freed (eventually) after
@@ -83,6 +84,8 @@ pub enum SchemeKind {
     KvfreeHeadedAffine,
     /// kvfree-rcu, headed, with the reclaim threads at nice -5 (`ReclaimPriority::Nice`; Linux, needs `CAP_SYS_NICE`).
     KvfreeHeadedNice,
+    /// kvfree-rcu, headed, reclaim on the filling CPU and at nice -5 (both options).
+    KvfreeHeadedAffineNice,
     /// kvfree-rcu, head-less objects (`try_kvfree_rcu`, falling back to `kvfree_rcu_mightsleep`).
     KvfreeHeadless,
     /// A naive `call_rcu`: one boxed callback per call, a worker thread.
@@ -121,9 +124,16 @@ impl SchemeKind {
     /// service to find out.
     pub fn unavailable(self) -> Option<String> {
         match self {
-            SchemeKind::KvfreeHeadedNice => KvfreeHeaded::try_reclaim_nice()
-                .err()
-                .map(|e| e.to_string()),
+            SchemeKind::KvfreeHeadedNice => {
+                KvfreeHeaded::try_reclaim_nice(ReclaimAffinity::Anywhere)
+                    .err()
+                    .map(|e| e.to_string())
+            }
+            SchemeKind::KvfreeHeadedAffineNice => {
+                KvfreeHeaded::try_reclaim_nice(ReclaimAffinity::FillingCpu)
+                    .err()
+                    .map(|e| e.to_string())
+            }
             _ => None,
         }
     }
@@ -148,7 +158,12 @@ impl SchemeKind {
         match self {
             SchemeKind::KvfreeHeaded => Box::new(KvfreeHeaded::new()),
             SchemeKind::KvfreeHeadedAffine => Box::new(KvfreeHeaded::filling_cpu()),
-            SchemeKind::KvfreeHeadedNice => Box::new(KvfreeHeaded::reclaim_nice()),
+            SchemeKind::KvfreeHeadedNice => {
+                Box::new(KvfreeHeaded::reclaim_nice(ReclaimAffinity::Anywhere))
+            }
+            SchemeKind::KvfreeHeadedAffineNice => {
+                Box::new(KvfreeHeaded::reclaim_nice(ReclaimAffinity::FillingCpu))
+            }
             SchemeKind::KvfreeHeadless => Box::new(KvfreeHeadless::new()),
             SchemeKind::CallRcu => Box::new(CallRcu::new()),
             SchemeKind::CrossbeamEpoch => Box::new(Epoch::new()),
@@ -170,6 +185,9 @@ impl SchemeKind {
             }
             SchemeKind::KvfreeHeadedNice => {
                 "the same, the worker and helpers at nice -5 (about 3x a producer's CPU weight)"
+            }
+            SchemeKind::KvfreeHeadedAffineNice => {
+                "the same, both: freeing on the filling CPU, at nice -5"
             }
             SchemeKind::KvfreeHeadless => {
                 "try_kvfree_rcu(ptr), on Err kvfree_rcu_mightsleep: same pages, no head"
@@ -202,7 +220,12 @@ impl SchemeKind {
         match self {
             SchemeKind::KvfreeHeaded => visitor.visit(&KvfreeHeaded::new()),
             SchemeKind::KvfreeHeadedAffine => visitor.visit(&KvfreeHeaded::filling_cpu()),
-            SchemeKind::KvfreeHeadedNice => visitor.visit(&KvfreeHeaded::reclaim_nice()),
+            SchemeKind::KvfreeHeadedNice => {
+                visitor.visit(&KvfreeHeaded::reclaim_nice(ReclaimAffinity::Anywhere))
+            }
+            SchemeKind::KvfreeHeadedAffineNice => {
+                visitor.visit(&KvfreeHeaded::reclaim_nice(ReclaimAffinity::FillingCpu))
+            }
             SchemeKind::KvfreeHeadless => visitor.visit(&KvfreeHeadless::new()),
             SchemeKind::CallRcu => visitor.visit(&CallRcu::new()),
             SchemeKind::CrossbeamEpoch => visitor.visit(&Epoch::new()),
