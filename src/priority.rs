@@ -20,10 +20,9 @@
 //! keeps up with the producers. The kernel meets the same need for its RCU
 //! threads with a priority the system's owner states
 //! (`rcutree.kthread_prio`, a real-time one): nothing guesses it. Taking
-//! CPU for reclaim is taking it from the producers, so
-//! it is opt-in, and lowering a nice value needs a privilege
-//! (`CAP_SYS_NICE`, or an `RLIMIT_NICE` that allows it); raising one does
-//! not.
+//! CPU for reclaim is taking it from the producers, so it is opt-in, and
+//! lowering a nice value needs a privilege (`CAP_SYS_NICE`, or an
+//! `RLIMIT_NICE` that allows it); raising one does not.
 //!
 //! # Whose threads, and when
 //! The worker sets its own nice value as it starts, before its first

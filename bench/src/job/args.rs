@@ -122,7 +122,11 @@ impl Args {
             objects: pick(self.objects, QUICK_OBJECTS, OBJECTS),
             loops: self.loops,
             runs: pick(self.runs, QUICK_RUNS, RUNS),
-            schemes: if self.schemes.is_empty() {
+            schemes: if self.one.is_some() {
+                // A child runs the one scheme it is given; the default set
+                // would only cost it the probes of `unavailable`.
+                Vec::new()
+            } else if self.schemes.is_empty() {
                 SchemeKind::default_set()
             } else {
                 self.schemes.clone()
