@@ -426,7 +426,7 @@ impl<G: GracePeriod> Builder<G> {
     /// [`ReclaimPriority::Nice`](crate::ReclaimPriority::Nice)`(-5)` gives them about three times a
     /// nice-0 producer's weight: in the 8-thread flood on 2 CPUs the peak
     /// memory went from a median of 136 to 56 MiB and the fallbacks from
-    /// 19% to 7%, for 18 to 21% of that flood's speed on glibc (none on
+    /// 19% to 7%, for 18 to 21% more time per object on glibc (none on
     /// mimalloc); at 2 threads the fallbacks went to 0 (`docs/BENCHMARKS.md`,
     /// "Reclaim threads' priority"). With
     /// [`reclaim_affinity`](Self::reclaim_affinity)`(FillingCpu)` as well,
