@@ -486,6 +486,12 @@ fn the_worker_and_its_helpers_take_the_nice_value() {
         .build();
     let counter = DropCounter::leak();
     grow_helpers(&service, 1, counter);
+    // The helper counts as started before its thread runs: wait until it
+    // has freed something, so it has set its name and its nice value (a
+    // thread's name is its creator's until it sets its own).
+    while service.stats().freed_by_helpers == 0 {
+        pile_up_and_wait(&service, counter);
+    }
     let threads = nice_of_threads(name);
     assert_eq!(
         threads,
