@@ -20,15 +20,6 @@ use kvfree_rcu::{BuildError, GlobalInitError, ReclaimPriority};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-/// The calling thread's nice value (0 where nice values do not exist).
-fn own_nice() -> i32 {
-    #[cfg(unix)]
-    // SAFETY: getpriority has no preconditions (errno is not read).
-    return unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-    #[cfg(not(unix))]
-    return 0;
-}
-
 /// The nice values of this process's threads named `name` (Linux shows
 /// the first 15 bytes of a name).
 #[cfg(target_os = "linux")]
@@ -77,7 +68,7 @@ fn the_process_wide_service_takes_the_callers_settings() {
     // Valid settings create it. A higher nice value needs no privilege;
     // where nice values are not per thread it is refused, and the defaults
     // are tested instead.
-    let nice = (own_nice() + 2).min(19);
+    let nice = (common::own_nice() + 2).min(19);
     let name = "kvglobal-nice";
     let created = kvfree_rcu::init_global_with(|b| {
         b.thread_name(name)

@@ -461,14 +461,6 @@ fn reclaim_priority_out_of_range_names_the_setting() {
     }
 }
 
-/// The calling thread's nice value.
-#[cfg(target_os = "linux")]
-fn own_nice() -> i32 {
-    // SAFETY: getpriority has no preconditions (errno is not read; -1 is a
-    // valid nice value and is never an error for the calling thread).
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
-}
-
 /// The worker takes the nice value as it starts, and the helpers it starts
 /// take it too; everything retired is freed.
 #[cfg(target_os = "linux")]

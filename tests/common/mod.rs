@@ -209,3 +209,13 @@ pub fn nice_of_threads(prefix: &str) -> Vec<(String, i32)> {
     found.sort();
     found
 }
+
+/// The calling thread's nice value (0 where there are none).
+pub fn own_nice() -> i32 {
+    #[cfg(unix)]
+    // SAFETY: getpriority has no preconditions (errno is not read; -1 is a
+    // valid nice value and is never an error for the calling thread).
+    return unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    #[cfg(not(unix))]
+    return 0;
+}
