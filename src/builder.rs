@@ -138,14 +138,15 @@ impl<G: GracePeriod> Builder<G> {
         self
     }
 
-    /// The base target, in pages per lane (default 16): a refill fills a
+    /// The base target, in pages per lane (default 8): a refill fills a
     /// lane's cache up to its target, and drained pages beyond it are freed.
     /// Every lane starts here; a lane that runs dry (a retire found no page
     /// on it) grows its target (straight to
     /// [`alloc_watermark`](Self::alloc_watermark), doubled past it), up to
     /// [`max_watermark`](Self::max_watermark),
-    /// and shrinks back here, halving per drain interval, once it has been
-    /// idle (no retire on it) for a whole interval. In
+    /// and shrinks back here, halving at most once per 100 ms (and per
+    /// drain interval), once it has been idle (no retire on it) for that
+    /// long. In
     /// `low_watermark..=CACHE_CAPACITY`.
     ///
     /// ```
@@ -231,8 +232,9 @@ impl<G: GracePeriod> Builder<G> {
     }
 
     /// Number of pool lanes, each with an open page and a cache (default:
-    /// two lanes per possible CPU, so a producer preempted while holding one
-    /// does not push its CPU's other threads into the fallbacks).
+    /// four lanes per possible CPU, so a producer preempted while holding one
+    /// does not push its CPU's other threads into the fallbacks, even with
+    /// several producers per CPU).
     ///
     /// ```
     /// use std::sync::Arc;

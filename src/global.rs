@@ -12,9 +12,9 @@
 //! [`init_global`] early.
 //!
 //! **Cost of a service.** Every service, this one included, has a worker
-//! thread (a default 2 MiB stack, mostly untouched), two lanes per possible
-//! CPU, each caching the high watermark (16) of 4 KiB pages at rest (up to
-//! the max watermark, 256, while a flood runs it dry, past 128 only with
+//! thread (a default 2 MiB stack, mostly untouched), four lanes per possible
+//! CPU, each caching the high watermark (8) of 4 KiB pages at rest (up to
+//! the max watermark, 256, while a flood runs it dry, past 64 only with
 //! pages reclaim brought back), and a batch queue. Sharing this one across structures costs one thread and one
 //! set of caches for the whole process; docs/DESIGN.md section 3b gives the
 //! measured cost of one extra service (about 655 KiB of RSS and a thread).

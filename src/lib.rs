@@ -74,7 +74,7 @@
 //!
 //! A structure may also build a service of its own
 //! ([`KvfreeRcu::new`]); each costs a worker thread and its page caches
-//! (two lanes per CPU of 16 pages of 4 KiB at rest, more while a flood
+//! (four lanes per CPU of 8 pages of 4 KiB at rest, more while a flood
 //! needs them; about 650 KiB of RSS with its own domain, measured on 2
 //! CPUs), so share the global one unless a
 //! structure needs its own settings or domain.

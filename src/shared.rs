@@ -101,11 +101,23 @@ pub(crate) enum Trigger {
 /// `max_refill_backoff`.
 const MIN_REFILL_BACKOFF: Duration = Duration::from_millis(1);
 
+/// The shortest time between two of the worker's `relax` calls: a lane
+/// counts as idle, and its cache shrinks, only if no record went through
+/// it for this long. Under oversubscription a lane's threads can all be off
+/// their CPU for a few drain intervals in the middle of a flood: relaxed at
+/// every drain interval (5 ms), an 8-thread flood on 2 CPUs had 5 000 to
+/// 7 700 cached pages freed as idle and allocated again moments later, and
+/// its lanes ran dry while the worker allocated them (docs/BENCHMARKS.md,
+/// "Lanes relaxed only after 100 ms idle").
+const RELAX_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The rounds' own state: refill backoff and drain timing (one round at a
 /// time holds it).
 #[derive(Debug)]
 pub(crate) struct RoundState {
     last_collect: Instant,
+    /// When the pool's caches were last relaxed (`relax_due`).
+    last_relax: Instant,
     /// When the worker last tried to advance the grace period.
     last_advance: Option<Instant>,
     refill_retry_at: Option<Instant>,
@@ -124,6 +136,7 @@ impl RoundState {
     fn new() -> Self {
         RoundState {
             last_collect: Instant::now(),
+            last_relax: Instant::now(),
             last_advance: None,
             refill_retry_at: None,
             refill_backoff: Duration::ZERO,
@@ -139,6 +152,25 @@ impl RoundState {
             .is_none_or(|last| now.duration_since(last) >= interval);
         if due {
             self.last_advance = Some(now);
+        }
+        due
+    }
+
+    /// Whether a round that seals idle pages (`collect` is `TakeIdle`) also
+    /// relaxes the pool's caches: a polling round at most once per
+    /// [`RELAX_INTERVAL`]; a round someone asked for (`run_once`, whose
+    /// caller paces its rounds) every time. If so, counts this as the last
+    /// relax.
+    fn relax_due(&mut self, trigger: Trigger, collect: Option<OpenPages>, now: Instant) -> bool {
+        if collect != Some(OpenPages::TakeIdle) {
+            return false;
+        }
+        let due = match trigger {
+            Trigger::Poll => now.duration_since(self.last_relax) >= RELAX_INTERVAL,
+            Trigger::Start | Trigger::Forced => true,
+        };
+        if due {
+            self.last_relax = now;
         }
         due
     }
@@ -428,7 +460,7 @@ impl<G: GracePeriod> Shared<G> {
     pub(crate) fn round(&self, trigger: Trigger) -> RoundReport {
         self.take_injected_round_panic();
         let now = Instant::now();
-        let (refilled, collect) = {
+        let (refilled, collect, relax) = {
             let mut st = lock(&self.round_state);
             // Swap: a request that lands during this round's refill sets the
             // flag again and is served next round. Relaxed: as in
@@ -437,10 +469,9 @@ impl<G: GracePeriod> Shared<G> {
                 st.refill_pending = true;
             }
             let refilled = st.refill(&self.pool, now, self.timing.max_refill_backoff);
-            (
-                refilled,
-                st.what_to_collect(trigger, now, self.timing.drain_interval),
-            )
+            let collect = st.what_to_collect(trigger, now, self.timing.drain_interval);
+            let relax = st.relax_due(trigger, collect, now);
+            (refilled, collect, relax)
         };
         // The worker's polling rounds are paced; a round someone asked for
         // (`run_once`, which a manual service's owner may call in a loop)
@@ -450,9 +481,10 @@ impl<G: GracePeriod> Shared<G> {
             Trigger::Start | Trigger::Forced => Driver::Waiter,
         };
         let pass = self.collect_advance_reap(collect, driver);
-        if collect == Some(OpenPages::TakeIdle) {
-            // Once per drain interval: caches of lanes idle since the last
-            // time shrink back toward their base (pool `watermark.rs`).
+        if relax {
+            // At most once per `RELAX_INTERVAL` (and never between two
+            // drain intervals): caches of lanes idle since the last time
+            // shrink back toward their base (pool `watermark.rs`).
             self.pool.relax();
         }
         RoundReport {
@@ -591,5 +623,27 @@ mod tests {
             st.what_to_collect(Trigger::Poll, later, drain),
             Some(OpenPages::Leave)
         );
+    }
+
+    #[test]
+    fn polling_rounds_relax_at_most_once_per_relax_interval() {
+        let mut st = RoundState::new();
+        let start = st.last_relax;
+        let idle = Some(OpenPages::TakeIdle);
+        // Only rounds that seal idle pages relax.
+        let later = start + RELAX_INTERVAL;
+        assert!(!st.relax_due(Trigger::Poll, Some(OpenPages::Leave), later));
+        assert!(!st.relax_due(Trigger::Forced, None, later));
+        // A polling round: not before the interval has passed.
+        assert!(!st.relax_due(Trigger::Poll, idle, start + RELAX_INTERVAL / 2));
+        assert!(st.relax_due(Trigger::Poll, idle, later));
+        assert!(!st.relax_due(Trigger::Poll, idle, later + RELAX_INTERVAL / 2));
+        // A round someone asked for relaxes every time, and restarts the
+        // interval.
+        let forced = later + RELAX_INTERVAL / 2;
+        assert!(st.relax_due(Trigger::Forced, idle, forced));
+        assert!(st.relax_due(Trigger::Forced, idle, forced));
+        assert!(!st.relax_due(Trigger::Poll, idle, later + RELAX_INTERVAL));
+        assert!(st.relax_due(Trigger::Poll, idle, forced + RELAX_INTERVAL));
     }
 }

@@ -19,8 +19,11 @@ use std::sync::Arc;
 /// marker and kind the first record costs).
 const PER_PAGE: usize = 500;
 
+/// A lane's base target, in pages: the default high watermark.
+const BASE: u64 = 8;
+
 /// Headed retires in one burst: 40 pages' worth, more than the base cache
-/// (16 pages) and its open page hold.
+/// ([`BASE`] pages) and its open page hold.
 const BURST: usize = 40 * PER_PAGE;
 
 fn one_lane_manual_service() -> KvfreeRcu {
@@ -42,7 +45,7 @@ fn burst(service: &KvfreeRcu, counter: &'static DropCounter) -> u64 {
 }
 
 /// Regression test for issue 11 item 3: with fixed caches (before the
-/// targets adapted) every burst overflowed the 16-page cache and about
+/// targets adapted) every burst overflowed the base cache and about
 /// half of it fell back to the head list, every round, forever. Now the
 /// lane's target grows after each burst that ran it dry, until a burst
 /// fits: from then on no call falls back.
@@ -78,14 +81,14 @@ fn an_idle_lane_shrinks_back_to_the_base() {
         service.run_once();
     }
     let grown = service.stats();
-    assert!(grown.cache_target > 16, "{grown:?}");
+    assert!(grown.cache_target > BASE, "{grown:?}");
     service.barrier();
     for _ in 0..8 {
         service.run_once(); // idle: no retire since the previous round
     }
     let s = service.stats();
-    assert_eq!(s.cache_target, 16, "{s:?}");
-    assert!(s.pages_cached <= 16, "{s:?}");
+    assert_eq!(s.cache_target, BASE, "{s:?}");
+    assert!(s.pages_cached <= BASE, "{s:?}");
     assert!(s.pages_live < grown.pages_live, "pages were freed: {s:?}");
     assert_eq!(counter.dropped(), 4 * BURST);
 }

@@ -266,7 +266,7 @@ fn an_invalid_pool_value_is_an_error_naming_the_field_and_its_range() {
             format!("8..={cap}, got 7"),
         ),
         (
-            builder().max_watermark(cap + 1),
+            builder().high_watermark(16).max_watermark(cap + 1),
             "max_watermark",
             format!("16..={cap}, got {}", cap + 1),
         ),

@@ -26,7 +26,7 @@ use crate::CACHE_CAPACITY;
 use core::fmt;
 
 /// The largest lane count a [`Config`] may ask for: 65536, eight times the
-/// largest CPU count Linux supports (`NR_CPUS` 8192), two lanes each with
+/// largest CPU count Linux supports (`NR_CPUS` 8192), four lanes each with
 /// room to spare. A default config resolves to at most this many lanes.
 ///
 /// ```
@@ -37,15 +37,16 @@ use core::fmt;
 /// ```
 pub const MAX_LANES: usize = 1 << 16;
 
-/// The default [`Config::alloc_watermark`]: 128 pages per lane (512 KiB,
-/// about 64 000 records). A lane's target may grow to [`CACHE_CAPACITY`]
-/// (256), the pages past 128 coming only from the reserve: a 2-thread
-/// flood whose worker is preempted for a scheduler tick or two keeps
-/// finding pages, and an 8-thread flood, whose reserve is empty while
-/// reclaim runs behind, allocates no more than before
-/// (docs/BENCHMARKS.md, "Caches that grow past 128 pages from the
-/// reserve only"). 2 under loom and Miri.
-pub const DEFAULT_ALLOC_WATERMARK: usize = if crate::sync::SMALL { 2 } else { 128 };
+/// The default [`Config::alloc_watermark`]: 64 pages per lane (256 KiB,
+/// about 32 000 records; 256 pages for a CPU's four lanes, what its two
+/// lanes of 128 had before "Four lanes per CPU" in docs/BENCHMARKS.md). A
+/// lane's target may grow to [`CACHE_CAPACITY`] (256), the pages past 64
+/// coming only from the reserve: a 2-thread flood whose worker is
+/// preempted for a scheduler tick or two keeps finding pages, and an
+/// 8-thread flood, whose reserve is empty while reclaim runs behind,
+/// allocates no more than before (docs/BENCHMARKS.md, "Caches that grow
+/// past 128 pages from the reserve only"). 2 under loom and Miri.
+pub const DEFAULT_ALLOC_WATERMARK: usize = if crate::sync::SMALL { 2 } else { 64 };
 
 /// The largest reserve a [`Config`] may ask for: 2^20 pages, 4 GiB.
 pub const MAX_RESERVE: usize = 1 << 20;
@@ -108,23 +109,24 @@ pub struct Config {
     /// `0..=MAX_RESERVE` (0: no reserve, every page past the targets is
     /// freed).
     pub max_reserve: usize,
-    /// Number of lanes, in `1..=MAX_LANES`; `None`: two lanes per possible
+    /// Number of lanes, in `1..=MAX_LANES`; `None`: four lanes per possible
     /// CPU (`sysconf(_SC_NPROCESSORS_CONF)`, at most [`MAX_LANES`] in all),
     /// or 2 in all under loom and Miri.
     pub lanes: Option<usize>,
 }
 
 impl Default for Config {
-    /// Low watermark 5 and high watermark 16 (the base: the kernel's
-    /// `rcu_min_cached_objs` pages, and room for a flood between two
-    /// refills), max watermark [`CACHE_CAPACITY`], alloc watermark
-    /// [`DEFAULT_ALLOC_WATERMARK`], a reserve of at most [`DEFAULT_RESERVE`]
-    /// pages, two lanes per possible CPU. Under loom and Miri: 1, 2, 2, 2 and
+    /// Low watermark 5 and high watermark 8 (the base: the kernel's
+    /// `rcu_min_cached_objs` pages, and room for a burst between two
+    /// refills; 32 pages for a CPU's four lanes), max watermark
+    /// [`CACHE_CAPACITY`], alloc watermark [`DEFAULT_ALLOC_WATERMARK`], a
+    /// reserve of at most [`DEFAULT_RESERVE`] pages, four lanes per
+    /// possible CPU. Under loom and Miri: 1, 2, 2, 2 and
     /// a reserve of 2.
     fn default() -> Self {
         Config {
             low_watermark: if crate::sync::SMALL { 1 } else { 5 },
-            high_watermark: if crate::sync::SMALL { 2 } else { 16 },
+            high_watermark: if crate::sync::SMALL { 2 } else { 8 },
             max_watermark: CACHE_CAPACITY,
             alloc_watermark: DEFAULT_ALLOC_WATERMARK,
             max_reserve: DEFAULT_RESERVE,

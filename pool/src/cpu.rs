@@ -17,10 +17,18 @@
 //! put two threads on the same lane or move a thread between lanes.
 
 /// Lanes per CPU by default: a producer preempted while it owns a lane makes
-/// that lane `BUSY` for a whole time slice, and the other threads of its CPU
-/// then divert; with two lanes per CPU (picked by [`lane_rank`]) they
-/// usually find the second one free instead of falling back.
-pub(crate) const LANES_PER_CPU: usize = 2;
+/// that lane `BUSY` until it runs again, and the other threads of its CPU
+/// then divert to the next lane. Under oversubscription that is not rare:
+/// with eight producers on two CPUs, six are off their CPU at any moment,
+/// a wake-up preempts one inside its push now and then, and each lane so
+/// held stays `BUSY` for milliseconds. With two lanes per CPU 14% of the
+/// pushes found their own lane `BUSY`, and 1.5% found every lane busy or
+/// dry and fell back while the caches held hundreds of pages; with four
+/// (picked by [`lane_rank`]) those fallbacks nearly vanished
+/// (docs/BENCHMARKS.md, "Four lanes per CPU"). The lanes' base and
+/// allocated caches were halved with it (`Config::default`), so a CPU's
+/// pages at rest and its allocated budget under a flood stay the same.
+pub(crate) const LANES_PER_CPU: usize = 4;
 
 /// Which of its CPU's lanes this thread uses, below [`LANES_PER_CPU`] (the
 /// lane of CPU `c` at rank `r` is lane `c + r * cpus`): fixed at its first push

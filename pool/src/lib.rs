@@ -19,7 +19,7 @@
 //! or writes a page they do not own, so the owner may free a page at any time,
 //! with no hazard pointers and no grace period for the pool's own memory.
 //!
-//! - Each CPU has two lanes (`lane.rs`), each an `open` word holding null, the open page, or
+//! - Each CPU has four lanes (`lane.rs`), each an `open` word holding null, the open page, or
 //!   `BUSY`; whoever swaps `BUSY` in owns the lane and its open page until it
 //!   stores a page (or null) back with `Release`. A party that finds `BUSY`
 //!   moves on to another lane: nobody ever waits for a producer.

@@ -19,8 +19,8 @@
 //! At most [`Config::max_reserve`](crate::Config::max_reserve) pages; past
 //! that, `recycle` frees as before. The reserve holds only pages the pool's
 //! traffic just had in flight, so it never raises the peak page memory a
-//! flood reaches, only how long it is held: [`Pool::relax`] (once per
-//! drain interval in the service) halves the reserve when no page was
+//! flood reaches, only how long it is held: [`Pool::relax`] (at most once
+//! per 100 ms in the service) halves the reserve when no page was
 //! taken from it since the previous call, so an idle pool is back to none
 //! after log2(max) idle intervals, and [`Pool::shrink`] and `Drop` free it
 //! at once.

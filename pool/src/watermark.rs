@@ -4,8 +4,8 @@
 //!
 //! # Why adaptive
 //! Between two refills a lane can store at most its target's worth of
-//! records. At the base target (16 pages, about 8 000 records) a producer
-//! pushing 20 M records/s empties its lane in 400 µs, less than one round of
+//! records. At the base target (8 pages, about 4 000 records) a producer
+//! pushing 20 M records/s empties its lane in 200 µs, less than one round of
 //! a busy worker, and every push after that takes its fallback; at 8
 //! threads on 2 CPUs that was 97% of them. A large fixed cache fixes the
 //! flood but costs its memory on every lane, busy or not (the kernel keeps a
@@ -48,13 +48,15 @@
 //!   8-thread flood twice the peak RSS: docs/BENCHMARKS.md). A lane filled
 //!   to the alloc watermark is armed, so it can grow into the reserve.
 //! - **Shrink back after idle.** [`Pool::relax`], called by the consumer
-//!   now and then (the service calls it once per drain interval, when its
+//!   now and then (the service's worker at most once per 100 ms, when its
 //!   round seals the idle open pages), halves the target, not below the
 //!   base, of every lane that stored no record since the previous call, and
 //!   frees the cached pages above the new target. An idle lane is back at
-//!   the base after log2(max / base) calls (3 with the defaults, about 15 ms
-//!   at the service's default drain interval); a lane in use keeps the target
-//!   its traffic needs, however long the flood lasts.
+//!   the base after log2(max / base) calls (5 with the defaults, about half
+//!   a second in the service); a lane in use keeps the target its traffic
+//!   needs, however long the flood lasts. Not sooner: under
+//!   oversubscription all of a lane's threads can be off their CPU for
+//!   several milliseconds in the middle of a flood.
 //! - **The low mark follows the target**: `low_watermark + (target -
 //!   high_watermark) / 2` ([`low_mark`]). At the base it is the configured
 //!   low watermark; each page the target grows by raises it by half a page,
@@ -64,10 +66,10 @@
 //! # Memory
 //! Only lanes that ran dry grow, and only while they are in use. A lane at
 //! the default cap caches 256 pages (1 MiB, about 128 000 records), at most
-//! 128 of them allocated for it, where the base caches 16 (64 KiB). The
-//! first dry event takes a lane to 128 pages (512 KiB) at once, so a lane
+//! 64 of them allocated for it, where the base caches 8 (32 KiB). The
+//! first dry event takes a lane to 64 pages (256 KiB) at once, so a lane
 //! that runs dry only now and then holds that much while it stays in use
-//! (it used to take four dry events); an idle one is back at the base
+//! (it used to take several dry events); an idle one is back at the base
 //! after three `relax` calls, as before. The pages in flight (open, sealed, waiting for their grace period) are
 //! bounded by the traffic and the worker's speed, not by the watermarks.
 //!
