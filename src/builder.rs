@@ -189,7 +189,7 @@ impl<G: GracePeriod> Builder<G> {
     }
 
     /// The most pages a refill allocates into a lane's cache (default
-    /// [`DEFAULT_ALLOC_WATERMARK`](crate::DEFAULT_ALLOC_WATERMARK), 128):
+    /// [`DEFAULT_ALLOC_WATERMARK`](crate::DEFAULT_ALLOC_WATERMARK), 64):
     /// past it, up to the lane's target, a refill puts only pages from the
     /// reserve (see [`max_reserve`](Self::max_reserve)), which reclaim has
     /// already brought back. So a lane grows past it only while reclaim

@@ -36,11 +36,12 @@
 //!   number of dry pushes between two fills grows it once.
 //! - **Allocate only up to the alloc watermark.**
 //!   [`Config::alloc_watermark`](crate::Config::alloc_watermark) (default
-//!   128) caps the pages a refill *allocates* into a lane; past it, up to
+//!   64, with four lanes per CPU; 128 when there were two) caps the pages a
+//!   refill *allocates* into a lane; past it, up to
 //!   the target, a refill puts only pages from the reserve (`reserve.rs`),
 //!   which reclaim brought back. The reserve has pages only while reclaim
 //!   keeps up with the producers, so this is the "keeping up" signal a
-//!   target past 128 needs: a 2-thread flood, whose worker loses its CPU
+//!   target past the alloc watermark needs: a 2-thread flood, whose worker loses its CPU
 //!   for a scheduler tick or two now and then, grows its lanes to 256
 //!   pages of reserved pages and stops falling back; an 8-thread flood on 2
 //!   CPUs, where every page waits in the backlog, allocates what it did
@@ -70,7 +71,7 @@
 //! first dry event takes a lane to 64 pages (256 KiB) at once, so a lane
 //! that runs dry only now and then holds that much while it stays in use
 //! (it used to take several dry events); an idle one is back at the base
-//! after three `relax` calls, as before. The pages in flight (open, sealed, waiting for their grace period) are
+//! after at most five `relax` calls (three from 64). The pages in flight (open, sealed, waiting for their grace period) are
 //! bounded by the traffic and the worker's speed, not by the watermarks.
 //!
 //! # Concurrency
