@@ -106,9 +106,9 @@ const MIN_REFILL_BACKOFF: Duration = Duration::from_millis(1);
 /// it for this long. Under oversubscription a lane's threads can all be off
 /// their CPU for a few drain intervals in the middle of a flood: relaxed at
 /// every drain interval (5 ms), an 8-thread flood on 2 CPUs had 5 000 to
-/// 7 700 cached pages freed as idle and allocated again moments later, and
-/// its lanes ran dry while the worker allocated them (docs/BENCHMARKS.md,
-/// "Lanes relaxed only after 100 ms idle").
+/// 7 700 cached pages freed as idle and allocated again moments later, the
+/// worker's time and the allocator's churn (docs/BENCHMARKS.md, "Lanes
+/// relaxed only after 100 ms idle").
 const RELAX_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The rounds' own state: refill backoff and drain timing (one round at a
@@ -482,9 +482,10 @@ impl<G: GracePeriod> Shared<G> {
         };
         let pass = self.collect_advance_reap(collect, driver);
         if relax {
-            // At most once per `RELAX_INTERVAL` (and never between two
-            // drain intervals): caches of lanes idle since the last time
-            // shrink back toward their base (pool `watermark.rs`).
+            // Only on a round that seals idle pages, a polling one at most
+            // once per `RELAX_INTERVAL` (`relax_due`): caches of lanes idle
+            // since the last time shrink back toward their base (pool
+            // `watermark.rs`).
             self.pool.relax();
         }
         RoundReport {
