@@ -141,12 +141,10 @@ impl<G: GracePeriod> Builder<G> {
     /// The base target, in pages per lane (default 8): a refill fills a
     /// lane's cache up to its target, and drained pages beyond it are freed.
     /// Every lane starts here; a lane that runs dry (a retire found no page
-    /// on it) grows its target (straight to
-    /// [`alloc_watermark`](Self::alloc_watermark), doubled past it), up to
-    /// [`max_watermark`](Self::max_watermark),
-    /// and shrinks back here, halving at most once per 100 ms (and per
-    /// drain interval), once it has been idle (no retire on it) for that
-    /// long. In
+    /// on it) grows its target straight to
+    /// [`max_watermark`](Self::max_watermark), and shrinks back here,
+    /// halving at most once per 100 ms (and per drain interval), once it
+    /// has been idle (no retire on it) for that long. In
     /// `low_watermark..=CACHE_CAPACITY`.
     ///
     /// ```
@@ -166,8 +164,8 @@ impl<G: GracePeriod> Builder<G> {
     /// The most a lane's target grows to under a flood, in pages per lane
     /// (default [`CACHE_CAPACITY`](crate::CACHE_CAPACITY), 256: 1 MiB per
     /// lane at the most, held only while the lane's traffic needs it, and
-    /// past [`alloc_watermark`](Self::alloc_watermark) made only of pages
-    /// from the reserve). Set
+    /// past the lane's share of [`alloc_watermark`](Self::alloc_watermark)'s
+    /// budget made only of pages from the reserve). Set
     /// it to the high watermark to keep every cache at a fixed size (small
     /// fixed caches make the fallbacks run often, for tests). In
     /// `high_watermark..=CACHE_CAPACITY`.
@@ -188,13 +186,16 @@ impl<G: GracePeriod> Builder<G> {
         self
     }
 
-    /// The most pages a refill allocates into a lane's cache (default
+    /// A refill's allocation budget, in pages per lane (default
     /// [`DEFAULT_ALLOC_WATERMARK`](crate::DEFAULT_ALLOC_WATERMARK), 64):
-    /// past it, up to the lane's target, a refill puts only pages from the
-    /// reserve (see [`max_reserve`](Self::max_reserve)), which reclaim has
-    /// already brought back. So a lane grows past it only while reclaim
-    /// keeps up, at no new memory, and a flood that outruns reclaim
-    /// allocates no more pages for the caches than this. In
+    /// one refill allocates at most `lanes x alloc_watermark` pages, shared
+    /// equally by the lanes that need pages, and never less than this into
+    /// each. Past its share, up to its target, a lane gets only pages from
+    /// the reserve (see [`max_reserve`](Self::max_reserve)), which reclaim
+    /// has already brought back. So a lone producer's lane may allocate up
+    /// to its target, a lane grows past its share only while reclaim keeps
+    /// up, with no new allocation, and a flood that outruns reclaim on every
+    /// lane allocates no more than this per lane per refill. In
     /// `1..=CACHE_CAPACITY`.
     ///
     /// ```

@@ -50,8 +50,7 @@ pub struct Stats {
     pub reserve_reuses: u64,
     /// Empty pages the caches are filled up to, summed over the lanes: the
     /// base is lanes x `high_watermark`; a lane that runs dry grows its
-    /// share (straight to `alloc_watermark`, doubled past it, up to
-    /// `max_watermark`) and an idle one shrinks back.
+    /// share straight to `max_watermark`, and an idle one shrinks back.
     pub cache_target: u64,
     /// Times the retire path asked for a refill.
     pub refill_requests: u64,

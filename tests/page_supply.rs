@@ -1,7 +1,8 @@
 //! Issue 11, items 3 and 4: where the retire path's pages come from.
 //! - A lane that runs dry grows its cache (its target grows at the next
-//!   refill: straight to the alloc watermark, doubled past it), so a flood that outran the base cache finds pages once the
-//!   target has caught up; an idle lane shrinks back to the base.
+//!   refill: straight to the max watermark), so a flood that outran the
+//!   base cache finds pages once the target has caught up; an idle lane
+//!   shrinks back to the base.
 //! - `kvfree_rcu_mightsleep` with no page allocates one on the spot instead
 //!   of waiting for a grace period; only when that allocation fails does it
 //!   wait and free inline.

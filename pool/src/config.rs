@@ -5,8 +5,9 @@
 //! and a *low mark*: a push that leaves fewer cached pages asks for a
 //! refill, and [`Pool::refill`](crate::Pool::refill) tops up the lanes below
 //! it. Both adapt to the lane's traffic (`watermark.rs`): the target starts
-//! at the high watermark (the base), grows when the lane runs dry (straight
-//! to the alloc watermark, doubled past it), up to the max watermark, and
+//! at the high watermark (the base), grows when the lane runs dry straight
+//! to the max watermark (allocated up to the lane's share of a refill's
+//! budget, the alloc watermark per lane, the rest from the reserve), and
 //! halves back toward the base once the lane is idle;
 //! the low mark is the low watermark at the base and grows by half of what
 //! the target grows by. All three are bounded by [`CACHE_CAPACITY`], the
@@ -39,13 +40,17 @@ pub const MAX_LANES: usize = 1 << 16;
 
 /// The default [`Config::alloc_watermark`]: 64 pages per lane (256 KiB,
 /// about 32 000 records; 256 pages for a CPU's four lanes, what its two
-/// lanes of 128 had before "Four lanes per CPU" in docs/BENCHMARKS.md). A
-/// lane's target may grow to [`CACHE_CAPACITY`] (256), the pages past 64
-/// coming only from the reserve: a 2-thread flood whose worker is
-/// preempted for a scheduler tick or two keeps finding pages, and an
-/// 8-thread flood, whose reserve is empty while reclaim runs behind,
-/// allocates no more than before (docs/BENCHMARKS.md, "Caches that grow
-/// past 128 pages from the reserve only"). 2 under loom and Miri.
+/// lanes of 128 had before "Four lanes per CPU" in docs/BENCHMARKS.md), so
+/// one refill allocates at most 512 pages (2 MiB) for the 8 lanes of 2
+/// CPUs, shared by the lanes that need pages: a lone producer's lane may
+/// take up to its target ([`CACHE_CAPACITY`], 256), eight busy lanes get
+/// 64 each; past a lane's share its pages come only from the reserve (a
+/// 2-thread flood whose worker is preempted for a scheduler tick or two
+/// keeps finding pages, and an 8-thread flood, whose reserve is empty
+/// while reclaim runs behind, allocates about what it did with a per-lane
+/// cap: docs/BENCHMARKS.md, "Caches that grow past 128 pages from the
+/// reserve only", "The low lanes share the allocation budget"). 2 under
+/// loom and Miri.
 pub const DEFAULT_ALLOC_WATERMARK: usize = if crate::sync::SMALL { 2 } else { 64 };
 
 /// The largest reserve a [`Config`] may ask for: 2^20 pages, 4 GiB.
@@ -84,21 +89,25 @@ pub struct Config {
     /// The base target: how many empty pages per lane
     /// [`Pool::refill`](crate::Pool::refill) fills a low cache up to, and
     /// [`Pool::recycle`](crate::Pool::recycle) keeps at most (the rest are
-    /// freed), until the lane runs dry; then its target grows (straight to
-    /// `alloc_watermark`, doubled past it), up to `max_watermark`, and [`Pool::relax`](crate::Pool::relax) brings it
-    /// back here once the lane is idle. In `low_watermark..=CACHE_CAPACITY`.
+    /// freed), until the lane runs dry; then its target grows straight to
+    /// `max_watermark`, and [`Pool::relax`](crate::Pool::relax) brings it
+    /// back here, halving it, once the lane is idle. In
+    /// `low_watermark..=CACHE_CAPACITY`.
     pub high_watermark: usize,
     /// The most a lane's target grows to under a flood (pages per lane). In
     /// `high_watermark..=CACHE_CAPACITY`; equal to `high_watermark`, the
     /// targets stay fixed.
     pub max_watermark: usize,
-    /// The most pages a refill *allocates* into a lane's cache (pages per
-    /// lane). Past it, up to the lane's target, a refill puts only pages
-    /// from the reserve (`reserve.rs`), which reclaim has already brought
-    /// back, so a target grown past it costs no new memory; and a lane
-    /// filled to it counts as filled (armed to grow, `watermark.rs`) even
-    /// if its target is higher. In `1..=CACHE_CAPACITY`; at
-    /// `max_watermark` or above, every page of a refill may be allocated.
+    /// A refill's allocation budget, in pages per lane of the pool: one
+    /// refill *allocates* at most `lanes x alloc_watermark` pages, shared
+    /// equally by the lanes below their low marks, and never less than
+    /// `alloc_watermark` into each (`watermark.rs`). Past its share, up to
+    /// its target, a lane gets only pages from the reserve (`reserve.rs`),
+    /// which reclaim has already brought back, so a target grown past it
+    /// needs no new allocation; and a lane filled to its share counts as
+    /// filled (armed to grow) even if its target is higher. In
+    /// `1..=CACHE_CAPACITY`; at `max_watermark` or above, every page of a
+    /// refill may be allocated.
     pub alloc_watermark: usize,
     /// The most empty pages the pool keeps past the lanes' caches for
     /// reuse (its *reserve*, `reserve.rs`): pages a recycle brings back

@@ -130,9 +130,10 @@ pub const USABLE_RECORDS: usize = if sync::SMALL { 6 } else { RECORDS_PER_PAGE }
 
 /// Entries in each lane's cache of empty pages: the most a lane's target
 /// can grow to (the upper bound of every watermark). 256 normally (1 MiB
-/// of pages, about 128 000 records, per lane at the most; past
-/// [`Config::alloc_watermark`], 64 by default, only with pages from the
-/// reserve), 2 under loom and Miri (`sync::SMALL`). A lane caches that many
+/// of pages, about 128 000 records, per lane at the most; past the lane's
+/// share of a refill's allocation budget, [`Config::alloc_watermark`] (64
+/// by default) per lane of the pool, only with pages from the reserve), 2
+/// under loom and Miri (`sync::SMALL`). A lane caches that many
 /// only while its traffic needs them (`watermark.rs`).
 ///
 /// ```

@@ -17,6 +17,7 @@ use crate::page::Page;
 use crate::page_list::PageList;
 use crate::stats::bump;
 use crate::sync::{AtomicBool, Ordering::Relaxed};
+use crate::watermark::alloc_cap;
 use crate::{AllocError, Pool};
 use core::ptr::NonNull;
 
@@ -67,12 +68,15 @@ impl Pool {
     /// Fills each lane whose cache is below its low mark up to its target
     /// with newly allocated pages (consumer side, ordinary context: this
     /// allocates). First, a lane that ran dry since the last refill, after
-    /// being filled to its target, has its target grown: straight to the
-    /// alloc watermark, doubled past it, up to
+    /// being filled, has its target grown to
     /// [`Config::max_watermark`](crate::Config::max_watermark) (see
     /// `watermark.rs`). Filling to the target leaves room for a flood
     /// between two refills; the low mark is when to ask. Pages come from
-    /// the reserve first (`reserve.rs`), then the allocator. Returns the
+    /// the reserve first (`reserve.rs`), then the allocator, which fills a
+    /// lane only up to its share of the refill's allocation budget
+    /// (`lanes x alloc_watermark`, shared by the lanes below their low
+    /// marks, at least the alloc watermark each: `watermark.rs`); past it a
+    /// lane gets reserved pages only. Returns the
     /// number of pages put into the caches, or [`AllocError`] at the first
     /// allocation failure (pages put before it are kept); never panics.
     ///
@@ -88,12 +92,17 @@ impl Pool {
         // Cleared on every call, even one with nothing to allocate, so a
         // stale hint lives at most until the refill its `NoPage` asked for.
         let _clear_dry = ClearDry(&self.dry);
-        let alloc_watermark = self.config.alloc_watermark;
-        self.fill_lanes(alloc_watermark, |cached| {
-            if cached < alloc_watermark {
+        let low_lanes = self
+            .lanes
+            .iter()
+            .filter(|lane| lane.cached() < lane.low_mark())
+            .count();
+        let alloc_cap = alloc_cap(self.config.alloc_watermark, self.lanes.len(), low_lanes);
+        self.fill_lanes(alloc_cap, |cached| {
+            if cached < alloc_cap {
                 self.new_page().map(Some)
             } else {
-                // Past the alloc watermark: reserved pages only.
+                // Past the lane's share of the budget: reserved pages only.
                 Ok(self.take_reserved())
             }
         })

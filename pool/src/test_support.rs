@@ -28,8 +28,9 @@ pub(crate) fn pool_growing(lanes: usize, low: usize, high: usize, max: usize) ->
 }
 
 /// Like [`pool_growing`] with an alloc watermark `alloc` below `max`: a
-/// lane that runs dry grows straight to `alloc`, then doubles; past
-/// `alloc` a refill puts only reserved pages (a reserve of up to `max`).
+/// lane that runs dry grows straight to `max`; past its share of the
+/// refill's budget (`lanes x alloc`, shared by the low lanes) a refill
+/// puts only reserved pages (a reserve of up to `max`).
 pub(crate) fn pool_growing_past(
     lanes: usize,
     low: usize,

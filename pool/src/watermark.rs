@@ -17,37 +17,42 @@
 //!   and no cached page counts a *dry* event on the lane (`Lane::count_dry`,
 //!   a counter only the lane's owner writes) and asks for a refill. The
 //!   refill sees that the counter moved since its last look and grows the
-//!   lane's target before topping the lane up ([`grown`]): below the alloc
-//!   watermark (below) straight to it, past it doubled, up to
+//!   lane's target before topping the lane up ([`grown`]): straight to
 //!   [`Config::max_watermark`](crate::Config::max_watermark) (at most
-//!   [`CACHE_CAPACITY`](crate::CACHE_CAPACITY)). Straight to the alloc
-//!   watermark because a lane that ran dry right after a fill is under a
-//!   flood: doubling from the base took three more dry events to get there,
-//!   each a window of fallbacks while the worker, busy reaping the head
-//!   lists of the last one, refilled nothing, and at 2 threads those
-//!   windows in a flood's first 50 ms were most of its fallbacks
-//!   (docs/BENCHMARKS.md, "Straight to the alloc watermark"). It costs no
-//!   more than doubling would a moment later: the alloc watermark is the
-//!   most a refill allocates into a lane either way. Only a lane that had
-//!   been filled to its target (or to the alloc watermark, below) is
+//!   [`CACHE_CAPACITY`](crate::CACHE_CAPACITY)). Straight there because a
+//!   lane that ran dry right after a fill is under a flood, and every
+//!   step on the way was a window of fallbacks: growing one dry event at a
+//!   time (doubling, then straight to the alloc watermark and doubling past
+//!   it) left a single producer's lane at 64 pages, two milliseconds of
+//!   its traffic, while the worker's rounds came two to five milliseconds
+//!   apart (docs/BENCHMARKS.md, "Straight to the alloc watermark" and
+//!   "The low lanes share the allocation budget"). A grown target costs
+//!   memory only while reclaim keeps up (the pages it brings back fill the
+//!   lane, up to 1 MiB while the lane is in use); what a flood that
+//!   outruns reclaim allocates is set by the budget below. Only a lane that had
+//!   been filled to its target (or to its share of the budget, below) is
 //!   *armed* to grow: a new lane, or one that `shrink` emptied, ran dry
 //!   because nobody had given it pages yet, not because its target is too
 //!   small. Growing disarms the lane until it is filled again, so any
 //!   number of dry pushes between two fills grows it once.
-//! - **Allocate only up to the alloc watermark.**
-//!   [`Config::alloc_watermark`](crate::Config::alloc_watermark) (default
-//!   64, with four lanes per CPU; 128 when there were two) caps the pages a
-//!   refill *allocates* into a lane; past it, up to
-//!   the target, a refill puts only pages from the reserve (`reserve.rs`),
-//!   which reclaim brought back. The reserve has pages only while reclaim
-//!   keeps up with the producers, so this is the "keeping up" signal a
-//!   target past the alloc watermark needs: a 2-thread flood, whose worker loses its CPU
-//!   for a scheduler tick or two now and then, grows its lanes to 256
-//!   pages of reserved pages and stops falling back; an 8-thread flood on 2
-//!   CPUs, where every page waits in the backlog, allocates what it did
-//!   with a cap of 128 (a cap of 512 allocated by the refill cost the
-//!   8-thread flood twice the peak RSS: docs/BENCHMARKS.md). A lane filled
-//!   to the alloc watermark is armed, so it can grow into the reserve.
+//! - **Allocate a lane's share of the budget.** One refill allocates at
+//!   most `lanes x alloc_watermark` pages
+//!   ([`Config::alloc_watermark`](crate::Config::alloc_watermark), default
+//!   64 per lane), shared equally by the lanes below their low marks when
+//!   it starts, and never less than the alloc watermark each
+//!   ([`alloc_cap`]); past its share, up to its target, a lane gets only
+//!   pages from the reserve (`reserve.rs`), which reclaim brought back.
+//!   So a lone producer's lane may allocate up to its target (256 pages,
+//!   1 MiB) where eight busy lanes get 64 each, as when the cap was per
+//!   lane: the budget goes where the traffic is, and an 8-thread flood on
+//!   2 CPUs, where every lane is low and every page waits in the backlog,
+//!   allocates about what it did (per-lane caps of 256, and of 512 in an
+//!   earlier session, cost that flood twice the peak RSS:
+//!   docs/BENCHMARKS.md). The reserve has pages only while reclaim keeps
+//!   up with the producers, so it is the "keeping up" signal past the
+//!   share: a 2-thread flood whose worker loses its CPU for a scheduler
+//!   tick or two grows its lanes to 256 pages and stops falling back. A
+//!   lane filled to its share is armed, so it can grow into the reserve.
 //! - **Shrink back after idle.** [`Pool::relax`], called by the consumer
 //!   now and then (the service's worker at most once per 100 ms, when its
 //!   round seals the idle open pages), halves the target, not below the
@@ -66,13 +71,15 @@
 //!
 //! # Memory
 //! Only lanes that ran dry grow, and only while they are in use. A lane at
-//! the default cap caches 256 pages (1 MiB, about 128 000 records), at most
-//! 64 of them allocated for it, where the base caches 8 (32 KiB). The
-//! first dry event takes a lane to 64 pages (256 KiB) at once, so a lane
-//! that runs dry only now and then holds that much while it stays in use
-//! (it used to take several dry events); an idle one is back at the base
-//! after at most five `relax` calls (three from 64). The pages in flight (open, sealed, waiting for their grace period) are
-//! bounded by the traffic and the worker's speed, not by the watermarks.
+//! the default cap caches 256 pages (1 MiB, about 128 000 records), where
+//! the base caches 8 (32 KiB); one refill allocates at most 64 pages per
+//! lane of the pool (2 MiB for the 8 lanes of 2 CPUs), however the
+//! budget is shared. The first dry event takes a lane to 256 pages at
+//! once, so a lane that runs dry only now and then may hold that much
+//! while it stays in use; an idle one is back at the base after at most
+//! five `relax` calls. The pages in flight (open, sealed, waiting for
+//! their grace period) are bounded by the traffic and the worker's speed,
+//! not by the watermarks.
 //!
 //! # Concurrency
 //! The state here belongs to the consumer: a refill, `recycle`, `relax` or
@@ -119,14 +126,20 @@ impl LaneTarget {
     }
 }
 
-/// The target after the lane ran dry: below `alloc` (the alloc
-/// watermark) straight to it, from there on doubled; at most `max`.
-pub(crate) fn grown(target: usize, alloc: usize, max: usize) -> usize {
-    if target < alloc {
-        alloc.min(max)
-    } else {
-        target.saturating_mul(2).min(max)
-    }
+/// The target after the lane ran dry: the max watermark, whatever it was
+/// (a lane's target never exceeds it).
+pub(crate) fn grown(target: usize, max: usize) -> usize {
+    target.max(max)
+}
+
+/// How many of a lane's cached pages one refill may allocate when
+/// `low_lanes` of the pool's `lanes` are below their low marks: the
+/// refill's budget, `lanes x alloc_watermark`, shared equally by the low
+/// lanes, and never less than `alloc_watermark` (module doc, "Allocate a
+/// lane's share of the budget").
+pub(crate) fn alloc_cap(alloc_watermark: usize, lanes: usize, low_lanes: usize) -> usize {
+    let budget = lanes.saturating_mul(alloc_watermark);
+    (budget / low_lanes.max(1)).max(alloc_watermark)
 }
 
 /// The target after an idle interval: halved, at least `base`.
@@ -159,11 +172,7 @@ impl Pool {
         if state.dry_seen.swap(dry, Relaxed) == dry || !state.armed.swap(false, Relaxed) {
             return target;
         }
-        let grown = grown(
-            target,
-            self.config.alloc_watermark,
-            self.config.max_watermark,
-        );
+        let grown = grown(target, self.config.max_watermark);
         if grown != target {
             self.set_target(lane, state, grown);
         }
@@ -254,17 +263,21 @@ mod tests {
     use crate::{BusyLanes, CACHE_CAPACITY, USABLE_RECORDS};
 
     #[test]
-    fn the_policy_doubles_halves_and_scales_the_low_mark() {
-        // Below the alloc watermark: straight to it (at most the max).
-        assert_eq!(grown(16, 128, 256), 128);
-        assert_eq!(grown(96, 128, 256), 128);
-        assert_eq!(grown(16, 128, 64), 64);
-        // From it on: doubled, at most the max.
-        assert_eq!(grown(128, 128, 256), 256);
-        assert_eq!(grown(16, 16, 128), 32);
-        assert_eq!(grown(96, 16, 128), 128);
-        assert_eq!(grown(128, 16, 128), 128);
-        assert_eq!(grown(usize::MAX, 1, usize::MAX), usize::MAX);
+    fn the_policy_grows_to_the_max_shares_the_budget_and_scales_the_low_mark() {
+        // Straight to the max.
+        assert_eq!(grown(16, 256), 256);
+        assert_eq!(grown(128, 256), 256);
+        assert_eq!(grown(256, 256), 256);
+        assert_eq!(grown(usize::MAX, usize::MAX), usize::MAX);
+        // The refill's budget, lanes x alloc watermark, shared by the low
+        // lanes, at least the alloc watermark each.
+        assert_eq!(alloc_cap(64, 8, 8), 64);
+        assert_eq!(alloc_cap(64, 8, 2), 256);
+        assert_eq!(alloc_cap(64, 8, 1), 512);
+        assert_eq!(alloc_cap(64, 8, 0), 512);
+        assert_eq!(alloc_cap(64, 8, 3), 170);
+        assert_eq!(alloc_cap(64, 1, 1), 64);
+        assert_eq!(alloc_cap(usize::MAX, 2, 1), usize::MAX);
         assert_eq!(relaxed(128, 16), 64);
         assert_eq!(relaxed(20, 16), 16);
         assert_eq!(relaxed(16, 16), 16);
@@ -304,11 +317,11 @@ mod tests {
     }
 
     #[test]
-    fn a_lane_that_runs_dry_after_a_fill_grows_once_per_fill_up_to_the_max() {
+    fn a_lane_that_runs_dry_after_a_fill_grows_to_the_max_once() {
         if CACHE_CAPACITY < 8 {
             return; // Miri: the cache holds 2 pages
         }
-        // Base 2, alloc watermark 4, max 8.
+        // One lane: base 2, alloc watermark 4 (the whole budget), max 8.
         let pool = pool_growing_past(1, 1, 2, 4, 8);
         let target = |pool: &Pool| pool.targets[0].target();
         // A new lane runs dry before any fill: no growth.
@@ -316,16 +329,15 @@ mod tests {
         assert_eq!(pool.refill(), Ok(2));
         assert_eq!(target(&pool), 2);
         // Filled to 2, then dry: the next refill grows it straight to the
-        // alloc watermark and fills to 4.
+        // max, allocates up to the alloc watermark (the only lane's share
+        // of the budget) and, the reserve being empty, stops there (armed).
         let stored = run_dry(&pool, 0);
         assert_eq!(stored, 2 * (USABLE_RECORDS - 2));
         assert_eq!(pool.refill(), Ok(4));
-        assert_eq!(target(&pool), 4);
-        assert_eq!(pool.lanes[0].low_mark(), 2); // 1 + (4 - 2) / 2
-        // Dry twice before the next refill: one step, doubled from the
-        // alloc watermark (4 -> 8); the refill allocates 4 and, the
-        // reserve being empty, stops there (filled to the alloc
-        // watermark: armed).
+        assert_eq!(target(&pool), 8);
+        assert_eq!(pool.lanes[0].low_mark(), 4); // 1 + (8 - 2) / 2
+        // Dry twice before the next refill: at the max already, no growth;
+        // the refill allocates its 4 again.
         run_dry(&pool, 0);
         assert!(pool.push(record(0), kind(0)).is_err());
         assert_eq!(pool.refill(), Ok(4));
@@ -335,9 +347,9 @@ mod tests {
         give_back(&pool);
         let stats = pool.stats();
         assert_eq!((stats.pages_cached, stats.pages_reserved), (8, 2));
-        // At the max: dry again, no further growth; the refill takes the
-        // two reserved pages first, then allocates up to the alloc
-        // watermark, and with the reserve empty stops there.
+        // Dry again: the refill takes the two reserved pages first, then
+        // allocates up to the alloc watermark, and with the reserve empty
+        // stops there.
         run_dry(&pool, 0);
         assert_eq!(pool.refill(), Ok(4));
         assert_eq!(pool.stats().reserve_reuses, 2);
@@ -346,6 +358,39 @@ mod tests {
         // A refill that finds no dry event leaves the target alone.
         assert_eq!(pool.refill(), Ok(0));
         assert_eq!(target(&pool), 8);
+        give_back(&pool);
+    }
+
+    #[test]
+    fn the_low_lanes_share_the_refills_allocation_budget() {
+        if CACHE_CAPACITY < 8 {
+            return;
+        }
+        // Two lanes: base 2, alloc watermark 4 (a budget of 8 per refill),
+        // max 8. Both filled to the base: armed.
+        let pool = pool_growing_past(2, 1, 2, 4, 8);
+        assert_eq!(pool.refill(), Ok(4));
+        // Empties lane `i`'s cache and counts a dry event on it, as a push
+        // that found it dry would.
+        let run_dry_lane = |i: usize| {
+            while let Some(page) = pool.lanes[i].take_cached() {
+                pool.free_page(page);
+            }
+            pool.lanes[i].count_dry();
+        };
+        // Lane 0 alone runs dry: grown to 8, and as the only low lane it
+        // may allocate the whole budget, up to its target.
+        run_dry_lane(0);
+        assert_eq!(pool.refill(), Ok(8));
+        assert_eq!((pool.lanes[0].cached(), pool.lanes[1].cached()), (8, 2));
+        assert_eq!(pool.targets[0].target(), 8);
+        // Both dry: each low lane gets half of the budget, the alloc
+        // watermark, and (the reserve being empty) no more.
+        run_dry_lane(0);
+        run_dry_lane(1);
+        assert_eq!(pool.refill(), Ok(8));
+        assert_eq!((pool.lanes[0].cached(), pool.lanes[1].cached()), (4, 4));
+        assert_eq!(pool.targets[1].target(), 8);
         give_back(&pool);
     }
 
