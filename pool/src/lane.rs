@@ -376,6 +376,12 @@ impl Lane {
         // Relaxed: a count; no page is accessed through it.
         self.cache.count.load(Relaxed)
     }
+
+    /// True if the cache holds fewer pages than the low mark: the lane
+    /// wants a refill (a hint, like both of its loads).
+    pub(crate) fn is_low(&self) -> bool {
+        self.cached() < self.low_mark()
+    }
 }
 
 /// Adds one to a counter of the lane's owner, its only writer: a plain load

@@ -110,7 +110,7 @@ impl Pool {
                     self.spare_page(spare);
                 }
                 return Pushed {
-                    refill_wanted: lane.cached() < lane.low_mark(),
+                    refill_wanted: lane.is_low(),
                 };
             }
         }
@@ -125,7 +125,7 @@ impl Pool {
         }
         lane.release(spare.as_ptr());
         Pushed {
-            refill_wanted: lane.cached() < lane.low_mark(),
+            refill_wanted: lane.is_low(),
         }
     }
 }

@@ -60,9 +60,7 @@ impl Pool {
     /// assert!(!pool.needs_refill());
     /// ```
     pub fn needs_refill(&self) -> bool {
-        self.lanes
-            .iter()
-            .any(|lane| lane.cached() < lane.low_mark())
+        self.lanes.iter().any(|lane| lane.is_low())
     }
 
     /// Fills each lane whose cache is below its low mark up to its target
@@ -92,11 +90,7 @@ impl Pool {
         // Cleared on every call, even one with nothing to allocate, so a
         // stale hint lives at most until the refill its `NoPage` asked for.
         let _clear_dry = ClearDry(&self.dry);
-        let low_lanes = self
-            .lanes
-            .iter()
-            .filter(|lane| lane.cached() < lane.low_mark())
-            .count();
+        let low_lanes = self.lanes.iter().filter(|lane| lane.is_low()).count();
         let alloc_cap = alloc_cap(self.config.alloc_watermark, self.lanes.len(), low_lanes);
         self.fill_lanes(alloc_cap, |cached| {
             if cached < alloc_cap {
