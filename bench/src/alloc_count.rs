@@ -4,11 +4,18 @@
 //! - *does the retire call allocate?* Each thread counts its own allocations
 //!   in a plain thread-local `Cell` (no atomics, no destructor), so a caller
 //!   reads [`thread_allocations`] before and after a call and subtracts;
-//! - *how much memory is waiting to be freed?* Live heap bytes are kept in
+//! - *how much memory is waiting to be freed?* Only while a [`PeakSampler`]
+//!   runs (the criterion flood bench), live heap bytes are kept in
 //!   cache-padded per-thread shards (a thread picks its shard once, from a
 //!   counter), each updated with one uncontended `fetch_add`; [`live_bytes`]
-//!   sums them. Every scheme pays the same counting cost on every allocation
-//!   and free, so comparisons stay fair.
+//!   sums them. Otherwise (the main job, which reports the peak RSS instead)
+//!   an allocation costs one more load and branch. The reason: on x86-64 a
+//!   `fetch_add` is a locked instruction, a full barrier that waits for the
+//!   thread's earlier stores, and a thread that frees objects another CPU
+//!   wrote (every scheme that frees on a reclaim thread) then waits for each
+//!   free's store into the chunk: the harness's own counting made those
+//!   schemes slower than any application would see (docs/BENCHMARKS.md,
+//!   "The harness's own barriers").
 //!
 //! Install it with `#[global_allocator] static A: CountingAlloc = CountingAlloc;`
 //! (the main binary and every bench do). Without it the counters stay at 0
@@ -48,6 +55,8 @@ static LIVE: [CachePadded<AtomicI64>; SHARDS] =
     [const { CachePadded::new(AtomicI64::new(0)) }; SHARDS];
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// [`PeakSampler`]s running now.
+static SAMPLERS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
@@ -72,17 +81,29 @@ fn shard() -> &'static AtomicI64 {
     &LIVE[index]
 }
 
+/// Whether a [`PeakSampler`] is running: live bytes are counted only then.
+fn counting_live() -> bool {
+    // Relaxed: a switch with no data behind it. An allocation that misses
+    // a sampler's start or end by a moment is not counted (see
+    // `PeakSampler::start`).
+    SAMPLERS.load(Ordering::Relaxed) != 0
+}
+
 fn note_alloc(bytes: usize) {
     // `try_with`: during thread teardown the thread-locals may be gone; the
     // allocation is then simply not attributed to the thread.
     let _ = ALLOCATIONS.try_with(|a| a.set(a.get() + 1));
-    // Relaxed: a statistic summed by a sampler; no data is published.
-    shard().fetch_add(bytes as i64, Ordering::Relaxed);
+    if counting_live() {
+        // Relaxed: a statistic summed by a sampler; no data is published.
+        shard().fetch_add(bytes as i64, Ordering::Relaxed);
+    }
 }
 
 fn note_free(bytes: usize) {
-    // Relaxed: as in `note_alloc`.
-    shard().fetch_sub(bytes as i64, Ordering::Relaxed);
+    if counting_live() {
+        // Relaxed: as in `note_alloc`.
+        shard().fetch_sub(bytes as i64, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: every method forwards to `Inner` (System or MiMalloc) with the
@@ -155,6 +176,12 @@ pub struct PeakSampler {
 impl PeakSampler {
     /// Starts sampling every `interval`.
     pub fn start(interval: std::time::Duration) -> PeakSampler {
+        // Relaxed: the switch of `counting_live`. An allocation on another
+        // thread that does not see it yet goes uncounted, and so does its
+        // free if that comes before the sampler ends: the run's own objects
+        // are allocated after this call returns (its spawn below orders
+        // them), so none of them is missed.
+        SAMPLERS.fetch_add(1, Ordering::Relaxed);
         let baseline = live_bytes();
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -182,6 +209,8 @@ impl PeakSampler {
         // Release: pairs with the sampler's Acquire load.
         self.stop.store(true, Ordering::Release);
         let peak = self.handle.join().expect("peak sampler panicked");
+        // Relaxed: as in `start`.
+        SAMPLERS.fetch_sub(1, Ordering::Relaxed);
         (peak - self.baseline).max(0) as u64
     }
 }
