@@ -176,11 +176,13 @@ pub struct PeakSampler {
 impl PeakSampler {
     /// Starts sampling every `interval`.
     pub fn start(interval: std::time::Duration) -> PeakSampler {
-        // Relaxed: the switch of `counting_live`. An allocation on another
-        // thread that does not see it yet goes uncounted, and so does its
-        // free if that comes before the sampler ends: the run's own objects
-        // are allocated after this call returns (its spawn below orders
-        // them), so none of them is missed.
+        // Relaxed: the switch of `counting_live`, with no data behind it.
+        // Allocations and frees that do not see it yet go uncounted. None
+        // of the run's own objects is among them: its threads are spawned
+        // after this call (the spawn orders this increment before their
+        // allocations), and whoever frees an object got it through the
+        // scheme's synchronisation, after its allocation, so by coherence it
+        // reads this increment or a later value too.
         SAMPLERS.fetch_add(1, Ordering::Relaxed);
         let baseline = live_bytes();
         let stop = std::sync::Arc::new(AtomicBool::new(false));
