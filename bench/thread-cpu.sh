@@ -52,7 +52,7 @@ fi
     --sample-every 0 >/dev/null &
 pid=$!
 
-declare -A name run wait slices
+declare -A name run waited slices
 while kill -0 "$pid" 2>/dev/null; do
     for task in /proc/"$pid"/task/*; do
         tid="${task##*/}"
@@ -60,7 +60,7 @@ while kill -0 "$pid" 2>/dev/null; do
         if { read -r r w s <"$task/schedstat" && read -r c <"$task/comm"; } 2>/dev/null; then
             name[$tid]="$c"
             run[$tid]="$r"
-            wait[$tid]="$w"
+            waited[$tid]="$w"
             slices[$tid]="$s"
         fi
     done
@@ -69,7 +69,7 @@ done
 wait "$pid"
 
 rows="$(for tid in $(printf '%s\n' "${!name[@]}" | sort -n); do
-    awk -v c="${name[$tid]}" -v r="${run[$tid]}" -v w="${wait[$tid]}" -v s="${slices[$tid]}" \
+    awk -v c="${name[$tid]}" -v r="${run[$tid]}" -v w="${waited[$tid]}" -v s="${slices[$tid]}" \
         'BEGIN { printf "%-18s %10.1f %16.1f %8d\n", c, r / 1e6, w / 1e6, s }'
 done)"
 
