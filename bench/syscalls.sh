@@ -39,17 +39,8 @@ if ! command -v strace >/dev/null 2>&1; then
     exit 1
 fi
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [[ -n "${BENCH_EXE:-}" ]]; then
-    exe="$BENCH_EXE"
-else
-    features=()
-    if [[ -n "${FEATURES:-}" ]]; then
-        features=(--features "$FEATURES")
-    fi
-    (cd "$root" && cargo build --quiet --release -p kvfree-rcu-bench "${features[@]}")
-    exe="${CARGO_TARGET_DIR:-$root/target}/release/kvfree-rcu-bench"
-fi
+# shellcheck source=bench/bench-exe.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-exe.sh"
 
 if [[ -n "${KEEP:-}" ]]; then
     dir="$KEEP"

@@ -36,17 +36,8 @@ if [[ ! -r /proc/self/schedstat ]]; then
     exit 1
 fi
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [[ -n "${BENCH_EXE:-}" ]]; then
-    exe="$BENCH_EXE"
-else
-    features=()
-    if [[ -n "${FEATURES:-}" ]]; then
-        features=(--features "$FEATURES")
-    fi
-    (cd "$root" && cargo build --quiet --release -p kvfree-rcu-bench "${features[@]}")
-    exe="${CARGO_TARGET_DIR:-$root/target}/release/kvfree-rcu-bench"
-fi
+# shellcheck source=bench/bench-exe.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-exe.sh"
 
 "$exe" --one "$scheme" --threads "$threads" --objects "$objects" \
     --sample-every 0 >/dev/null &
