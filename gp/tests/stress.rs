@@ -4,7 +4,7 @@
 //! fails the test. Bounded by iteration counts, not time.
 
 use kvfree_rcu_gp::Rcu;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 const ALIVE: u64 = 0xA11C_E000_0000_0000;
 const POISON: u64 = 0xDEAD_BEEF_DEAD_BEEF;
@@ -51,9 +51,14 @@ fn torture(wait: Wait) {
     let shared = AtomicPtr::new(new_object(0));
     let stop = AtomicBool::new(false);
     let reads = AtomicU64::new(0);
+    // Readers that have finished their first read: the updater starts only
+    // once every reader has, so that the updates race readers. (With the
+    // polled API the updater never blocks, and on 2 CPUs it could finish
+    // all its updates before a reader was scheduled at all.)
+    let reading = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for id in 0..READERS {
-            let (rcu, shared, stop, reads) = (&rcu, &shared, &stop, &reads);
+            let (rcu, shared, stop, reads, reading) = (&rcu, &shared, &stop, &reads, &reading);
             s.spawn(move || {
                 let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1));
                 let mut last_generation = 0;
@@ -91,9 +96,16 @@ fn torture(wait: Wait) {
                         "reader saw poison"
                     );
                     n += 1;
+                    if n == 1 {
+                        // Relaxed: a count the updater only waits on.
+                        reading.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 reads.fetch_add(n, Ordering::Relaxed);
             });
+        }
+        while reading.load(Ordering::Relaxed) < READERS {
+            std::thread::yield_now();
         }
         let mut pending = Vec::new();
         for generation in 1..=UPDATES {
