@@ -18,6 +18,12 @@
 //! the pool is untouched. The same holds for a page a consumer thread of the
 //! parent owned at that instant (one being sealed, recycled or drained).
 //!
+//! A thread lane (`thread_lane.rs`) whose owner was inside a push at the
+//! fork (its count odd) is repaired the same way: left without an open
+//! page (leaked in the child) and its count made even, so the consumer
+//! does not wait on it. Its claim stays: the owner's handle is gone with
+//! its thread, and the lane is never reused in the child.
+//!
 //! The pool does not register fork handlers itself: its owner (the
 //! kvfree-rcu service) calls this from its own child handler, and a program
 //! that uses a pool directly does the same.
@@ -63,7 +69,7 @@ impl Pool {
                 lane.release(open);
             }
         }
-        taken_back
+        taken_back + self.reset_thread_lanes_after_fork()
     }
 }
 

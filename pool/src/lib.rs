@@ -26,6 +26,12 @@
 //! - Each lane has a cache of empty pages: producers take one with
 //!   `swap(null)`, the consumer puts one with a CAS from null; a count
 //!   beside it is only a hint (`lane.rs`).
+//! - A thread may claim a lane of its own ([`Pool::claim_thread_lane`],
+//!   `thread_lane.rs`): its pushes ([`Pool::push_local`]) use plain stores
+//!   and a compiler fence, no read-modify-write, and the consumer takes its
+//!   open page through an asymmetric-fence handshake (`membarrier()` on its
+//!   side), only at a barrier or once the page has stayed open a whole
+//!   drain interval.
 //! - Full pages are handed off on a Treiber list (`hand_off.rs`) that the
 //!   consumer takes whole.
 //! - A page (`page.rs`) stores records as a run-length stream: `MARKER, kind` when the
@@ -78,6 +84,7 @@ mod page_list;
 mod pool;
 pub mod prefetch;
 mod push;
+mod push_local;
 mod push_new_page;
 mod refill;
 mod reserve;
@@ -86,6 +93,7 @@ mod stats;
 mod sync;
 #[cfg(all(test, not(kvfree_loom)))]
 mod test_support;
+mod thread_lane;
 mod watermark;
 
 pub use config::{
@@ -99,6 +107,7 @@ pub use page_list::PageList;
 pub use pool::Pool;
 pub use seal::BusyLanes;
 pub use stats::PoolStats;
+pub use thread_lane::ThreadLane;
 
 /// Size and alignment of one page, in bytes.
 ///

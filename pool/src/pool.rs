@@ -24,10 +24,12 @@ use crate::lane::{BUSY, Lane};
 use crate::reserve::Reserve;
 use crate::stats::Counters;
 use crate::sync::{AtomicBool, AtomicUsize};
+use crate::thread_lane::ThreadLanes;
 use crate::watermark::LaneTarget;
 use core::fmt;
 use core::ptr::{self, NonNull};
 use crossbeam_utils::CachePadded;
+use kvfree_rcu_gp::AsymmetricFence;
 
 /// A lock-free per-CPU pool of pages of retired pointers (see the crate doc).
 ///
@@ -68,11 +70,17 @@ pub struct Pool {
     /// Empty pages kept past the lanes' caches for the next refill or
     /// inline push (`reserve.rs`).
     pub(crate) reserve: CachePadded<Reserve>,
+    /// Lanes claimed by threads (`thread_lane.rs`).
+    pub(crate) thread_lanes: ThreadLanes,
+    /// The thread lanes' handshake: `light` in their pushes, `heavy` when
+    /// the consumer takes their pages.
+    pub(crate) fence: AsymmetricFence,
 }
 
 impl Pool {
     /// Creates a pool with empty caches (call [`Pool::refill`] before the
-    /// first push). Fails, naming the field and its range, unless
+    /// first push). Ordinary context: the process's first pool (or RCU
+    /// domain) may register for `membarrier()` (`AsymmetricFence::new`). Fails, naming the field and its range, unless
     /// every value is in its range (see [`Config`]): `1 <= low_watermark <=
     /// high_watermark <= max_watermark <= CACHE_CAPACITY`, `alloc_watermark`
     /// in `1..=CACHE_CAPACITY`, `max_reserve` in `0..=MAX_RESERVE`, and
@@ -102,6 +110,8 @@ impl Pool {
             cpus: cpu::possible_cpus(),
             dry: CachePadded::new(AtomicBool::new(false)),
             reserve: CachePadded::new(Reserve::new()),
+            thread_lanes: ThreadLanes::new(),
+            fence: AsymmetricFence::new(),
         })
     }
 
@@ -152,6 +162,7 @@ impl Drop for Pool {
     /// service drains the pool (`barrier`) before dropping it.
     fn drop(&mut self) {
         let mut pages = self.take_sealed();
+        self.take_thread_pages(&mut pages);
         for lane in self.lanes.iter() {
             let open = lane.take();
             // `&mut self`: no push can be running, so no lane is BUSY.

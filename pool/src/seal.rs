@@ -8,13 +8,16 @@
 //! a lane exactly as a push does (from its `swap(BUSY)` until it stores
 //! back), takes the open page if it has
 //! records and leaves the lane without one; a lane a producer owns is
-//! skipped or waited for, as the caller's [`BusyLanes`] says.
+//! skipped or waited for, as the caller's [`BusyLanes`] says. A thread
+//! lane's page is taken by the handshake in `thread_lane.rs`.
 
 use crate::Pool;
 use crate::lane::BUSY;
 use crate::page::Page;
 use crate::page_list::PageList;
+use crate::sync::Ordering::{Acquire, Relaxed};
 use crate::sync::Patience;
+use crate::thread_lane::ThreadLane;
 use core::ptr::{self, NonNull};
 
 /// What [`Pool::seal_open`] does with a lane that a producer (or another
@@ -73,7 +76,15 @@ impl Pool {
     /// Never pass [`BusyLanes::Wait`] from a context that may have
     /// interrupted a push (a signal handler): it would wait on itself.
     ///
-    /// Returns the number of busy lanes skipped (always 0 with `Wait`).
+    /// Thread lanes (`thread_lane.rs`) are taken from too: with `Wait`
+    /// every open page, with `Skip` the pages that were already open at
+    /// the previous call (an idle thread's), each after one `membarrier()`
+    /// for all of them, and a thread inside a push on a page taken is
+    /// waited for in both modes (a few steps, longer while it is
+    /// preempted).
+    ///
+    /// Returns the number of busy per-CPU lanes skipped (always 0 with
+    /// `Wait`).
     ///
     /// ```
     /// use core::ptr::NonNull;
@@ -117,6 +128,100 @@ impl Pool {
                 _ => lane.release(open),
             }
         }
+        self.seal_thread_lanes(into, busy);
         skipped
+    }
+}
+
+impl Pool {
+    /// Takes the thread lanes' open pages into `into` (consumer side, from
+    /// `seal_open`): every one with [`BusyLanes::Wait`], with
+    /// [`BusyLanes::Skip`] those already open at the previous call (module
+    /// docs, "Which pages the consumer takes"). Waits for an owner inside a
+    /// push on a page it took, whatever `busy` says.
+    pub(crate) fn seal_thread_lanes(&self, into: &mut PageList, busy: BusyLanes) {
+        let mut took_any = false;
+        for lane in self.thread_lanes.iter() {
+            // Relaxed: only a candidate; the swap below decides.
+            let open = lane.owner.open.load(Relaxed);
+            if open.is_null() {
+                continue;
+            }
+            // Relaxed: `seen` is the consumer's own word.
+            if busy == BusyLanes::Skip && lane.consumer.seen.swap(open, Relaxed) != open {
+                continue;
+            }
+            // Acquire: pairs with the Release install in `switch_thread_page`
+            // (the record written into a new page).
+            let taken = lane.owner.open.swap(ptr::null_mut(), Acquire);
+            lane.consumer.seen.store(ptr::null_mut(), Relaxed);
+            if !taken.is_null() {
+                lane.consumer.taken.store(taken, Relaxed);
+                took_any = true;
+            }
+        }
+        if !took_any {
+            return;
+        }
+        // The consumer's half of the handshake (module docs): after it, an
+        // owner that loaded a page we took shows us an odd `section`.
+        self.fence.heavy();
+        for lane in self.thread_lanes.iter() {
+            let Some(page) = NonNull::new(lane.consumer.taken.swap(ptr::null_mut(), Relaxed))
+            else {
+                continue;
+            };
+            wait_for_owner(lane);
+            // SAFETY: taken by our swap, and the owner's last push into it
+            // has ended (module docs): the page is ours.
+            unsafe { into.push(page) };
+        }
+    }
+}
+
+/// Waits until the owner of `lane` is not inside the push that may have
+/// loaded the page the consumer just took (module docs).
+///
+/// It waits for an even value: only the end of a push is a `Release`
+/// store, and reading it (`Acquire`) orders the writes of that push and of
+/// every push before it before ours. An odd value is a `Relaxed` store
+/// that orders nothing; one other than the first we read means the push we
+/// waited for has ended and the next has begun, and we wait for that one
+/// too (its page is not ours: the handshake made it load null or a page
+/// installed after our swap).
+fn wait_for_owner(lane: &ThreadLane) {
+    let mut patience = Patience::new();
+    // Acquire: pairs with the Release end store in `leave`.
+    while lane.owner.section.load(Acquire) & 1 == 1 {
+        patience.wait();
+    }
+}
+
+#[cfg(all(test, not(kvfree_loom)))]
+mod tests {
+    use super::*;
+    use crate::test_support::{addresses, drain, pool, push_local_range, sorted};
+
+    #[test]
+    fn skip_takes_a_page_only_once_it_has_stayed_open() {
+        let pool = pool(1, 1, 2);
+        pool.refill().unwrap();
+        let lane = pool.claim_thread_lane();
+        push_local_range(&pool, lane, 0, 2);
+        let mut pages = PageList::new();
+        pool.seal_open(&mut pages, BusyLanes::Skip);
+        assert_eq!(pages.records(), 0, "a page seen for the first time stays");
+        pool.seal_open(&mut pages, BusyLanes::Skip);
+        assert_eq!(pages.records(), 2, "still open at the second look: taken");
+        pool.recycle(pages);
+        // The next push opens a new page, which is new to the consumer.
+        push_local_range(&pool, lane, 2, 3);
+        let mut pages = PageList::new();
+        pool.seal_open(&mut pages, BusyLanes::Skip);
+        assert_eq!(pages.records(), 0);
+        pool.recycle(pages);
+        assert_eq!(sorted(drain(&pool)), addresses(2..3));
+        // SAFETY: as above.
+        unsafe { pool.release_thread_lane(lane) };
     }
 }

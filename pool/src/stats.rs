@@ -155,6 +155,7 @@ impl crate::Pool {
     pub fn records_pushed(&self) -> u64 {
         // Relaxed: a count (see the doc comment).
         self.lanes.iter().map(|s| s.pushed()).sum::<u64>()
+            + self.thread_lanes.iter().map(|l| l.pushed()).sum::<u64>()
             + self.counters.pushed_past_lanes.load(Relaxed)
     }
 }

@@ -1,7 +1,7 @@
 //! Helpers for the unit tests of the pool's files (`push.rs`, `refill.rs`,
 //! `pool.rs`): fake records and kinds, small pools, and a drain.
 
-use crate::{BusyLanes, Config, Kind, Pool};
+use crate::{BusyLanes, Config, Kind, Pool, ThreadLane};
 use core::ptr::{self, NonNull};
 
 /// A record that is never dereferenced: address `8 * (i + 1)`.
@@ -71,5 +71,29 @@ pub(crate) fn drain(pool: &Pool) -> Vec<(usize, Kind)> {
     pages.for_each_record(|p, k| out.push((p.as_ptr().addr(), k)));
     assert_eq!(out.len(), pages.records());
     pool.recycle(pages);
+    out
+}
+
+/// Pushes records `from..to` of kind 0 through the thread lane `lane`,
+/// refilling whenever the pool asks.
+pub(crate) fn push_local_range(pool: &Pool, lane: &ThreadLane, from: usize, to: usize) {
+    for i in from..to {
+        // SAFETY: the tests claim `lane` from `pool` and use it on one thread.
+        unsafe { pool.push_local(lane, record(i), kind(0)) }.unwrap();
+        if pool.needs_refill() {
+            pool.refill().unwrap();
+        }
+    }
+}
+
+/// The addresses of records `range`, sorted.
+pub(crate) fn addresses(range: core::ops::Range<usize>) -> Vec<usize> {
+    range.map(|i| record(i).as_ptr().addr()).collect()
+}
+
+/// The addresses of `records`, sorted.
+pub(crate) fn sorted(records: Vec<(usize, Kind)>) -> Vec<usize> {
+    let mut out: Vec<usize> = records.into_iter().map(|(p, _)| p).collect();
+    out.sort_unstable();
     out
 }

@@ -406,3 +406,72 @@ fn push_with_new_page_races_a_producer_and_seal() {
         assert_count_exact(&pool);
     });
 }
+
+/// Pushes `count` records as `producer` through a thread lane it claims
+/// (and releases at the end if `release`); returns those that were stored.
+fn produce_local(pool: &Pool, producer: usize, count: usize, release: bool) -> Vec<(usize, Kind)> {
+    let lane = pool.claim_thread_lane();
+    let mut stored = Vec::new();
+    for seq in 0..count {
+        let (r, k) = (record(producer, seq), kind(0));
+        // SAFETY: claimed by this thread above, used by it alone.
+        if unsafe { pool.push_local(lane, r, k) }.is_ok() {
+            stored.push((r.as_ptr().addr(), k));
+        }
+    }
+    if release {
+        // SAFETY: claimed above, released once, not used afterwards.
+        unsafe { pool.release_thread_lane(lane) };
+    }
+    stored
+}
+
+/// A thread lane's owner fills a page and switches to the next (a CAS on
+/// its `open` word, a hand-off) while the consumer takes its open page and
+/// waits for the owner's push to end (`thread_lane.rs`, "Why the consumer
+/// may use `p`"): the store-buffering handshake, with loom's SeqCst fences
+/// standing in for the compiler fence and `membarrier()`.
+#[test]
+fn a_thread_lane_push_races_the_consumer_taking_its_page() {
+    loom::model(|| {
+        let pool = pool(1, 2, 2);
+        pool.refill().unwrap();
+        let producer = {
+            let pool = pool.clone();
+            thread::spawn(move || produce_local(&pool, 0, PER_PAGE + 1, false))
+        };
+        let mut delivered = Vec::new();
+        let mut pages = pool.take_sealed();
+        assert_eq!(pool.seal_open(&mut pages, BusyLanes::Wait), 0);
+        drain(&pages, &mut delivered);
+        pool.recycle(pages);
+        let stored = producer.join().unwrap();
+        drain_all(&pool, &mut delivered);
+        assert_exactly_once(stored, delivered);
+    });
+}
+
+/// The owner pushes and releases its lane (a CAS taking its page back)
+/// while the consumer takes idle pages twice (`BusyLanes::Skip`): the page
+/// reaches the consumer once, through the release or the take.
+#[test]
+fn a_thread_lane_release_races_the_consumer() {
+    loom::model(|| {
+        let pool = pool(1, 1, 1);
+        pool.refill().unwrap();
+        let producer = {
+            let pool = pool.clone();
+            thread::spawn(move || produce_local(&pool, 0, 2, true))
+        };
+        let mut delivered = Vec::new();
+        for _ in 0..2 {
+            let mut pages = pool.take_sealed();
+            pool.seal_open(&mut pages, BusyLanes::Skip);
+            drain(&pages, &mut delivered);
+            pool.recycle(pages);
+        }
+        let stored = producer.join().unwrap();
+        drain_all(&pool, &mut delivered);
+        assert_exactly_once(stored, delivered);
+    });
+}

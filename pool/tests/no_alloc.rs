@@ -1,5 +1,6 @@
-//! Proof that `Pool::push` never allocates: a counting global allocator counts
-//! every allocation made on the pushing thread while it pushes. After a
+//! Proof that `Pool::push` (and a thread lane's `push_local`) never
+//! allocates: a counting global allocator counts every allocation made on
+//! the pushing thread while it pushes. After a
 //! warm-up refill, millions of pushes, with the consumer (same thread, outside
 //! the counted region) sealing, recycling and refilling between rounds, make
 //! zero allocations.
@@ -108,4 +109,47 @@ fn push_never_allocates() {
     assert_eq!(failed, 0, "every push found a page");
     assert_eq!(pushed, (ROUNDS * PER_ROUND) as u64);
     assert_eq!(pool.stats().records_pushed, pushed);
+}
+
+/// The same for a thread lane's push (`Pool::push_local`), page switches
+/// included; the claim (which may allocate) is outside the counted region.
+#[test]
+fn push_local_never_allocates() {
+    const ROUNDS: usize = 400;
+    const PER_ROUND: usize = 5_000;
+    let mut config = Config::default();
+    (config.low_watermark, config.high_watermark) = (16, 16);
+    let pool = Pool::new(config).unwrap();
+    pool.refill().unwrap();
+    let lane = pool.claim_thread_lane();
+    let kinds: Vec<Kind> = (1..=3)
+        .map(|k| Kind::new(NonNull::new(ptr::without_provenance_mut(4096 * k)).unwrap()))
+        .collect();
+    let mut pushed = 0u64;
+    for round in 0..ROUNDS {
+        let allocations = allocations_in(|| {
+            for i in 0..PER_ROUND {
+                let ptr =
+                    NonNull::new(ptr::without_provenance_mut(8 * (round * PER_ROUND + i + 1)))
+                        .unwrap();
+                // SAFETY: claimed above from this pool, used by this thread only.
+                if unsafe { pool.push_local(lane, ptr, kinds[i / 100 % kinds.len()]) }.is_ok() {
+                    pushed += 1;
+                }
+            }
+        });
+        assert_eq!(allocations, 0, "push_local allocated in round {round}");
+        let mut pages = pool.take_sealed();
+        pool.seal_open(&mut pages, BusyLanes::Wait);
+        pool.recycle(pages);
+        pool.refill().unwrap();
+    }
+    assert_eq!(
+        pushed,
+        (ROUNDS * PER_ROUND) as u64,
+        "every push found a page"
+    );
+    assert_eq!(pool.stats().records_pushed, pushed);
+    // SAFETY: claimed above, released once, not used afterwards.
+    unsafe { pool.release_thread_lane(lane) };
 }
