@@ -16,7 +16,7 @@ target=x86_64-unknown-linux-gnu
 run() { echo "-- asan: $*"; cargo +nightly test -Zbuild-std --target "$target" "$@"; }
 
 # The root crate: torture, signals, the stall, faults, readers, service, re-entry, unwinding, fork.
-run -p kvfree-rcu --test torture --test signals --test realtime --test faults --test readers --test service --test reentry --test unwinding --test fork
+run -p kvfree-rcu --test torture --test signals --test realtime --test faults --test readers --test service --test reentry --test unwinding --test fork --test local
 # The engines' stress tests.
 run -p kvfree-rcu-gp --test stress
 run -p kvfree-rcu-pool --test stress

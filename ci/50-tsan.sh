@@ -18,7 +18,7 @@ target=x86_64-unknown-linux-gnu
 run() { echo "-- tsan: $*"; cargo +nightly test -Zbuild-std --target "$target" "$@"; }
 
 # The root crate: torture, the stall, faults, readers, service.
-run -p kvfree-rcu --test torture --test realtime --test faults --test readers --test service
+run -p kvfree-rcu --test torture --test realtime --test faults --test readers --test service --test local
 # The engines' stress tests.
 run -p kvfree-rcu-gp --test stress
 run -p kvfree-rcu-pool --test stress

@@ -88,7 +88,8 @@
 //!   the bounds of the builder's settings, [`MAX_LANES`] and
 //!   [`CACHE_CAPACITY`]. (The engine stays public as [`gp`]: users hold its
 //!   domains and guards.)
-//! - this crate: [`KvfreeRcu`] and its worker, the process-wide service
+//! - this crate: [`KvfreeRcu`] and its worker, [`LocalRetirer`] (a
+//!   thread's own lane, for threads that retire in floods), the process-wide service
 //!   ([`global()`] and the free functions [`kvfree_rcu()`],
 //!   [`try_kvfree_rcu`], [`kvfree_rcu_mightsleep`], [`barrier`]), the safe
 //!   layer ([`RcuCell`], [`Atomic`]), and the context discipline:
@@ -107,6 +108,8 @@
 //! |---|---|---|
 //! | [`KvfreeRcu::kvfree_rcu`], [`KvfreeRcu::call_rcu`] (headed) | yes: never fails | yes |
 //! | [`KvfreeRcu::try_kvfree_rcu`], [`KvfreeRcu::kvfree_rcu_with`] | yes: `Err` when no page | yes |
+//! | [`KvfreeRcu::local_retirer`] | **no**: may allocate | yes |
+//! | [`LocalRetirer`]'s calls (the same four, through the thread's own lane: no locked instruction) | yes | yes |
 //! | [`Parking::park`], [`Parking::try_kvfree_rcu_or_park`] | yes: `Err` when full | yes |
 //! | [`Parking::flush`] | **no** | yes: may wait a grace period |
 //! | [`KvfreeRcu::kvfree_rcu_mightsleep`] | **no** (reported) | yes: may wait a grace period |
@@ -174,6 +177,7 @@ mod freeing;
 #[cfg(not(kvfree_loom))]
 mod global;
 mod head;
+mod local;
 #[cfg(not(kvfree_loom))]
 mod node;
 mod os_wait;
@@ -216,6 +220,7 @@ pub use kvfree_rcu_pool::{
     CACHE_CAPACITY, ConfigError as PoolConfigError, DEFAULT_ALLOC_WATERMARK, DEFAULT_RESERVE,
     MAX_LANES, MAX_RESERVE,
 };
+pub use local::LocalRetirer;
 #[cfg(not(kvfree_loom))]
 pub use node::Owned;
 pub use parking::Parking;

@@ -1,7 +1,9 @@
 //! `KvfreeRcu`: the retire calls users make, and the service's lifetime.
 //!
 //! Every retire call first tries the page pool (one `swap` and one `store` on
-//! this CPU's lane, plus the record write). When the pool has no page the
+//! this CPU's lane, plus the record write; through a
+//! [`LocalRetirer`](crate::LocalRetirer), plain stores into the thread's own
+//! lane). When the pool has no page the
 //! call's *name* says what happens, never a guess about the context:
 //! - [`KvfreeRcu::kvfree_rcu`] (headed objects) links the object's embedded
 //!   [`RcuHead`] onto this CPU's head list: it never fails, in any context;
@@ -37,7 +39,7 @@ use crate::free_fn::{FreeFn, free_box};
 use crate::gp::{GracePeriod, Rcu};
 use crate::head::{self, HeadFreeFn, RcuHead, RcuHeaded};
 use crate::pool::Pool;
-use crate::shared::{RoundReport, Shared, Trigger};
+use crate::shared::{RoundReport, Shared, Trigger, Via};
 use crate::stats::Stats;
 use crate::sync::Ordering;
 use crate::worker;
@@ -148,9 +150,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         Ok(KvfreeRcu { shared, worker })
     }
 
-    /// The shared state (for the global service's worker respawn in a
-    /// forked child, `global.rs`, which loom builds leave out).
-    #[cfg(not(kvfree_loom))]
+    /// The shared state (for `LocalRetirer`, `local.rs`, and the global
+    /// service's worker respawn in a forked child, `global.rs`).
     pub(crate) fn shared(&self) -> &Arc<Shared<G>> {
         &self.shared
     }
@@ -200,6 +201,21 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// ```
     #[inline]
     pub unsafe fn kvfree_rcu<T: RcuHeaded + Send + 'static>(&self, ptr: NonNull<T>) {
+        // SAFETY: contracts 1-3 forwarded; `Via::CpuLanes` adds none.
+        unsafe { self.kvfree_rcu_via(Via::CpuLanes, ptr) }
+    }
+
+    /// [`kvfree_rcu`](Self::kvfree_rcu) through the lanes `via` names.
+    ///
+    /// # Safety
+    /// 1-3. As [`kvfree_rcu`](Self::kvfree_rcu).
+    /// 4. As [`Shared::push_record_via`].
+    #[inline]
+    pub(crate) unsafe fn kvfree_rcu_via<T: RcuHeaded + Send + 'static>(
+        &self,
+        via: Via<'_>,
+        ptr: NonNull<T>,
+    ) {
         const { head::assert_head_fits::<T>() };
         // SAFETY: RcuHeaded contract 1 (checked above): the head is a field of
         // the object, so the offset stays inside its allocation; deriving from
@@ -215,7 +231,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
             context::report(Violation::DoubleRetire);
             return;
         }
-        if self.shared.push_record(ptr.cast(), free_box::<T>).is_err() {
+        // SAFETY: contract 4.
+        if unsafe { self.shared.push_record_via(via, ptr.cast(), free_box::<T>) }.is_err() {
             // (1) the head is live and, by contract 3 and RcuHeaded contract
             // 2, only the service writes it from now on; (2) `free_headed`
             // drops the `Box<T>` the head lives in (contract 1), once.
@@ -291,6 +308,22 @@ impl<G: GracePeriod> KvfreeRcu<G> {
     /// ([`Violation::DoubleRetire`]) and ignored.
     #[inline]
     pub unsafe fn call_rcu(&self, head: NonNull<RcuHead>, free: HeadFreeFn) {
+        // SAFETY: contracts 1-3 forwarded; `Via::CpuLanes` adds none.
+        unsafe { self.call_rcu_via(Via::CpuLanes, head, free) }
+    }
+
+    /// [`call_rcu`](Self::call_rcu) through the lanes `via` names.
+    ///
+    /// # Safety
+    /// 1-3. As [`call_rcu`](Self::call_rcu).
+    /// 4. As [`Shared::push_record_via`].
+    #[inline]
+    pub(crate) unsafe fn call_rcu_via(
+        &self,
+        via: Via<'_>,
+        head: NonNull<RcuHead>,
+        free: HeadFreeFn,
+    ) {
         // SAFETY: contract 1: the head is live. (A second retire is caught
         // only while the first is pending, as in `kvfree_rcu`.)
         if context::CHECKS && unsafe { head.as_ref() }.mark_retired() {
@@ -305,7 +338,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         // rules for function pointers).
         // SAFETY: same size, and ABI-compatible as argued above.
         let record_free = unsafe { core::mem::transmute::<HeadFreeFn, FreeFn>(free) };
-        if self.shared.push_record(head.cast(), record_free).is_err() {
+        // SAFETY: contract 4.
+        if unsafe { self.shared.push_record_via(via, head.cast(), record_free) }.is_err() {
             // SAFETY: contract 1 (a live head only the service writes) and 2
             // (`free(head)` is sound once, after the batch's grace period).
             unsafe { self.shared.queue_head(head, free) };
@@ -346,9 +380,12 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         &self,
         ptr: NonNull<T>,
     ) -> Result<(), NonNull<T>> {
-        self.shared
-            .try_push(ptr.cast(), free_box::<T>)
-            .map_err(NonNull::cast)
+        // SAFETY: `Via::CpuLanes` has no contract.
+        unsafe {
+            self.shared
+                .try_push(Via::CpuLanes, ptr.cast(), free_box::<T>)
+        }
+        .map_err(NonNull::cast)
     }
 
     /// Retires memory that is not a `Box` (a slab or arena slot): after a
@@ -379,7 +416,8 @@ impl<G: GracePeriod> KvfreeRcu<G> {
         ptr: NonNull<()>,
         free: FreeFn,
     ) -> Result<(), NonNull<()>> {
-        self.shared.try_push(ptr, free)
+        // SAFETY: `Via::CpuLanes` has no contract.
+        unsafe { self.shared.try_push(Via::CpuLanes, ptr, free) }
     }
 
     /// Retires a head-less object from **ordinary context**: when no page is

@@ -36,7 +36,7 @@ use crate::free_fn::{FreeFn, kind_of};
 use crate::gp::GracePeriod;
 use crate::head::{HeadFreeFn, HeadLists, RcuHead};
 use crate::per_cpu_count::PerCpuCount;
-use crate::pool::{self, Pool};
+use crate::pool::{self, Pool, ThreadLane};
 use crate::settings::Timing;
 use crate::stats::Stats;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, Patience, lock};
@@ -47,6 +47,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// State shared by the service handle and its worker thread.
+/// Which lanes a retire call pushes through.
+#[derive(Clone, Copy)]
+pub(crate) enum Via<'a> {
+    /// The per-CPU lanes (`Pool::push`): every retire call on the service.
+    CpuLanes,
+    /// A thread's own lane (`Pool::push_local`): the calls on a
+    /// [`LocalRetirer`](crate::LocalRetirer).
+    ThreadLane(&'a ThreadLane),
+}
+
 pub(crate) struct Shared<G: GracePeriod> {
     pub(crate) gp: Arc<G>,
     pub(crate) pool: Pool,
@@ -303,7 +313,28 @@ impl<G: GracePeriod> Shared<G> {
     /// the record's stores, see `wake.rs`).
     #[inline]
     pub(crate) fn push_record(&self, ptr: NonNull<()>, free: FreeFn) -> Result<(), pool::NoPage> {
-        let pushed = self.pool.push(ptr, kind_of(free))?;
+        // SAFETY: `Via::CpuLanes` has no contract.
+        unsafe { self.push_record_via(Via::CpuLanes, ptr, free) }
+    }
+
+    /// [`push_record`](Self::push_record) through the lanes `via` names.
+    ///
+    /// # Safety
+    /// 1. A `Via::ThreadLane` lane was claimed from this service's pool and
+    ///    is not released, and no other thread pushes through it or
+    ///    releases it during the call (`Pool::push_local`'s contract).
+    #[inline]
+    pub(crate) unsafe fn push_record_via(
+        &self,
+        via: Via<'_>,
+        ptr: NonNull<()>,
+        free: FreeFn,
+    ) -> Result<(), pool::NoPage> {
+        let pushed = match via {
+            Via::CpuLanes => self.pool.push(ptr, kind_of(free))?,
+            // SAFETY: contract 1 is `push_local`'s.
+            Via::ThreadLane(lane) => unsafe { self.pool.push_local(lane, ptr, kind_of(free)) }?,
+        };
         if pushed.refill_wanted {
             self.request_refill();
         } else {
@@ -313,9 +344,18 @@ impl<G: GracePeriod> Shared<G> {
     }
 
     /// The head-less calls that hand the object back on `NoPage`.
+    ///
+    /// # Safety
+    /// As [`push_record_via`](Self::push_record_via).
     #[inline]
-    pub(crate) fn try_push(&self, ptr: NonNull<()>, free: FreeFn) -> Result<(), NonNull<()>> {
-        self.push_record(ptr, free).map_err(|pool::NoPage| {
+    pub(crate) unsafe fn try_push(
+        &self,
+        via: Via<'_>,
+        ptr: NonNull<()>,
+        free: FreeFn,
+    ) -> Result<(), NonNull<()>> {
+        // SAFETY: the caller's contract 1, forwarded.
+        unsafe { self.push_record_via(via, ptr, free) }.map_err(|pool::NoPage| {
             self.try_failed.add_one();
             self.request_refill();
             ptr

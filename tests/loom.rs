@@ -124,6 +124,32 @@ fn headed_retire_races_collection() {
     });
 }
 
+/// A retire through a `LocalRetirer` (the thread's own lane, no locked
+/// instruction) racing a barrier, which takes thread lanes' pages with the
+/// asymmetric-fence handshake: the object is freed exactly once, by that
+/// barrier or by the next, and the handle's drop (its page handed off)
+/// loses nothing either.
+#[test]
+fn local_retire_races_a_barrier() {
+    loom::model(|| {
+        let rcu = Arc::new(Rcu::with_capacity(3));
+        let svc = Arc::new(service(rcu.clone()));
+        let retirer = {
+            let svc = svc.clone();
+            thread::spawn(move || {
+                let local = svc.local_retirer();
+                // SAFETY: never published, retired once.
+                unsafe { local.kvfree_rcu(NonNull::new(node()).unwrap()) };
+                drop(local);
+            })
+        };
+        svc.barrier(); // takes the thread lane's page, racing the push
+        retirer.join().unwrap();
+        svc.barrier();
+        assert_eq!(svc.stats().freed, 1);
+    });
+}
+
 /// Two threads park into a one-slot `Parking` while the main thread
 /// flushes: each node is retired exactly once (by a flush, or by its
 /// producer after a full parking handed it back), and the flusher reads the

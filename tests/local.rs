@@ -1,0 +1,265 @@
+//! `LocalRetirer`: a thread's own lane into a service. Every object retired
+//! through handles is freed exactly once, by a barrier or, for an idle
+//! thread's page, by the worker's drain interval alone; dropped handles
+//! hand their pages off and their lanes are reused; a signal handler that
+//! interrupts a call on the same handle is served by the per-CPU lanes; and
+//! a call makes no allocation under a raw spinlock.
+
+mod common;
+
+use common::*;
+use kvfree_rcu::context::{self, ReportMode};
+use kvfree_rcu::{CheckedAlloc, KvfreeRcu, RawSpinLock, Rcu};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static ALLOC: CheckedAlloc = CheckedAlloc::system();
+
+#[test]
+fn objects_retired_through_handles_are_freed_exactly_once() {
+    let counter = DropCounter::leak();
+    let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    let (threads, per_thread) = (4, scaled(20_000));
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let service = &service;
+            s.spawn(move || {
+                let local = service.local_retirer();
+                for i in 0..per_thread {
+                    let value = (t * per_thread + i) as u64;
+                    if i % 3 == 0 {
+                        let p = Plain::boxed(value, counter);
+                        // SAFETY: from Box::leak, unpublished, retired once;
+                        // Err hands it back and we retire it again below.
+                        if let Err(p) = unsafe { local.try_kvfree_rcu(p) } {
+                            // SAFETY: as above; ordinary context.
+                            unsafe { service.kvfree_rcu_mightsleep(p) };
+                        }
+                    } else {
+                        // SAFETY: from Box::leak, unpublished, retired once.
+                        unsafe { local.kvfree_rcu(Headed::boxed(value, counter)) };
+                    }
+                }
+                // Half the handles are dropped here, half stay alive until
+                // after the barrier: it must take their open pages too.
+                if t % 2 == 1 {
+                    service.barrier();
+                }
+                drop(local);
+            });
+        }
+    });
+    service.barrier();
+    assert_eq!(counter.dropped(), threads * per_thread);
+    let stats = service.stats();
+    assert_eq!(stats.pending, 0, "{stats:?}");
+}
+
+#[test]
+fn an_idle_threads_page_is_freed_without_a_barrier() {
+    let counter = DropCounter::leak();
+    let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    let local = service.local_retirer();
+    for i in 0..10 {
+        // SAFETY: from Box::leak, unpublished, retired once.
+        unsafe { local.kvfree_rcu(Headed::boxed(i, counter)) };
+    }
+    // The handle stays alive and idle: the worker's drain interval takes its
+    // page once it has stayed open a whole interval.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counter.dropped() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "an idle handle's records were not collected: {:?}",
+            service.stats()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(local);
+}
+
+#[test]
+fn dropped_handles_give_their_lanes_back() {
+    let counter = DropCounter::leak();
+    let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    for round in 0..50u64 {
+        let local = service.local_retirer();
+        // SAFETY: from Box::leak, unpublished, retired once.
+        unsafe { local.kvfree_rcu(Headed::boxed(round, counter)) };
+        // The debug format names the type only.
+        assert!(format!("{local:?}").starts_with("LocalRetirer"));
+    }
+    // Two handles at once use two lanes; the records of both come out.
+    let (a, b) = (service.local_retirer(), service.local_retirer());
+    // SAFETY: as above.
+    unsafe {
+        a.kvfree_rcu(Headed::boxed(50, counter));
+        b.kvfree_rcu(Headed::boxed(51, counter));
+    }
+    assert!(std::ptr::eq(a.service(), &service));
+    drop((a, b));
+    service.barrier();
+    assert_eq!(counter.dropped(), 52);
+}
+
+#[test]
+fn a_handle_under_raw_spinlock_makes_zero_allocations() {
+    context::set_report_mode(ReportMode::Count);
+    let counter = DropCounter::leak();
+    let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    let local = service.local_retirer(); // ordinary context: may allocate
+    let lock = RawSpinLock::new(());
+    let (rounds, per_round) = (100, 200);
+    for r in 0..rounds {
+        let headed: Vec<_> = (0..per_round)
+            .map(|i| Headed::boxed(r * 1000 + i, counter))
+            .collect();
+        let allocs_before = context::thread_allocations();
+        let violations_before = context::thread_violations();
+        {
+            let _locked = lock.lock();
+            for p in &headed {
+                // SAFETY: from Box::leak, unpublished, retired once.
+                unsafe { local.kvfree_rcu(*p) };
+            }
+        }
+        assert_eq!(context::thread_allocations(), allocs_before, "round {r}");
+        assert_eq!(context::thread_violations(), violations_before, "round {r}");
+    }
+    drop(local);
+    service.barrier();
+    assert_eq!(counter.dropped(), (rounds * per_round) as usize);
+}
+
+// Not under TSan, which delays signals to its own points (as for
+// `tests/signals.rs`, which `ci/50-tsan.sh` leaves out).
+#[cfg(all(unix, not(kvfree_tsan)))]
+mod signals {
+    use super::*;
+    use kvfree_rcu::LocalRetirer;
+    use std::cell::Cell;
+    use std::ptr;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+
+    /// Objects the handler retires: preallocated, taken by index (no
+    /// allocation in the handler).
+    struct Stock {
+        objects: Vec<AtomicPtr<Headed>>,
+        next: AtomicUsize,
+    }
+
+    static STOCK: OnceLock<Stock> = OnceLock::new();
+    static SERVICE: OnceLock<KvfreeRcu> = OnceLock::new();
+
+    std::thread_local! {
+        /// The handle of the thread the signals interrupt, while it lives.
+        static HANDLE: Cell<*const LocalRetirer<'static>> = const { Cell::new(ptr::null()) };
+    }
+
+    /// Retires one stocked object through the interrupted thread's own
+    /// handle: when the signal lands inside a call on it, the per-CPU
+    /// lanes serve this one.
+    extern "C" fn retire_handler(_signal: libc::c_int) {
+        let handle = HANDLE.with(Cell::get);
+        let Some(stock) = STOCK.get() else { return };
+        // SAFETY: set by the target thread to a handle that outlives the
+        // signals (it is cleared before the handle is dropped, and signals
+        // stop before that); the handler runs on that thread.
+        let Some(handle) = (unsafe { handle.as_ref() }) else {
+            return;
+        };
+        let i = stock.next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = stock.objects.get(i) else {
+            return;
+        };
+        let p = slot.swap(ptr::null_mut(), Ordering::Relaxed);
+        if let Some(p) = NonNull::new(p) {
+            // SAFETY: a preallocated Box taken exactly once, never published.
+            unsafe { handle.kvfree_rcu(p) };
+        }
+    }
+
+    #[test]
+    fn a_signal_handler_retiring_through_the_interrupted_handle_loses_nothing() {
+        let counter = DropCounter::leak();
+        let stocked = scaled(5_000);
+        let service = SERVICE.get_or_init(|| KvfreeRcu::new(Arc::new(Rcu::new())));
+        assert!(
+            STOCK
+                .set(Stock {
+                    objects: (0..stocked)
+                        .map(|i| AtomicPtr::new(Headed::boxed(i as u64, counter).as_ptr()))
+                        .collect(),
+                    next: AtomicUsize::new(0),
+                })
+                .is_ok()
+        );
+        // SAFETY: a zeroed `sigaction` is a valid starting value; every
+        // field we rely on is set below, and the handler has the signature
+        // the kernel calls without SA_SIGINFO.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            let handler: extern "C" fn(libc::c_int) = retire_handler;
+            sa.sa_sigaction = handler as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGUSR2, &sa, ptr::null_mut()), 0);
+        }
+        let done = AtomicBool::new(false);
+        let target: OnceLock<libc::pthread_t> = OnceLock::new();
+        let own = scaled(100_000);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let local = service.local_retirer();
+                HANDLE.with(|h| h.set(&local));
+                // SAFETY: pthread_self has no preconditions.
+                target.set(unsafe { libc::pthread_self() }).unwrap();
+                for i in 0..own {
+                    let p = Headed::boxed((stocked + i) as u64, counter);
+                    // SAFETY: from Box::leak, unpublished, retired once.
+                    unsafe { local.kvfree_rcu(p) };
+                }
+                done.store(true, Ordering::Release);
+                // Block the signal before the handle goes away.
+                // SAFETY: a valid, initialised set; blocking on this thread.
+                unsafe {
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, libc::SIGUSR2);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut());
+                }
+                HANDLE.with(|h| h.set(ptr::null()));
+                drop(local);
+            });
+            s.spawn(|| {
+                let thread = loop {
+                    if let Some(t) = target.get() {
+                        break *t;
+                    }
+                    std::thread::yield_now();
+                };
+                while !done.load(Ordering::Acquire) {
+                    // SAFETY: the target thread is alive until `done`
+                    // (it sets `done` before it exits).
+                    unsafe { libc::pthread_kill(thread, libc::SIGUSR2) };
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+            });
+        });
+        // Objects the handler never reached are retired here.
+        let stock = STOCK.get().unwrap();
+        for slot in &stock.objects {
+            if let Some(p) = NonNull::new(slot.swap(ptr::null_mut(), Ordering::Relaxed)) {
+                // SAFETY: a preallocated Box taken exactly once.
+                unsafe { service.kvfree_rcu(p) };
+            }
+        }
+        service.barrier();
+        assert_eq!(counter.dropped(), stocked + own);
+        let handled = stock.next.load(Ordering::Relaxed).min(stocked);
+        assert!(handled > 0, "no signal was handled");
+    }
+}
