@@ -11,7 +11,10 @@
 use super::Scheme;
 use crate::object::FloodObj;
 use crossbeam_utils::CachePadded;
-use kvfree_rcu::{BuildError, KvfreeRcu, Rcu, ReclaimAffinity, ReclaimPriority, Stats};
+use kvfree_rcu::{
+    BuildError, KvfreeRcu, LocalRetirer, Rcu, ReclaimAffinity, ReclaimPriority, Stats,
+};
+use std::cell::RefCell;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +24,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct KvfreeHeaded {
     service: KvfreeRcu,
     name: &'static str,
+}
+
+/// `LocalRetirer::kvfree_rcu` on headed objects: each flood thread
+/// retires through a handle of its own (`KvfreeRcu::local_retirer`), kept
+/// in a thread-local as a program using the global service would keep it.
+/// So that the handle can borrow the service for `'static`, the service is
+/// leaked (the main job runs each configuration in a process of its own).
+#[derive(Debug)]
+pub struct KvfreeLocal {
+    service: &'static KvfreeRcu,
+}
+
+thread_local! {
+    /// This thread's handle, between `register_thread` and
+    /// `unregister_thread`, with the address of the service it retires into.
+    static LOCAL: RefCell<Option<(usize, LocalRetirer<'static>)>> = const { RefCell::new(None) };
 }
 
 /// `KvfreeRcu::try_kvfree_rcu` on head-less objects.
@@ -139,6 +158,81 @@ impl Scheme for KvfreeHeaded {
     fn barrier(&self) {
         self.service.barrier();
         print_stats_if_asked(&self.service);
+    }
+
+    fn grace_periods(&self) -> Option<u64> {
+        Some(self.service.grace_period().grace_periods())
+    }
+
+    fn fallbacks(&self) -> Option<u64> {
+        Some(self.service.stats().queued_heads)
+    }
+
+    fn stall_worker(&self) -> bool {
+        self.service.pause_worker();
+        true
+    }
+
+    fn resume_worker(&self) {
+        self.service.resume_worker();
+    }
+}
+
+impl KvfreeLocal {
+    /// A fresh domain and service (default settings, worker running),
+    /// leaked (see the type's docs).
+    pub fn new() -> KvfreeLocal {
+        KvfreeLocal {
+            service: Box::leak(Box::new(KvfreeRcu::new(Arc::new(Rcu::new())))),
+        }
+    }
+
+    /// The service's counters.
+    pub fn stats(&self) -> Stats {
+        self.service.stats()
+    }
+
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self.service).addr()
+    }
+}
+
+impl Default for KvfreeLocal {
+    fn default() -> Self {
+        KvfreeLocal::new()
+    }
+}
+
+impl Scheme for KvfreeLocal {
+    fn name(&self) -> &'static str {
+        "kvfree-rcu local"
+    }
+
+    fn register_thread(&self) {
+        let handle = self.service.local_retirer();
+        LOCAL.with_borrow_mut(|local| *local = Some((self.id(), handle)));
+    }
+
+    fn unregister_thread(&self) {
+        // Dropping the handle hands its open page to the worker.
+        LOCAL.with_borrow_mut(|local| *local = None);
+    }
+
+    #[inline]
+    unsafe fn retire(&self, obj: NonNull<FloodObj>) {
+        LOCAL.with_borrow(|local| match local {
+            // SAFETY: the trait's contract: a Box<FloodObj> (FloodObj::alloc),
+            // unreachable, retired once, unused afterwards.
+            Some((id, handle)) if *id == self.id() => unsafe { handle.kvfree_rcu(obj) },
+            // A thread that did not register: the service's own call.
+            // SAFETY: as above.
+            _ => unsafe { self.service.kvfree_rcu(obj) },
+        })
+    }
+
+    fn barrier(&self) {
+        self.service.barrier();
+        print_stats_if_asked(self.service);
     }
 
     fn grace_periods(&self) -> Option<u64> {

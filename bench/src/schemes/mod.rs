@@ -17,7 +17,7 @@ pub use call_rcu::CallRcu;
 pub use direct::Direct;
 pub use epoch::Epoch;
 pub use floor::{FLOOR_CAPACITY, Floor};
-pub use kvfree::{KvfreeHeaded, KvfreeHeadless};
+pub use kvfree::{KvfreeHeaded, KvfreeHeadless, KvfreeLocal};
 #[cfg(feature = "liburcu")]
 pub use urcu::Urcu;
 
@@ -86,6 +86,8 @@ pub enum SchemeKind {
     KvfreeHeadedNice,
     /// kvfree-rcu, headed, reclaim on the filling CPU and at nice -5 (both options).
     KvfreeHeadedAffineNice,
+    /// kvfree-rcu, headed, each thread retiring through its own `LocalRetirer` (no locked instruction per call).
+    KvfreeLocal,
     /// kvfree-rcu, head-less objects (`try_kvfree_rcu`, falling back to `kvfree_rcu_mightsleep`).
     KvfreeHeadless,
     /// A naive `call_rcu`: one boxed callback per call, a worker thread.
@@ -164,6 +166,7 @@ impl SchemeKind {
             SchemeKind::KvfreeHeadedAffineNice => {
                 Box::new(KvfreeHeaded::reclaim_nice(ReclaimAffinity::FillingCpu))
             }
+            SchemeKind::KvfreeLocal => Box::new(KvfreeLocal::new()),
             SchemeKind::KvfreeHeadless => Box::new(KvfreeHeadless::new()),
             SchemeKind::CallRcu => Box::new(CallRcu::new()),
             SchemeKind::CrossbeamEpoch => Box::new(Epoch::new()),
@@ -188,6 +191,9 @@ impl SchemeKind {
             }
             SchemeKind::KvfreeHeadedAffineNice => {
                 "the same, both: freeing on the filling CPU, at nice -5"
+            }
+            SchemeKind::KvfreeLocal => {
+                "LocalRetirer::kvfree_rcu(ptr): the thread's own page, plain stores, no locked instruction"
             }
             SchemeKind::KvfreeHeadless => {
                 "try_kvfree_rcu(ptr), on Err kvfree_rcu_mightsleep: same pages, no head"
@@ -226,6 +232,7 @@ impl SchemeKind {
             SchemeKind::KvfreeHeadedAffineNice => {
                 visitor.visit(&KvfreeHeaded::reclaim_nice(ReclaimAffinity::FillingCpu))
             }
+            SchemeKind::KvfreeLocal => visitor.visit(&KvfreeLocal::new()),
             SchemeKind::KvfreeHeadless => visitor.visit(&KvfreeHeadless::new()),
             SchemeKind::CallRcu => visitor.visit(&CallRcu::new()),
             SchemeKind::CrossbeamEpoch => visitor.visit(&Epoch::new()),
