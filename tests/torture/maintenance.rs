@@ -41,9 +41,11 @@ impl Shared {
         let me = self.clone();
         std::thread::spawn(move || {
             let mut rng = Rng::new(seed);
+            let local = (seed % 2 == 1).then(|| me.service.local_retirer());
             for _ in 0..SHORT_THREAD_UPDATES {
-                me.update_once(&mut rng);
+                me.update_once(&mut rng, local.as_ref());
             }
+            drop(local);
             me.updates
                 .fetch_add(SHORT_THREAD_UPDATES, Ordering::Relaxed);
         })
