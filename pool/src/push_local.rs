@@ -13,7 +13,7 @@ use core::ptr::NonNull;
 /// Pushes that skip the page switch after one found no page: each such
 /// attempt takes the CPU lane and then the per-CPU push takes it again, so
 /// while the pool is dry (a flood outrunning reclaim) an attempt on every
-/// push cost two more locked instructions per fallback. One attempt in 32
+/// push cost two more locked instructions per fallback. One attempt in 33
 /// pushes finds the pages again soon after a refill.
 const DRY_SKIPS: u32 = 32;
 
@@ -165,7 +165,7 @@ mod tests {
         let n = 3 * USABLE_RECORDS;
         push_local_range(&pool, lane, 0, n);
         assert_eq!(sorted(drain(&pool)), addresses(0..n));
-        // SAFETY: as above.
+        // SAFETY: claimed above, released once, not used afterwards.
         unsafe { pool.release_thread_lane(lane) };
     }
 
@@ -182,7 +182,7 @@ mod tests {
         lane.leave(section);
         assert_eq!(lane.pushed(), 1);
         assert_eq!(sorted(drain(&pool)), addresses(0..2));
-        // SAFETY: as above.
+        // SAFETY: claimed above, released once, not used afterwards.
         unsafe { pool.release_thread_lane(lane) };
     }
 
@@ -190,12 +190,12 @@ mod tests {
     fn without_pages_a_push_fails_and_asks_for_a_refill() {
         let pool = pool(1, 1, 2);
         let lane = pool.claim_thread_lane();
-        // SAFETY: as above.
+        // SAFETY: claimed above from this pool, used by this thread only.
         let pushed = unsafe { pool.push_local(lane, record(0), kind(0)) };
         assert_eq!(pushed, Err(NoPage));
         assert!(pool.needs_refill());
         assert_eq!(pool.stats().no_page, 1);
-        // SAFETY: as above.
+        // SAFETY: claimed above, released once, not used afterwards.
         unsafe { pool.release_thread_lane(lane) };
     }
 

@@ -131,14 +131,12 @@ impl Pool {
         self.seal_thread_lanes(into, busy);
         skipped
     }
-}
 
-impl Pool {
     /// Takes the thread lanes' open pages into `into` (consumer side, from
     /// `seal_open`): every one with [`BusyLanes::Wait`], with
-    /// [`BusyLanes::Skip`] those already open at the previous call (module
-    /// docs, "Which pages the consumer takes"). Waits for an owner inside a
-    /// push on a page it took, whatever `busy` says.
+    /// [`BusyLanes::Skip`] those already open at the previous call
+    /// (`thread_lane.rs`, "Which pages the consumer takes"). Waits for an
+    /// owner inside a push on a page it took, whatever `busy` says.
     pub(crate) fn seal_thread_lanes(&self, into: &mut PageList, busy: BusyLanes) {
         let mut took_any = false;
         for lane in self.thread_lanes.iter() {
@@ -163,8 +161,8 @@ impl Pool {
         if !took_any {
             return;
         }
-        // The consumer's half of the handshake (module docs): after it, an
-        // owner that loaded a page we took shows us an odd `section`.
+        // The consumer's half of the handshake (`thread_lane.rs`): after it,
+        // an owner that loaded a page we took shows us an odd `section`.
         self.fence.heavy();
         for lane in self.thread_lanes.iter() {
             let Some(page) = NonNull::new(lane.consumer.taken.swap(ptr::null_mut(), Relaxed))
@@ -173,14 +171,15 @@ impl Pool {
             };
             wait_for_owner(lane);
             // SAFETY: taken by our swap, and the owner's last push into it
-            // has ended (module docs): the page is ours.
+            // has ended (`thread_lane.rs`, "Why the consumer may use `p`"):
+            // the page is ours.
             unsafe { into.push(page) };
         }
     }
 }
 
 /// Waits until the owner of `lane` is not inside the push that may have
-/// loaded the page the consumer just took (module docs).
+/// loaded the page the consumer just took (`thread_lane.rs`).
 ///
 /// It waits for an even value: only the end of a push is a `Release`
 /// store, and reading it (`Acquire`) orders the writes of that push and of
@@ -221,7 +220,7 @@ mod tests {
         assert_eq!(pages.records(), 0);
         pool.recycle(pages);
         assert_eq!(sorted(drain(&pool)), addresses(2..3));
-        // SAFETY: as above.
+        // SAFETY: claimed above, released once, not used afterwards.
         unsafe { pool.release_thread_lane(lane) };
     }
 }

@@ -56,7 +56,7 @@
 //! owner's, and it hands it off on the CPU lane's list as any push does.
 //! If the CPU lane is busy or dry the push stores the record through the
 //! per-CPU lanes instead (`Pool::push`); after a busy lane the next push
-//! tries again, after a dry one the 32nd (`DRY_SKIPS`).
+//! tries again, after a dry one the 33rd (`DRY_SKIPS`).
 //!
 //! **Reentrancy.** A signal handler that interrupts its thread's push finds
 //! `section` odd and pushes through the per-CPU lanes. One that interrupts
@@ -118,7 +118,8 @@ pub(crate) struct OwnerWords {
     /// Records pushed through this lane; written by the owner only.
     pub(crate) pushed: AtomicU64,
     /// Pushes left that go straight to the per-CPU lanes after a page
-    /// switch found no page (`push_local.rs`, `DRY_SKIPS`); written by the owner only.
+    /// switch found no page (`DRY_SKIPS` in `push_local.rs`); written by
+    /// the owner only.
     pub(crate) skips_left: AtomicU32,
 }
 
@@ -171,7 +172,8 @@ impl ThreadLane {
             return None;
         }
         // Relaxed: the store half of the handshake; `light` below orders it
-        // before our load of `open` (pairs with `heavy` in `take_open`).
+        // before our load of `open` (pairs with `heavy` in
+        // `seal_thread_lanes`, `seal.rs`).
         self.owner.section.store(section + 1, Relaxed);
         pool.fence.light();
         Some(section)
@@ -410,7 +412,7 @@ mod tests {
         // SAFETY: the reset left it to no one; the test takes it.
         unsafe { lost.push(NonNull::new(open).unwrap()) };
         pool.recycle(lost);
-        // SAFETY: as above.
+        // SAFETY: claimed above, released once, not used afterwards.
         unsafe { pool.release_thread_lane(lane) };
     }
 
