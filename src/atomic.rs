@@ -25,6 +25,7 @@
 
 use crate::gp::RcuReadGuard;
 use crate::node::{Node, Owned};
+use crate::local::LocalRetirer;
 use crate::service::KvfreeRcu;
 use crate::sync::{AtomicPtr, Ordering};
 use core::fmt;
@@ -264,6 +265,19 @@ impl<T: Send + Sync + 'static> Unlinked<T> {
         // whose guards are in the domain the service waits for;
         // SAFETY: (1) and (2) above, and (3) our contract 3: retired once.
         unsafe { service.kvfree_rcu(self.node) }
+    }
+
+    /// [`retire`](Self::retire) through a thread's own lane into
+    /// `local.service()` (no locked instruction: [`LocalRetirer`]). Never
+    /// fails, allocates, locks or blocks: any context.
+    ///
+    /// # Safety
+    /// As [`retire`](Self::retire), with `local.service()` as the service.
+    pub unsafe fn retire_local(self, local: &LocalRetirer<'_>) {
+        // SAFETY: as in `retire`: the node is an `Owned` box, unreachable
+        // for new readers of the service's domain (contracts 1 and 2), and
+        // retired once (contract 3).
+        unsafe { local.kvfree_rcu(self.node) }
     }
 }
 

@@ -115,7 +115,7 @@
 //! | [`KvfreeRcu::kvfree_rcu_mightsleep`] | **no** (reported) | yes: may wait a grace period |
 //! | [`KvfreeRcu::barrier`], [`KvfreeRcu::shrink`], [`Rcu::synchronize`] | **no** | yes |
 //! | [`Rcu::read_lock`], `get_state`, `start_poll`, `poll_state` | yes | yes |
-//! | [`global()`] (once created), [`RcuCell::read`], [`RcuCell::replace_with`], [`Atomic::load`], [`Atomic::swap`], compare-exchange, [`Unlinked::retire`] | yes | yes |
+//! | [`global()`] (once created), [`RcuCell::read`], [`RcuCell::replace_with`], [`Atomic::load`], [`Atomic::swap`], compare-exchange, [`Unlinked::retire`], [`Unlinked::retire_local`] | yes | yes |
 //! | [`init_global`], [`RcuCell::new`], [`RcuCell::replace`], [`RcuCell::update`], [`Owned::new`] | **no**: allocate | yes |
 //!
 //! The full table is in `docs/CONTEXTS.md`; the design in `docs/DESIGN.md`.

@@ -235,11 +235,15 @@ fn shared_and_swap_basics() {
         assert_eq!(link.load(&guard).as_ref(), Some(&8));
     }
     let last = link.swap(None).expect("was not null");
-    // SAFETY: as above.
-    unsafe { last.retire(&service) };
+    // Through a thread's own lane this time.
+    let local = service.local_retirer();
+    // SAFETY: as above; `local` retires into the same service.
+    unsafe { last.retire_local(&local) };
+    drop(local);
     assert!(link.swap(None).is_none());
     service.barrier();
     assert_eq!(service.stats().pending, 0);
+    assert_eq!(service.stats().freed, 2);
 }
 
 #[test]
