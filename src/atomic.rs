@@ -24,8 +24,8 @@
 //! node it reads, so the node's initialisation is visible.
 
 use crate::gp::RcuReadGuard;
-use crate::node::{Node, Owned};
 use crate::local::LocalRetirer;
+use crate::node::{Node, Owned};
 use crate::service::KvfreeRcu;
 use crate::sync::{AtomicPtr, Ordering};
 use core::fmt;

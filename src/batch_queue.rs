@@ -39,8 +39,8 @@ use crate::freeing::{self, FreeingFor};
 use crate::gp::GracePeriod;
 use crate::head::{HeadChain, HeadLists};
 use crate::pool::{BusyLanes, PageList, Pool};
-use crate::reclaim::{self, Board, Chunk};
-use crate::sync::{AtomicU64, Mutex, Ordering, lock};
+use crate::reclaim::{self, Board, Chunk, Sharing};
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering, lock, try_lock};
 use std::collections::VecDeque;
 
 /// Objects that wait for one grace period together.
@@ -184,7 +184,25 @@ impl<S: Copy> BatchQueue<S> {
     /// Frees every batch whose grace period has ended, oldest first; returns
     /// the number of objects freed.
     pub(crate) fn reap<G: GracePeriod<State = S>>(&self, gp: &G, pool: &Pool) -> u64 {
-        let _free_lock = lock(&self.free_lock);
+        let free_lock = lock(&self.free_lock);
+        self.reap_holding(free_lock, Sharing::WithHelpers, gp, pool)
+    }
+
+    /// [`reap`](Self::reap), or `None` at once if another thread is
+    /// reaping (holds the free lock).
+    pub(crate) fn try_reap<G: GracePeriod<State = S>>(&self, gp: &G, pool: &Pool) -> Option<u64> {
+        let free_lock = try_lock(&self.free_lock)?;
+        Some(self.reap_holding(free_lock, Sharing::Alone, gp, pool))
+    }
+
+    /// The body of `reap` and `try_reap`, with the free lock held.
+    fn reap_holding<G: GracePeriod<State = S>>(
+        &self,
+        _free_lock: MutexGuard<'_, ()>,
+        sharing: Sharing,
+        gp: &G,
+        pool: &Pool,
+    ) -> u64 {
         let _freeing = FreeingFor::enter(self.id());
         let mut freed = 0;
         loop {
@@ -197,7 +215,7 @@ impl<S: Copy> BatchQueue<S> {
             };
             let Some(batch) = batch else { break };
             let seq = batch.seq;
-            freed += free_batch(batch, pool, &self.board);
+            freed += free_batch(batch, sharing, pool, &self.board);
             // Release: pairs with the Acquire load in `completed`.
             self.completed_seq.store(seq, Ordering::Release);
         }
@@ -274,7 +292,7 @@ impl Drop for AbortOnUnwind {
 
 /// Frees a batch whose grace period has ended (shared with the reclaim
 /// helpers when it is large), then recycles its pages.
-fn free_batch<S>(batch: Batch<S>, pool: &Pool, board: &Board) -> u64 {
+fn free_batch<S>(batch: Batch<S>, sharing: Sharing, pool: &Pool, board: &Board) -> u64 {
     board.note_ready(batch.pages.records() as u64 + batch.heads.len());
     let abort = AbortOnUnwind;
     // Each page chunk goes back to the lanes' caches as soon as its records
@@ -282,6 +300,7 @@ fn free_batch<S>(batch: Batch<S>, pool: &Pool, board: &Board) -> u64 {
     // path needs those pages meanwhile (else it falls back to the heads).
     let recycle = |pages: PageList| pool.recycle(pages);
     let (pages, freed) = board.free_batch(
+        sharing,
         batch.pages,
         batch.heads,
         &|chunk| {

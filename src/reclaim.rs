@@ -340,13 +340,19 @@ impl Board {
     /// takes the lock), so the retire path gets pages back while the rest
     /// of a large batch is still being freed, and the returned list holds
     /// only what was left; without it, every page comes back in the list.
+    ///
+    /// With [`Sharing::Alone`] the calling thread frees everything itself.
     pub(crate) fn free_batch(
         &self,
+        sharing: Sharing,
         pages: PageList,
         heads: HeadChain,
         free_chunk: FreeChunk<'_>,
         recycle: Option<Recycle<'_>>,
     ) -> (PageList, u64) {
+        if sharing == Sharing::Alone {
+            return free_alone(pages, heads, free_chunk, recycle);
+        }
         let records = pages.records() as u64 + heads.len();
         // Helpers to wake: one per `RECORDS_PER_THREAD` beyond the first.
         let wanted = usize::try_from(records / RECORDS_PER_THREAD)
@@ -527,6 +533,17 @@ impl BoardLock<'_> {
 }
 
 /// A batch freed by the reaping thread alone.
+/// Whether a batch is shared with the helpers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sharing {
+    /// With the helpers when it is large enough (the worker, a barrier).
+    WithHelpers,
+    /// By the calling thread alone (`LocalRetirer::reclaim`: the objects
+    /// are freed where they were allocated, and the caller never waits
+    /// for a helper).
+    Alone,
+}
+
 fn free_alone(
     pages: PageList,
     heads: HeadChain,
@@ -748,7 +765,13 @@ mod tests {
             })
             .collect();
         let total = records as u64 + heads_n;
-        let (drained, freed) = board.free_batch(pages, lists.take_all(), &free_chunk, None);
+        let (drained, freed) = board.free_batch(
+            Sharing::WithHelpers,
+            pages,
+            lists.take_all(),
+            &free_chunk,
+            None,
+        );
         assert_eq!(freed, total);
         assert_eq!(FREED.load(Ordering::Relaxed) as u64, total);
         assert_eq!(drained.records(), records, "every page back");
@@ -882,8 +905,13 @@ mod loom_models {
                 let board = board.clone();
                 loom::thread::spawn(move || board.serve(&free_chunk))
             };
-            let (pages, freed) =
-                board.free_batch(PageList::new(), lists.take_all(), &free_chunk, None);
+            let (pages, freed) = board.free_batch(
+                Sharing::WithHelpers,
+                PageList::new(),
+                lists.take_all(),
+                &free_chunk,
+                None,
+            );
             assert_eq!(freed, 4);
             assert!(pages.is_empty());
             for node in nodes.iter() {

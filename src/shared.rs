@@ -81,7 +81,21 @@ pub(crate) struct Shared<G: GracePeriod> {
     /// Objects `kvfree_rcu_mightsleep` freed inline (cold: only after a
     /// failed page allocation).
     freed_inline: CachePadded<AtomicU64>,
+    /// When the service started: the origin of `last_local_reap`.
+    started: Instant,
+    /// When a `LocalRetirer::reclaim` last reaped, in nanoseconds since
+    /// `started` (0: never): while one reaped within a drain interval, the
+    /// worker's polling rounds leave reaping to it (`reap_due`).
+    last_local_reap: CachePadded<AtomicU64>,
 }
+
+/// The backlog (objects retired and not yet freed) from which the worker
+/// reaps even while threads reclaim for themselves (`Shared::reap_due`):
+/// 128 Ki objects, 256 full pages. A thread that retires and reclaims
+/// alone keeps about a grace period's worth of objects in flight (50 000
+/// to 75 000 in a 1-thread flood: a grace period of 2 to 3 ms at 25 to 40
+/// ns per object); past twice that, it is falling behind.
+const LOCAL_REAP_BACKLOG: u64 = 512 * 1024;
 
 /// Who runs the collect-advance-reap pipeline, which decides how often it
 /// advances the grace period.
@@ -301,6 +315,8 @@ impl<G: GracePeriod> Shared<G> {
             injected_round_panics: AtomicU64::new(0),
             try_failed: PerCpuCount::per_cpu(),
             freed_inline: CachePadded::new(AtomicU64::new(0)),
+            started: Instant::now(),
+            last_local_reap: CachePadded::new(AtomicU64::new(0)),
         });
         shared.round(Trigger::Start);
         shared
@@ -460,8 +476,62 @@ impl<G: GracePeriod> Shared<G> {
         if self.batches.has_pending() && self.advance_due(driver) {
             pass.advanced = self.gp.advance();
         }
-        pass.freed = self.batches.reap(&*self.gp, &self.pool);
+        if self.reap_due(driver) {
+            pass.freed = self.batches.reap(&*self.gp, &self.pool);
+        }
         pass
+    }
+
+    /// Whether `driver` reaps now: a waiter always; the worker unless a
+    /// thread reaped through `LocalRetirer::reclaim` within the last drain
+    /// interval and fewer than [`LOCAL_REAP_BACKLOG`] objects wait to be
+    /// freed. That thread frees the objects it allocated, on its own CPU
+    /// and into its own allocator caches; the worker (with its helpers)
+    /// takes over once the calls stop, and helps while they fall behind
+    /// (one thread frees at a time, and under oversubscription it gets a
+    /// producer's share of the CPUs).
+    fn reap_due(&self, driver: Driver) -> bool {
+        match driver {
+            Driver::Waiter => true,
+            Driver::Poller => {
+                // Relaxed: a hint; a stale value costs one round's reap.
+                let last = self.last_local_reap.load(Ordering::Relaxed);
+                let interval =
+                    u64::try_from(self.timing.drain_interval.as_nanos()).unwrap_or(u64::MAX);
+                last == 0
+                    || self.nanos_since_start().saturating_sub(last) >= interval
+                    || self.backlog() >= LOCAL_REAP_BACKLOG
+            }
+        }
+    }
+
+    /// Objects retired and not freed yet (approximate: relaxed counters).
+    fn backlog(&self) -> u64 {
+        let queued = self.pool.records_pushed() + self.heads.queued();
+        // Relaxed: counters.
+        queued.saturating_sub(self.batches.freed.load(Ordering::Relaxed))
+    }
+
+    fn nanos_since_start(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// `LocalRetirer::reclaim`: frees, on the calling thread, every batch
+    /// whose grace period has ended, unless another thread is reaping
+    /// right now (then 0 at once: it never waits). Ordinary context.
+    pub(crate) fn reap_here(&self) -> u64 {
+        // Relaxed: a hint for the worker (`reap_due`).
+        self.last_local_reap
+            .store(self.nanos_since_start(), Ordering::Relaxed);
+        if self.backlog() >= LOCAL_REAP_BACKLOG {
+            // Falling behind: the worker and its helpers reap, sharing the
+            // batches; one thread freeing alone under the free lock would
+            // hold them off.
+            return 0;
+        }
+        self.batches.try_reap(&*self.gp, &self.pool).unwrap_or(0)
     }
 
     /// Whether `driver` may try to advance the grace period now: a waiter

@@ -2,8 +2,9 @@
 //! through handles is freed exactly once, by a barrier or, for an idle
 //! thread's page, by the worker's drain interval alone; dropped handles
 //! hand their pages off and their lanes are reused; a signal handler that
-//! interrupts a call on the same handle is served by the per-CPU lanes; and
-//! a call makes no allocation under a raw spinlock.
+//! interrupts a call on the same handle is served by the per-CPU lanes; a
+//! call makes no allocation under a raw spinlock; and `reclaim` frees what
+//! has expired on the calling thread, in ordinary context only.
 
 mod common;
 
@@ -102,6 +103,81 @@ fn dropped_handles_give_their_lanes_back() {
     drop((a, b));
     service.barrier();
     assert_eq!(counter.dropped(), 52);
+}
+
+#[test]
+fn reclaim_frees_what_has_expired_on_the_calling_thread() {
+    let counter = DropCounter::leak();
+    let rcu = Arc::new(Rcu::new());
+    // Manual: no worker thread, so every free below is this thread's.
+    let service = KvfreeRcu::builder(rcu.clone()).manual().build();
+    let local = service.local_retirer();
+    for i in 0..100 {
+        // SAFETY: from Box::leak, unpublished, retired once.
+        unsafe { local.kvfree_rcu(Headed::boxed(i, counter)) };
+    }
+    assert_eq!(local.reclaim(), 0, "nothing collected yet");
+    // Two rounds: the first sees the thread lane's page open, the second
+    // takes it (it stayed open) into a batch.
+    service.run_once();
+    service.run_once();
+    assert_eq!(counter.dropped(), 0, "its grace period has not ended");
+    rcu.synchronize();
+    assert_eq!(local.reclaim(), 100);
+    assert_eq!(counter.dropped(), 100, "freed inside the call");
+    assert_eq!(local.reclaim(), 0);
+    drop(local);
+    service.barrier();
+    assert_eq!(service.stats().freed, 100);
+}
+
+#[test]
+fn threads_that_reclaim_and_the_worker_free_each_object_once() {
+    let counter = DropCounter::leak();
+    let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    let (threads, per_thread) = (4, scaled(20_000));
+    let reclaimed: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let service = &service;
+                s.spawn(move || {
+                    let local = service.local_retirer();
+                    let mut reclaimed = 0;
+                    for i in 0..per_thread {
+                        let p = Headed::boxed((t * per_thread + i) as u64, counter);
+                        // SAFETY: from Box::leak, unpublished, retired once.
+                        unsafe { local.kvfree_rcu(p) };
+                        if i % 256 == 255 {
+                            reclaimed += local.reclaim() as usize;
+                        }
+                    }
+                    reclaimed
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    service.barrier();
+    assert_eq!(counter.dropped(), threads * per_thread);
+    assert!(reclaimed <= threads * per_thread);
+    let stats = service.stats();
+    assert_eq!(stats.freed, (threads * per_thread) as u64, "{stats:?}");
+}
+
+#[test]
+fn reclaim_in_atomic_context_is_reported() {
+    context::set_report_mode(ReportMode::Count);
+    let service = KvfreeRcu::new(Arc::new(Rcu::new()));
+    let local = service.local_retirer();
+    let lock = RawSpinLock::new(());
+    let before = context::thread_violations();
+    {
+        let _locked = lock.lock();
+        local.reclaim();
+    }
+    if context::CHECKS {
+        assert_eq!(context::thread_violations(), before + 1);
+    }
 }
 
 #[test]

@@ -150,6 +150,33 @@ fn local_retire_races_a_barrier() {
     });
 }
 
+/// A thread freeing expired objects itself (`LocalRetirer::reclaim`, a
+/// try-lock of the free lock) racing a round and a barrier that reap too:
+/// each object is freed exactly once.
+#[test]
+fn local_reclaim_races_a_round() {
+    loom::model(|| {
+        let rcu = Arc::new(Rcu::with_capacity(3));
+        let svc = Arc::new(service(rcu.clone()));
+        let first = node();
+        // SAFETY: never published, retired once.
+        unsafe { svc.kvfree_rcu(NonNull::new(first).unwrap()) };
+        svc.run_once(); // collected, its grace period started
+        let reclaimer = {
+            let svc = svc.clone();
+            thread::spawn(move || {
+                let local = svc.local_retirer();
+                local.reclaim()
+            })
+        };
+        svc.run_once();
+        let by_reclaim = reclaimer.join().unwrap();
+        svc.barrier();
+        assert!(by_reclaim <= 1);
+        assert_eq!(svc.stats().freed, 1);
+    });
+}
+
 /// Two threads park into a one-slot `Parking` while the main thread
 /// flushes: each node is retired exactly once (by a flush, or by its
 /// producer after a full parking handed it back), and the flusher reads the

@@ -29,6 +29,7 @@ fn colour_of(kind: SchemeKind) -> RGBColor {
         SchemeKind::KvfreeHeadedNice => RGBColor(0xe3, 0x77, 0xc2),
         SchemeKind::KvfreeHeadedAffineNice => RGBColor(0xd6, 0x27, 0x28),
         SchemeKind::KvfreeLocal => RGBColor(0xbc, 0xbd, 0x22),
+        SchemeKind::KvfreeLocalReclaim => RGBColor(0x8c, 0x56, 0x4b),
         SchemeKind::KvfreeHeadless => RGBColor(0x6b, 0xae, 0xd6),
         SchemeKind::CallRcu => RGBColor(0xff, 0x7f, 0x0e),
         SchemeKind::CrossbeamEpoch => RGBColor(0x2c, 0xa0, 0x2c),

@@ -31,15 +31,43 @@ pub struct KvfreeHeaded {
 /// in a thread-local as a program using the global service would keep it.
 /// So that the handle can borrow the service for `'static`, the service is
 /// leaked (the main job runs each configuration in a process of its own).
+///
+/// With [`LocalFreeing::ThisThread`] each thread also calls
+/// `LocalRetirer::reclaim` every [`RECLAIM_EVERY`] retires, inside the
+/// timed call that reaches the count, as crossbeam-epoch's `pin` collects
+/// inside its calls: the objects whose grace period has ended are then
+/// freed on the thread that allocated them.
 #[derive(Debug)]
 pub struct KvfreeLocal {
     service: &'static KvfreeRcu,
+    freeing: LocalFreeing,
+}
+
+/// Who frees what a [`KvfreeLocal`] flood retires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalFreeing {
+    /// The service's worker (and its helpers), as for every other call.
+    Worker,
+    /// Each retiring thread, through `LocalRetirer::reclaim`.
+    ThisThread,
+}
+
+/// Retires between two `reclaim` calls with [`LocalFreeing::ThisThread`]:
+/// about half a page.
+pub const RECLAIM_EVERY: u32 = 256;
+
+/// One flood thread's handle and its retires since its last `reclaim`.
+struct LocalState {
+    /// The address of the service the handle retires into.
+    service: usize,
+    handle: LocalRetirer<'static>,
+    since_reclaim: std::cell::Cell<u32>,
 }
 
 thread_local! {
     /// This thread's handle, between `register_thread` and
-    /// `unregister_thread`, with the address of the service it retires into.
-    static LOCAL: RefCell<Option<(usize, LocalRetirer<'static>)>> = const { RefCell::new(None) };
+    /// `unregister_thread`.
+    static LOCAL: RefCell<Option<LocalState>> = const { RefCell::new(None) };
 }
 
 /// `KvfreeRcu::try_kvfree_rcu` on head-less objects.
@@ -181,9 +209,10 @@ impl Scheme for KvfreeHeaded {
 impl KvfreeLocal {
     /// A fresh domain and service (default settings, worker running),
     /// leaked (see the type's docs).
-    pub fn new() -> KvfreeLocal {
+    pub fn new(freeing: LocalFreeing) -> KvfreeLocal {
         KvfreeLocal {
             service: Box::leak(Box::new(KvfreeRcu::new(Arc::new(Rcu::new())))),
+            freeing,
         }
     }
 
@@ -199,18 +228,25 @@ impl KvfreeLocal {
 
 impl Default for KvfreeLocal {
     fn default() -> Self {
-        KvfreeLocal::new()
+        KvfreeLocal::new(LocalFreeing::Worker)
     }
 }
 
 impl Scheme for KvfreeLocal {
     fn name(&self) -> &'static str {
-        "kvfree-rcu local"
+        match self.freeing {
+            LocalFreeing::Worker => "kvfree-rcu local",
+            LocalFreeing::ThisThread => "kvfree-rcu local reclaim",
+        }
     }
 
     fn register_thread(&self) {
-        let handle = self.service.local_retirer();
-        LOCAL.with_borrow_mut(|local| *local = Some((self.id(), handle)));
+        let state = LocalState {
+            service: self.id(),
+            handle: self.service.local_retirer(),
+            since_reclaim: std::cell::Cell::new(0),
+        };
+        LOCAL.with_borrow_mut(|local| *local = Some(state));
     }
 
     fn unregister_thread(&self) {
@@ -221,9 +257,22 @@ impl Scheme for KvfreeLocal {
     #[inline]
     unsafe fn retire(&self, obj: NonNull<FloodObj>) {
         LOCAL.with_borrow(|local| match local {
-            // SAFETY: the trait's contract: a Box<FloodObj> (FloodObj::alloc),
-            // unreachable, retired once, unused afterwards.
-            Some((id, handle)) if *id == self.id() => unsafe { handle.kvfree_rcu(obj) },
+            Some(state) if state.service == self.id() => {
+                // SAFETY: the trait's contract: a Box<FloodObj>
+                // (FloodObj::alloc), unreachable, retired once, unused
+                // afterwards.
+                unsafe { state.handle.kvfree_rcu(obj) };
+                if self.freeing == LocalFreeing::ThisThread {
+                    let n = state.since_reclaim.get() + 1;
+                    if n == RECLAIM_EVERY {
+                        // The flood threads are ordinary context.
+                        state.handle.reclaim();
+                        state.since_reclaim.set(0);
+                    } else {
+                        state.since_reclaim.set(n);
+                    }
+                }
+            }
             // A thread that did not register: the service's own call.
             // SAFETY: as above.
             _ => unsafe { self.service.kvfree_rcu(obj) },

@@ -17,7 +17,7 @@ pub use call_rcu::CallRcu;
 pub use direct::Direct;
 pub use epoch::Epoch;
 pub use floor::{FLOOR_CAPACITY, Floor};
-pub use kvfree::{KvfreeHeaded, KvfreeHeadless, KvfreeLocal};
+pub use kvfree::{KvfreeHeaded, KvfreeHeadless, KvfreeLocal, LocalFreeing, RECLAIM_EVERY};
 #[cfg(feature = "liburcu")]
 pub use urcu::Urcu;
 
@@ -88,6 +88,8 @@ pub enum SchemeKind {
     KvfreeHeadedAffineNice,
     /// kvfree-rcu, headed, each thread retiring through its own `LocalRetirer` (no locked instruction per call).
     KvfreeLocal,
+    /// kvfree-rcu local, each thread also freeing what has expired (`LocalRetirer::reclaim` every 256 retires).
+    KvfreeLocalReclaim,
     /// kvfree-rcu, head-less objects (`try_kvfree_rcu`, falling back to `kvfree_rcu_mightsleep`).
     KvfreeHeadless,
     /// A naive `call_rcu`: one boxed callback per call, a worker thread.
@@ -166,7 +168,8 @@ impl SchemeKind {
             SchemeKind::KvfreeHeadedAffineNice => {
                 Box::new(KvfreeHeaded::reclaim_nice(ReclaimAffinity::FillingCpu))
             }
-            SchemeKind::KvfreeLocal => Box::new(KvfreeLocal::new()),
+            SchemeKind::KvfreeLocal => Box::new(KvfreeLocal::new(LocalFreeing::Worker)),
+            SchemeKind::KvfreeLocalReclaim => Box::new(KvfreeLocal::new(LocalFreeing::ThisThread)),
             SchemeKind::KvfreeHeadless => Box::new(KvfreeHeadless::new()),
             SchemeKind::CallRcu => Box::new(CallRcu::new()),
             SchemeKind::CrossbeamEpoch => Box::new(Epoch::new()),
@@ -194,6 +197,9 @@ impl SchemeKind {
             }
             SchemeKind::KvfreeLocal => {
                 "LocalRetirer::kvfree_rcu(ptr): the thread's own page, plain stores, no locked instruction"
+            }
+            SchemeKind::KvfreeLocalReclaim => {
+                "the same, plus LocalRetirer::reclaim() every 256 calls: expired objects freed on the retiring thread"
             }
             SchemeKind::KvfreeHeadless => {
                 "try_kvfree_rcu(ptr), on Err kvfree_rcu_mightsleep: same pages, no head"
@@ -232,7 +238,10 @@ impl SchemeKind {
             SchemeKind::KvfreeHeadedAffineNice => {
                 visitor.visit(&KvfreeHeaded::reclaim_nice(ReclaimAffinity::FillingCpu))
             }
-            SchemeKind::KvfreeLocal => visitor.visit(&KvfreeLocal::new()),
+            SchemeKind::KvfreeLocal => visitor.visit(&KvfreeLocal::new(LocalFreeing::Worker)),
+            SchemeKind::KvfreeLocalReclaim => {
+                visitor.visit(&KvfreeLocal::new(LocalFreeing::ThisThread))
+            }
             SchemeKind::KvfreeHeadless => visitor.visit(&KvfreeHeadless::new()),
             SchemeKind::CallRcu => visitor.visit(&CallRcu::new()),
             SchemeKind::CrossbeamEpoch => visitor.visit(&Epoch::new()),
