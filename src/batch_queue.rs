@@ -40,7 +40,7 @@ use crate::gp::GracePeriod;
 use crate::head::{HeadChain, HeadLists};
 use crate::pool::{BusyLanes, PageList, Pool};
 use crate::reclaim::{self, Board, Chunk, Sharing};
-use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering, lock, try_lock};
+use crate::sync::{AtomicU64, Mutex, Ordering, lock, try_lock};
 use std::collections::VecDeque;
 
 /// Objects that wait for one grace period together.
@@ -70,6 +70,22 @@ pub(crate) struct BatchQueue<S> {
     /// Where the reaping thread shares a large batch's pages with the
     /// reclaim helpers.
     pub(crate) board: Board,
+}
+
+/// Who reaps, which says how it takes the queue's locks and whether it
+/// shares large batches with the reclaim helpers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reaper {
+    /// A thread waiting for its own batch (`barrier`, `shrink`, `run_once`,
+    /// drop): waits for the locks, shares with the helpers.
+    Waiter,
+    /// The worker's polling round: skips the reap while another thread
+    /// reaps (it polls again soon), shares with the helpers.
+    Poller,
+    /// A retiring thread's `LocalRetirer::reclaim`: never waits for a lock,
+    /// frees alone (the objects go back to its own allocator caches). Not
+    /// waiting keeps the calls free of futex syscalls too.
+    LocalThread,
 }
 
 /// What `collect` does with the lanes' open (partly filled) pages.
@@ -181,38 +197,38 @@ impl<S: Copy> BatchQueue<S> {
         self.completed_seq.load(Ordering::Acquire) >= seq
     }
 
-    /// Frees every batch whose grace period has ended, oldest first; returns
-    /// the number of objects freed.
-    pub(crate) fn reap<G: GracePeriod<State = S>>(&self, gp: &G, pool: &Pool) -> u64 {
-        let free_lock = lock(&self.free_lock);
-        self.reap_holding(free_lock, Sharing::WithHelpers, gp, pool)
-    }
-
-    /// [`reap`](Self::reap), or `None` at once if another thread is
-    /// reaping (holds the free lock).
-    pub(crate) fn try_reap<G: GracePeriod<State = S>>(&self, gp: &G, pool: &Pool) -> Option<u64> {
-        let free_lock = try_lock(&self.free_lock)?;
-        Some(self.reap_holding(free_lock, Sharing::Alone, gp, pool))
-    }
-
-    /// The body of `reap` and `try_reap`, with the free lock held.
-    fn reap_holding<G: GracePeriod<State = S>>(
+    /// Frees every batch whose grace period has ended, oldest first, as
+    /// `reaper`; returns the number of objects freed, or `None` at once if
+    /// `reaper` does not wait and another thread is reaping.
+    pub(crate) fn reap<G: GracePeriod<State = S>>(
         &self,
-        _free_lock: MutexGuard<'_, ()>,
-        sharing: Sharing,
+        reaper: Reaper,
         gp: &G,
         pool: &Pool,
-    ) -> u64 {
+    ) -> Option<u64> {
+        let _free_lock = match reaper {
+            Reaper::Waiter => lock(&self.free_lock),
+            Reaper::Poller | Reaper::LocalThread => try_lock(&self.free_lock)?,
+        };
+        let sharing = match reaper {
+            Reaper::Waiter | Reaper::Poller => Sharing::WithHelpers,
+            Reaper::LocalThread => Sharing::Alone,
+        };
         let _freeing = FreeingFor::enter(self.id());
         let mut freed = 0;
         loop {
-            let batch = {
-                let mut q = lock(&self.queue);
-                match q.batches.front() {
-                    Some(b) if gp.poll_state(b.stamp) => q.batches.pop_front(),
-                    _ => None,
-                }
+            let queue = match reaper {
+                Reaper::Waiter | Reaper::Poller => Some(lock(&self.queue)),
+                // Held by a collect (which may wait for a producer): stop,
+                // rather than block the retiring thread.
+                Reaper::LocalThread => try_lock(&self.queue),
             };
+            let Some(mut q) = queue else { break };
+            let batch = match q.batches.front() {
+                Some(b) if gp.poll_state(b.stamp) => q.batches.pop_front(),
+                _ => None,
+            };
+            drop(q);
             let Some(batch) = batch else { break };
             let seq = batch.seq;
             freed += free_batch(batch, sharing, pool, &self.board);
@@ -220,7 +236,7 @@ impl<S: Copy> BatchQueue<S> {
             self.completed_seq.store(seq, Ordering::Release);
         }
         self.freed.fetch_add(freed, Ordering::Relaxed);
-        freed
+        Some(freed)
     }
 
     /// The body of a reclaim helper thread: frees the chunks reaping threads

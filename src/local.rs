@@ -187,10 +187,10 @@ impl<G: GracePeriod> LocalRetirer<'_, G> {
     /// any handle or call) whose grace period has ended; returns how many.
     /// **Ordinary context**: it runs their destructors and gives their
     /// memory back to the allocator here (the checker reports a call in
-    /// atomic context, as `might_sleep()` does). It does not wait for a
-    /// thread that is freeing for the service: it returns 0 at once (it
-    /// takes the service's queue lock for a moment, as the worker does).
-    /// It also returns 0 while the service is behind (hundreds of
+    /// atomic context, as `might_sleep()` does). It never waits for a lock
+    /// (so it makes no futex syscall): while another thread frees for the
+    /// service, or the worker is collecting, it returns what it has freed
+    /// so far (0 at once). It also returns 0 while the service is behind (hundreds of
     /// thousands of objects waiting), where the worker and its helpers free
     /// in parallel. A destructor that panics aborts the process, as on the
     /// worker.

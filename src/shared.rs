@@ -30,7 +30,7 @@
 //! worker: it runs the pipeline on the caller's thread, so it cannot hang
 //! because the worker is stuck or gone.
 
-use crate::batch_queue::{BatchQueue, OpenPages};
+use crate::batch_queue::{BatchQueue, OpenPages, Reaper};
 use crate::context::{self, Violation};
 use crate::free_fn::{FreeFn, kind_of};
 use crate::gp::GracePeriod;
@@ -477,7 +477,14 @@ impl<G: GracePeriod> Shared<G> {
             pass.advanced = self.gp.advance();
         }
         if self.reap_due(driver) {
-            pass.freed = self.batches.reap(&*self.gp, &self.pool);
+            let reaper = match driver {
+                Driver::Waiter => Reaper::Waiter,
+                Driver::Poller => Reaper::Poller,
+            };
+            pass.freed = self
+                .batches
+                .reap(reaper, &*self.gp, &self.pool)
+                .unwrap_or(0);
         }
         pass
     }
@@ -531,7 +538,9 @@ impl<G: GracePeriod> Shared<G> {
             // hold them off.
             return 0;
         }
-        self.batches.try_reap(&*self.gp, &self.pool).unwrap_or(0)
+        self.batches
+            .reap(Reaper::LocalThread, &*self.gp, &self.pool)
+            .unwrap_or(0)
     }
 
     /// Whether `driver` may try to advance the grace period now: a waiter
