@@ -110,6 +110,7 @@
 //! | [`KvfreeRcu::try_kvfree_rcu`], [`KvfreeRcu::kvfree_rcu_with`] | yes: `Err` when no page | yes |
 //! | [`KvfreeRcu::local_retirer`] | **no**: may allocate | yes |
 //! | [`LocalRetirer`]'s calls (the same four, through the thread's own lane: no locked instruction) | yes | yes |
+//! | [`LocalRetirer::reclaim`] | **no**: frees | yes: frees what has expired on this thread |
 //! | [`Parking::park`], [`Parking::try_kvfree_rcu_or_park`] | yes: `Err` when full | yes |
 //! | [`Parking::flush`] | **no** | yes: may wait a grace period |
 //! | [`KvfreeRcu::kvfree_rcu_mightsleep`] | **no** (reported) | yes: may wait a grace period |
