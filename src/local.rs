@@ -233,10 +233,10 @@ impl<G: GracePeriod> LocalRetirer<'_, G> {
 impl<G: GracePeriod> Drop for LocalRetirer<'_, G> {
     /// Hands the lane's open page to the worker and frees the lane.
     fn drop(&mut self) {
+        // The handle is not `Sync`, and a drop cannot run inside one of its
+        // own calls: no call on it is running on any thread now.
         // SAFETY: (1) claimed in `local_retirer`, released only here; (2)
-        // the handle is not `Sync` and is being dropped, so no call on it
-        // is running on any thread, this one included (a drop cannot run
-        // inside one of its own calls), and it is not used afterwards.
+        // as just said, and the handle is not used afterwards.
         unsafe { self.service.shared().pool.release_thread_lane(self.lane) };
         // The page is on the pool's hand-off list: let an idle worker know.
         self.service.shared().wake.wake_if_idle();
