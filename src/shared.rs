@@ -46,7 +46,6 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// State shared by the service handle and its worker thread.
 /// Which lanes a retire call pushes through.
 #[derive(Clone, Copy)]
 pub(crate) enum Via<'a> {
@@ -57,6 +56,7 @@ pub(crate) enum Via<'a> {
     ThreadLane(&'a ThreadLane),
 }
 
+/// State shared by the service handle and its worker thread.
 pub(crate) struct Shared<G: GracePeriod> {
     pub(crate) gp: Arc<G>,
     pub(crate) pool: Pool,
@@ -90,11 +90,14 @@ pub(crate) struct Shared<G: GracePeriod> {
 }
 
 /// The backlog (objects retired and not yet freed) from which the worker
-/// reaps even while threads reclaim for themselves (`Shared::reap_due`):
-/// 128 Ki objects, 256 full pages. A thread that retires and reclaims
+/// reaps even while threads reclaim for themselves, and `reclaim` leaves
+/// the reaping to it (`Shared::reap_due`, `Shared::reap_here`): 512 Ki
+/// objects, about 1 000 full pages. A thread that retires and reclaims
 /// alone keeps about a grace period's worth of objects in flight (50 000
-/// to 75 000 in a 1-thread flood: a grace period of 2 to 3 ms at 25 to 40
-/// ns per object); past twice that, it is falling behind.
+/// to 120 000 in a 1-thread flood: a grace period of 2 to 3 ms at 20 to 40
+/// ns per object); 128 Ki turned most of the 1-thread mimalloc flood's
+/// calls away (docs/BENCHMARKS.md, "Freeing on the retiring thread"),
+/// while an 8-thread flood's backlog is in the millions.
 const LOCAL_REAP_BACKLOG: u64 = 512 * 1024;
 
 /// Who runs the collect-advance-reap pipeline, which decides how often it
@@ -434,10 +437,9 @@ impl<G: GracePeriod> Shared<G> {
     /// before their wake check (the pool's per-lane push count, inside the
     /// push; each head list's count, inside the head push).
     pub(crate) fn has_queued_records(&self) -> bool {
-        let queued = self.pool.records_pushed() + self.heads.queued();
-        // Relaxed: counters. A stale (smaller) `freed` only keeps the
-        // worker awake one more round.
-        queued > self.batches.freed.load(Ordering::Relaxed)
+        // A stale (smaller) `freed` only keeps the worker awake one more
+        // round.
+        self.backlog() > 0
     }
 
     /// Whether the worker has reasons to keep polling: records queued or
@@ -519,15 +521,18 @@ impl<G: GracePeriod> Shared<G> {
         queued.saturating_sub(self.batches.freed.load(Ordering::Relaxed))
     }
 
+    /// Nanoseconds since the service started, at least 1 (0 is "never" in
+    /// `last_local_reap`).
     fn nanos_since_start(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_nanos())
             .unwrap_or(u64::MAX)
             .max(1)
     }
 
-    /// `LocalRetirer::reclaim`: frees, on the calling thread, every batch
-    /// whose grace period has ended, unless another thread is reaping
-    /// right now (then 0 at once: it never waits). Ordinary context.
+    /// `LocalRetirer::reclaim`: frees, on the calling thread, the batches
+    /// whose grace period has ended (`Reaper::LocalThread`: it never waits
+    /// for a lock), unless the backlog is past [`LOCAL_REAP_BACKLOG`].
+    /// Ordinary context.
     pub(crate) fn reap_here(&self) -> u64 {
         // Relaxed: a hint for the worker (`reap_due`).
         self.last_local_reap
