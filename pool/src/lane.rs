@@ -386,9 +386,10 @@ impl Lane {
 
 /// Adds one to a counter of the lane's owner, its only writer: a plain load
 /// and store, no read-modify-write. Relaxed: the next owner sees it through
-/// take/release (`Acquire`/`Release` on `open`), and readers (`stats`, the
-/// watermark policy) only need some recent value.
+/// take/release (`Acquire`/`Release` on `open`; for a thread lane, its
+/// claim and release), and readers (`stats`, the watermark policy) only
+/// need some recent value.
 #[inline(always)]
-fn add_one_as_owner(counter: &AtomicU64) {
+pub(crate) fn add_one_as_owner(counter: &AtomicU64) {
     counter.store(counter.load(Relaxed) + 1, Relaxed);
 }

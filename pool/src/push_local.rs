@@ -4,9 +4,10 @@
 //! `thread_lane.rs`.
 
 use crate::lane::BUSY;
+use crate::lane::add_one_as_owner;
 use crate::page::Page;
 use crate::sync::Ordering::{Relaxed, Release};
-use crate::thread_lane::{ThreadLane, add_one_as_owner};
+use crate::thread_lane::ThreadLane;
 use crate::{Kind, NoPage, Pool, Pushed};
 use core::ptr::NonNull;
 

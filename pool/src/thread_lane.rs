@@ -357,14 +357,6 @@ impl Pool {
     }
 }
 
-/// Adds one to a counter only its owner writes: a load and a store, no
-/// read-modify-write.
-#[inline(always)]
-pub(crate) fn add_one_as_owner(counter: &AtomicU64) {
-    // Relaxed: a count the owner alone writes.
-    counter.store(counter.load(Relaxed) + 1, Relaxed);
-}
-
 #[cfg(all(test, not(kvfree_loom)))]
 mod tests {
     use super::*;

@@ -71,13 +71,13 @@ fn the_counter_counts() {
     );
 }
 
-#[test]
-fn push_never_allocates() {
+/// Pushes 400 rounds of 5 000 records through `push` with this thread's
+/// allocations counted (the consumer seals, recycles and refills between
+/// rounds, uncounted), and checks that none allocated and every record
+/// found a page.
+fn pushes_never_allocate(pool: &Pool, what: &str, mut push: impl FnMut(NonNull<()>, Kind) -> bool) {
     const ROUNDS: usize = 400;
     const PER_ROUND: usize = 5_000;
-    let mut config = Config::default();
-    (config.low_watermark, config.high_watermark) = (16, 16);
-    let pool = Pool::new(config).unwrap();
     pool.refill().unwrap();
     let kinds: Vec<Kind> = (1..=3)
         .map(|k| Kind::new(NonNull::new(ptr::without_provenance_mut(4096 * k)).unwrap()))
@@ -90,13 +90,14 @@ fn push_never_allocates() {
                 let ptr =
                     NonNull::new(ptr::without_provenance_mut(8 * (round * PER_ROUND + i + 1)))
                         .unwrap();
-                match pool.push(ptr, kinds[i / 100 % kinds.len()]) {
-                    Ok(_) => pushed += 1,
-                    Err(_) => failed += 1,
+                if push(ptr, kinds[i / 100 % kinds.len()]) {
+                    pushed += 1;
+                } else {
+                    failed += 1;
                 }
             }
         });
-        assert_eq!(allocations, 0, "push allocated in round {round}");
+        assert_eq!(allocations, 0, "{what} allocated in round {round}");
         // The consumer, outside the counted region.
         let mut pages = pool.take_sealed();
         pool.seal_open(&mut pages, BusyLanes::Wait);
@@ -106,50 +107,34 @@ fn push_never_allocates() {
         pool.recycle(pages);
         pool.refill().unwrap();
     }
-    assert_eq!(failed, 0, "every push found a page");
+    assert_eq!(failed, 0, "every {what} found a page");
     assert_eq!(pushed, (ROUNDS * PER_ROUND) as u64);
     assert_eq!(pool.stats().records_pushed, pushed);
+}
+
+/// A pool with fixed caches of 16 pages per lane.
+fn pool() -> Pool {
+    let mut config = Config::default();
+    (config.low_watermark, config.high_watermark) = (16, 16);
+    Pool::new(config).unwrap()
+}
+
+#[test]
+fn push_never_allocates() {
+    let pool = pool();
+    pushes_never_allocate(&pool, "push", |ptr, kind| pool.push(ptr, kind).is_ok());
 }
 
 /// The same for a thread lane's push (`Pool::push_local`), page switches
 /// included; the claim (which may allocate) is outside the counted region.
 #[test]
 fn push_local_never_allocates() {
-    const ROUNDS: usize = 400;
-    const PER_ROUND: usize = 5_000;
-    let mut config = Config::default();
-    (config.low_watermark, config.high_watermark) = (16, 16);
-    let pool = Pool::new(config).unwrap();
-    pool.refill().unwrap();
+    let pool = pool();
     let lane = pool.claim_thread_lane();
-    let kinds: Vec<Kind> = (1..=3)
-        .map(|k| Kind::new(NonNull::new(ptr::without_provenance_mut(4096 * k)).unwrap()))
-        .collect();
-    let mut pushed = 0u64;
-    for round in 0..ROUNDS {
-        let allocations = allocations_in(|| {
-            for i in 0..PER_ROUND {
-                let ptr =
-                    NonNull::new(ptr::without_provenance_mut(8 * (round * PER_ROUND + i + 1)))
-                        .unwrap();
-                // SAFETY: claimed above from this pool, used by this thread only.
-                if unsafe { pool.push_local(lane, ptr, kinds[i / 100 % kinds.len()]) }.is_ok() {
-                    pushed += 1;
-                }
-            }
-        });
-        assert_eq!(allocations, 0, "push_local allocated in round {round}");
-        let mut pages = pool.take_sealed();
-        pool.seal_open(&mut pages, BusyLanes::Wait);
-        pool.recycle(pages);
-        pool.refill().unwrap();
-    }
-    assert_eq!(
-        pushed,
-        (ROUNDS * PER_ROUND) as u64,
-        "every push found a page"
-    );
-    assert_eq!(pool.stats().records_pushed, pushed);
+    pushes_never_allocate(&pool, "push_local", |ptr, kind| {
+        // SAFETY: claimed above from this pool, used by this thread only.
+        unsafe { pool.push_local(lane, ptr, kind) }.is_ok()
+    });
     // SAFETY: claimed above, released once, not used afterwards.
     unsafe { pool.release_thread_lane(lane) };
 }
