@@ -17,7 +17,11 @@
 //! lock (`free_lock`), not the queue lock: destructors run there, so a
 //! destructor that retires more objects never contends with collection, and
 //! batches finish in order, which lets `barrier()` wait for a sequence
-//! number. While it frees, the thread is marked as freeing for this queue
+//! number. A `LocalRetirer::reclaim` call frees one bite of a batch
+//! ([`Reaper::LocalThread`]); the rest stays under the free lock (the lock
+//! guards it), and every reap finishes it before it pops the next batch,
+//! so batches still finish in order, each only once all of it is freed.
+//! While it frees, the thread is marked as freeing for this queue
 //! ([`crate::freeing`]), so that a destructor calling back into the same
 //! service is caught instead of deadlocking on `free_lock`.
 //!
@@ -39,7 +43,7 @@ use crate::freeing::{self, FreeingFor};
 use crate::gp::GracePeriod;
 use crate::head::{HeadChain, HeadLists};
 use crate::pool::{BusyLanes, PageList, Pool};
-use crate::reclaim::{self, Board, Chunk, Sharing};
+use crate::reclaim::{self, Bite, Board, Chunk};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock, try_lock};
 use std::collections::VecDeque;
 
@@ -60,7 +64,10 @@ struct Queue<S> {
 /// The batches waiting for their grace period.
 pub(crate) struct BatchQueue<S> {
     queue: Mutex<Queue<S>>,
-    free_lock: Mutex<()>,
+    /// Held by the thread that frees batches. It guards the batch a
+    /// [`Reaper::LocalThread`] left partly freed (its grace period has
+    /// ended; the next reap, whoever runs it, frees the rest first).
+    free_lock: Mutex<Option<Batch<S>>>,
     /// Sequence number of the last batch completely freed.
     completed_seq: AtomicU64,
     /// Objects freed from batches.
@@ -83,8 +90,9 @@ pub(crate) enum Reaper {
     /// reaps (it polls again soon), shares with the helpers.
     Poller,
     /// A retiring thread's `LocalRetirer::reclaim`: never waits for a lock,
-    /// frees alone (the objects go back to its own allocator caches). Not
-    /// waiting keeps the calls free of futex syscalls too.
+    /// frees alone (the objects go back to its own allocator caches), and
+    /// one [`Bite::Local`] per call, so that a call's cost is bounded.
+    /// Not waiting keeps the calls free of futex syscalls too.
     LocalThread,
 }
 
@@ -115,7 +123,7 @@ impl<S: Copy> BatchQueue<S> {
                 batches: VecDeque::new(),
                 next_seq: 1,
             }),
-            free_lock: Mutex::new(()),
+            free_lock: Mutex::new(None),
             completed_seq: AtomicU64::new(0),
             freed: AtomicU64::new(0),
             batches_collected: AtomicU64::new(0),
@@ -197,64 +205,99 @@ impl<S: Copy> BatchQueue<S> {
         self.completed_seq.load(Ordering::Acquire) >= seq
     }
 
-    /// Frees every batch whose grace period has ended, oldest first, as
-    /// `reaper`; returns the number of objects freed, or `None` at once if
-    /// `reaper` does not wait and another thread is reaping.
+    /// Frees the batches whose grace period has ended, oldest first, as
+    /// `reaper`: every one of them, or one bite for [`Reaper::LocalThread`];
+    /// returns the number of objects freed, or `None` at once if `reaper`
+    /// does not wait and another thread is reaping.
     pub(crate) fn reap<G: GracePeriod<State = S>>(
         &self,
         reaper: Reaper,
         gp: &G,
         pool: &Pool,
     ) -> Option<u64> {
-        let _free_lock = match reaper {
+        let mut partly_freed = match reaper {
             Reaper::Waiter => lock(&self.free_lock),
             Reaper::Poller | Reaper::LocalThread => try_lock(&self.free_lock)?,
-        };
-        let sharing = match reaper {
-            Reaper::Waiter | Reaper::Poller => Sharing::WithHelpers,
-            Reaper::LocalThread => Sharing::Alone,
         };
         let _freeing = FreeingFor::enter(self.id());
         let mut freed = 0;
         loop {
-            let queue = match reaper {
-                Reaper::Waiter | Reaper::Poller => Some(lock(&self.queue)),
-                // Held by a collect (which may wait for a producer): stop,
-                // rather than block the retiring thread.
-                Reaper::LocalThread => try_lock(&self.queue),
+            // A batch a local reap left partly freed comes first: it is the
+            // oldest, and its grace period has ended.
+            let batch = match partly_freed.take() {
+                Some(batch) => batch,
+                None => {
+                    let queue = match reaper {
+                        Reaper::Waiter | Reaper::Poller => Some(lock(&self.queue)),
+                        // Held by a collect (which may wait for a producer):
+                        // stop, rather than block the retiring thread.
+                        Reaper::LocalThread => try_lock(&self.queue),
+                    };
+                    let Some(mut q) = queue else { break };
+                    let batch = match q.batches.front() {
+                        Some(b) if gp.poll_state(b.stamp) => q.batches.pop_front(),
+                        _ => None,
+                    };
+                    drop(q);
+                    let Some(batch) = batch else { break };
+                    batch
+                }
             };
-            let Some(mut q) = queue else { break };
-            let batch = match q.batches.front() {
-                Some(b) if gp.poll_state(b.stamp) => q.batches.pop_front(),
-                _ => None,
-            };
-            drop(q);
-            let Some(batch) = batch else { break };
             let seq = batch.seq;
-            freed += free_batch(batch, sharing, pool, &self.board);
+            match reaper {
+                Reaper::Waiter | Reaper::Poller => {
+                    freed += free_batch(batch, pool, &self.board);
+                }
+                Reaper::LocalThread => {
+                    let (bite, rest) = free_bite(batch, pool);
+                    freed += bite;
+                    if rest.is_some() {
+                        *partly_freed = rest;
+                        break;
+                    }
+                }
+            }
             // Release: pairs with the Acquire load in `completed`.
             self.completed_seq.store(seq, Ordering::Release);
+            if reaper == Reaper::LocalThread {
+                break;
+            }
         }
         self.freed.fetch_add(freed, Ordering::Relaxed);
         Some(freed)
     }
 
+    /// Frees one bite of a batch being freed by the worker and its helpers,
+    /// for a thread that lends a hand while the service is behind
+    /// (`LocalRetirer::reclaim`); returns how many objects it freed (0 at
+    /// once if no batch is being shared). The objects count with the
+    /// batch's reaper, as a helper's do.
+    pub(crate) fn lend_a_bite(&self, pool: &Pool) -> u64 {
+        self.board
+            .lend_a_bite(&|chunk| self.free_shared_chunk(chunk, Bite::Local, pool))
+    }
+
     /// The body of a reclaim helper thread: frees the chunks reaping threads
     /// share on the board until the worker stops it.
     pub(crate) fn help_reclaim(&self, pool: &Pool) {
-        self.board.serve(&|chunk| {
-            // Marked per chunk: a helper runs this service's destructors
-            // only here.
-            let _freeing = FreeingFor::enter(self.id());
-            let abort = AbortOnUnwind;
-            // SAFETY: the board holds only chunks of batches whose grace
-            // period ended, each taken by one thread (`Board::free_batch`).
-            let freed = unsafe { free_chunk(chunk) };
-            // Every destructor returned: nothing unwound out of the chunk.
-            core::mem::forget(abort);
-            top_up_from_reserve(pool);
-            freed
-        });
+        self.board
+            .serve(&|chunk| self.free_shared_chunk(chunk, Bite::Reaper, pool));
+    }
+
+    /// Frees a bite of `size` of a chunk taken from the board, on a helper
+    /// or a lending thread.
+    fn free_shared_chunk(&self, chunk: &mut Chunk, size: Bite, pool: &Pool) -> u64 {
+        // Marked per chunk: a helper runs this service's destructors only
+        // here.
+        let _freeing = FreeingFor::enter(self.id());
+        let abort = AbortOnUnwind;
+        // SAFETY: the board holds only chunks of batches whose grace period
+        // ended, each taken by one thread (`Board::free_batch`).
+        let freed = unsafe { free_chunk(chunk, size) };
+        // Every destructor returned: nothing unwound out of the chunk.
+        core::mem::forget(abort);
+        top_up_from_reserve(pool);
+        freed
     }
 }
 
@@ -263,7 +306,7 @@ impl<S: Copy> BatchQueue<S> {
 #[cfg(all(unix, not(kvfree_loom), not(miri)))]
 pub(crate) struct BatchQueueLocks<'a, S> {
     _queue: crate::sync::MutexGuard<'a, Queue<S>>,
-    _free: crate::sync::MutexGuard<'a, ()>,
+    _free: crate::sync::MutexGuard<'a, Option<Batch<S>>>,
     board: crate::reclaim::BoardLock<'a>,
 }
 
@@ -308,7 +351,7 @@ impl Drop for AbortOnUnwind {
 
 /// Frees a batch whose grace period has ended (shared with the reclaim
 /// helpers when it is large), then recycles its pages.
-fn free_batch<S>(batch: Batch<S>, sharing: Sharing, pool: &Pool, board: &Board) -> u64 {
+fn free_batch<S>(batch: Batch<S>, pool: &Pool, board: &Board) -> u64 {
     board.note_ready(batch.pages.records() as u64 + batch.heads.len());
     let abort = AbortOnUnwind;
     // Each page chunk goes back to the lanes' caches as soon as its records
@@ -316,14 +359,13 @@ fn free_batch<S>(batch: Batch<S>, sharing: Sharing, pool: &Pool, board: &Board) 
     // path needs those pages meanwhile (else it falls back to the heads).
     let recycle = |pages: PageList| pool.recycle(pages);
     let (pages, freed) = board.free_batch(
-        sharing,
         batch.pages,
         batch.heads,
         &|chunk| {
             // SAFETY: the chunk is part of this batch, whose grace period
             // has ended (the caller polled it), and the board gives each
             // chunk to one thread.
-            let freed = unsafe { free_chunk(chunk) };
+            let freed = unsafe { free_chunk(chunk, Bite::Reaper) };
             top_up_from_reserve(pool);
             freed
         },
@@ -333,6 +375,29 @@ fn free_batch<S>(batch: Batch<S>, sharing: Sharing, pool: &Pool, board: &Board) 
     core::mem::forget(abort);
     pool.recycle(pages);
     freed
+}
+
+/// Frees one bite of a batch whose grace period has ended, on the calling
+/// thread alone ([`reclaim::free_one_bite`]); returns how many objects it
+/// freed, and the rest of the batch if any is left.
+fn free_bite<S>(mut batch: Batch<S>, pool: &Pool) -> (u64, Option<Batch<S>>) {
+    let abort = AbortOnUnwind;
+    let freed = reclaim::free_one_bite(
+        &mut batch.pages,
+        &mut batch.heads,
+        &|chunk| {
+            // SAFETY: the chunk is part of this batch, whose grace period
+            // has ended (the caller polled it, or a reap before it did),
+            // and only this thread frees it (under the free lock).
+            unsafe { free_chunk(chunk, Bite::Local) }
+        },
+        &|pages| pool.recycle(pages),
+    );
+    // Every destructor returned: nothing unwound out of the bite.
+    core::mem::forget(abort);
+    top_up_from_reserve(pool);
+    let rest = (!batch.pages.is_empty() || !batch.heads.is_empty()).then_some(batch);
+    (freed, rest)
 }
 
 /// After a bite of a batch: if a lane is below its low mark, tops the lanes
@@ -347,17 +412,17 @@ fn top_up_from_reserve(pool: &Pool) {
     }
 }
 
-/// Frees a bite of `chunk`: every record of its pages (which stay, to be
-/// recycled), or up to [`reclaim::HEAD_BITE`] heads of its list (the rest
-/// stays); returns how many.
+/// Frees a bite of `size` of `chunk`: every record of its next pages
+/// (which stay, to be recycled), or up to `size.heads()` heads of its list
+/// (the rest stays); returns how many.
 ///
 /// # Safety
 /// 1. The chunk belongs to a batch whose grace period has ended.
 /// 2. No other call frees the objects of this chunk.
-unsafe fn free_chunk(chunk: &mut Chunk) -> u64 {
+unsafe fn free_chunk(chunk: &mut Chunk, size: Bite) -> u64 {
     match chunk {
         Chunk::Pages(run) => {
-            let pages = run.bite();
+            let pages = run.bite(size);
             // Our reclaim threads free where the chunk was filled
             // (`affinity.rs`); its first page stands for the chunk.
             if let Some(cpu) = pages.first_page_cpu() {
@@ -378,6 +443,6 @@ unsafe fn free_chunk(chunk: &mut Chunk) -> u64 {
         }
         // SAFETY: contract 1 (the grace period the chain was taken before
         // has ended) and 2.
-        Chunk::Heads(heads) => unsafe { heads.free_some(reclaim::HEAD_BITE) },
+        Chunk::Heads(heads) => unsafe { heads.free_some(size.heads()) },
     }
 }

@@ -110,7 +110,7 @@
 //! | [`KvfreeRcu::try_kvfree_rcu`], [`KvfreeRcu::kvfree_rcu_with`] | yes: `Err` when no page | yes |
 //! | [`KvfreeRcu::local_retirer`] | **no**: may allocate | yes |
 //! | [`LocalRetirer`]'s calls (the same four, through the thread's own lane: no locked instruction) | yes | yes |
-//! | [`LocalRetirer::reclaim`] | **no**: frees | yes: frees what has expired on this thread |
+//! | [`LocalRetirer::reclaim`] | **no**: frees | yes: frees one bite (at most [`RECLAIM_BITE`]) of what has expired, on this thread |
 //! | [`Parking::park`], [`Parking::try_kvfree_rcu_or_park`] | yes: `Err` when full | yes |
 //! | [`Parking::flush`] | **no** | yes: may wait a grace period |
 //! | [`KvfreeRcu::kvfree_rcu_mightsleep`] | **no** (reported) | yes: may wait a grace period |
@@ -221,7 +221,7 @@ pub use kvfree_rcu_pool::{
     CACHE_CAPACITY, ConfigError as PoolConfigError, DEFAULT_ALLOC_WATERMARK, DEFAULT_RESERVE,
     MAX_LANES, MAX_RESERVE,
 };
-pub use local::LocalRetirer;
+pub use local::{LocalRetirer, RECLAIM_BITE};
 #[cfg(not(kvfree_loom))]
 pub use node::Owned;
 pub use parking::Parking;

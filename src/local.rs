@@ -12,10 +12,12 @@
 //! protocol and its argument).
 //!
 //! A thread in ordinary context may also free what has expired on its own
-//! CPU with [`LocalRetirer::reclaim`], which the worker then leaves to it
-//! (`Shared::reap_due`): a 1-thread flood that calls it every 256 retires
-//! ran faster than crossbeam-epoch's, by 31% on glibc and 14% on mimalloc
-//! (docs/BENCHMARKS.md, "Freeing on the retiring thread").
+//! CPU with [`LocalRetirer::reclaim`], a bounded bite ([`RECLAIM_BITE`])
+//! per call, which the worker then leaves to it (`Shared::reap_due`): a
+//! 1-thread flood that calls it every 256 retires ran faster than
+//! crossbeam-epoch's, by 31% on glibc and 14% on mimalloc
+//! (docs/BENCHMARKS.md, "Freeing on the retiring thread"). While the
+//! service is behind, the call lends the worker's reclaim a bite instead.
 //!
 //! The handle borrows its service, so it cannot outlive it, and it is
 //! `Send` but not `Sync`: one thread uses it at a time, which is the lane's
@@ -36,6 +38,12 @@ use core::cell::Cell;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
+
+/// The most objects one [`LocalRetirer::reclaim`] call frees: two pages of
+/// records (502 each) or 1 024 objects of the head lists. A call that frees
+/// this many takes about as long as that many `free`s (tens of
+/// microseconds).
+pub const RECLAIM_BITE: u64 = 1024;
 
 /// A thread's own retire path into a [`KvfreeRcu`] service: the same calls
 /// as the service's atomic-context ones, in any context, with no locked
@@ -183,27 +191,30 @@ impl<'s, G: GracePeriod> LocalRetirer<'s, G> {
 }
 
 impl<G: GracePeriod> LocalRetirer<'_, G> {
-    /// Frees, on this thread, the objects retired to the service (through
-    /// any handle or call) whose grace period has ended; returns how many.
-    /// **Ordinary context**: it runs their destructors and gives their
-    /// memory back to the allocator here (the checker reports a call in
-    /// atomic context, as `might_sleep()` does). It never waits for a lock
-    /// (so it makes no futex syscall): while another thread frees for the
-    /// service, or the worker is collecting, it returns what it has freed
-    /// so far (0 at once). It also returns 0 while the service is behind (hundreds of
-    /// thousands of objects waiting), where the worker and its helpers free
-    /// in parallel. A destructor that panics aborts the process, as on the
-    /// worker.
+    /// Frees, on this thread, one bite of the objects retired to the
+    /// service (through any handle or call) whose grace period has ended:
+    /// at most [`RECLAIM_BITE`] (1 024), oldest first; returns how many. **Ordinary context**: it runs their
+    /// destructors and gives their memory back to the allocator here (the
+    /// checker reports a call in atomic context, as `might_sleep()` does).
+    /// It never waits for a lock to find work (so it makes no futex
+    /// syscall): while another thread frees for the service, or the worker
+    /// is collecting, it returns 0 at once. While the service is behind
+    /// (hundreds of thousands of objects waiting) it lends the worker and
+    /// its helpers a hand instead: it frees a bite of the batch they are
+    /// freeing together, if any. A destructor that panics aborts the
+    /// process, as on the worker.
     ///
-    /// Call it every few hundred retires from a thread that floods the
-    /// service: the objects it allocated are then freed on its own CPU,
-    /// into its own allocator caches, as crossbeam-epoch frees inside
-    /// `pin`. While such calls come, the worker leaves freeing to them; it
-    /// takes over one drain interval after they stop. Grace periods are
-    /// still the worker's to advance. The calls it makes take longer while
-    /// they free (a grace period's worth of objects at a time, up to
-    /// hundreds of microseconds), so a real-time thread retires without
-    /// calling it.
+    /// Call it every few hundred retires (every 256 keeps up with the
+    /// thread's own flood with room to spare) from a thread that floods
+    /// the service: the objects it
+    /// allocated are then freed on its own CPU, into its own allocator
+    /// caches, as crossbeam-epoch frees inside `pin`, and under
+    /// oversubscription the flood paces itself by freeing. While such calls
+    /// come, the worker leaves freeing to them; it takes over one drain
+    /// interval after they stop, or once they fall behind. Grace periods
+    /// are still the worker's to advance. A call that frees takes as long
+    /// as its `free`s (tens of microseconds for a full bite), so a
+    /// real-time thread retires without calling it.
     ///
     /// ```
     /// use std::{ptr::NonNull, sync::Arc};

@@ -45,6 +45,13 @@
 //! reclaim threads spent half the CPU time for the same frees
 //! (docs/BENCHMARKS.md, "Freeing runs of one producer together").
 //!
+//! While the service is behind, a retiring thread's
+//! `LocalRetirer::reclaim` lends a hand: it takes one chunk from the board,
+//! frees a small bite of it ([`Bite::Local`]) and gives the rest back, as a
+//! helper would, but once ([`Board::lend_a_bite`]). The reaping thread
+//! polls for a lent chunk instead of sleeping on `done`, so the lender, a
+//! retiring thread, never makes the syscall that would wake it.
+//!
 //! A chunk is taken from the board by one thread at a time, under its lock,
 //! so every object is freed once, and only after its batch's grace period
 //! (the batch was polled complete before it reached the board). The board's lock orders a
@@ -87,7 +94,9 @@ use crate::pool::PageList;
 use crate::priority::ReclaimPriority;
 use crate::settings::SettingError;
 use crate::shared::Shared;
-use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, Ordering, SMALL, lock, wait};
+use crate::sync::{
+    AtomicBool, AtomicU64, Condvar, Mutex, Ordering, SMALL, lock, try_lock, wait, yield_now,
+};
 use crate::time_slice::{self, ReclaimSlice};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -106,6 +115,51 @@ const CHUNK_PAGES: usize = if SMALL { 1 } else { 4 };
 /// (another thread takes the rest). The board is a stack, so a thread that
 /// is not preempted takes its own rest back at once.
 pub(crate) const HEAD_BITE: u64 = if SMALL { 1 } else { 2000 };
+
+/// Pages of records a `LocalRetirer::reclaim` call frees at most
+/// ([`Bite::Local`]).
+const LOCAL_BITE_PAGES: usize = 2;
+
+/// Heads a `LocalRetirer::reclaim` call frees at most ([`Bite::Local`]):
+/// as many as its pages hold, [`crate::RECLAIM_BITE`] in all.
+const LOCAL_HEAD_BITE: u64 = if SMALL { 1 } else { crate::RECLAIM_BITE };
+
+const _: () = assert!(
+    (LOCAL_BITE_PAGES * crate::pool::RECORDS_PER_PAGE) as u64 <= crate::RECLAIM_BITE,
+    "a reclaim call's pages hold at most RECLAIM_BITE records"
+);
+
+/// How much of a chunk a thread frees before it gives the rest back (or,
+/// for a `LocalRetirer::reclaim` call, returns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bite {
+    /// [`CHUNK_PAGES`] pages or [`HEAD_BITE`] heads: the reaping thread and
+    /// the helpers.
+    Reaper,
+    /// [`LOCAL_BITE_PAGES`] pages or [`LOCAL_HEAD_BITE`] heads, at most
+    /// [`crate::RECLAIM_BITE`] objects: a `LocalRetirer::reclaim` call,
+    /// whose frees then take tens of microseconds at most (a retiring
+    /// thread calls it inside its flood).
+    Local,
+}
+
+impl Bite {
+    /// Pages of a [`PageRun`] per bite.
+    pub(crate) fn pages(self) -> usize {
+        match self {
+            Bite::Reaper => CHUNK_PAGES,
+            Bite::Local => LOCAL_BITE_PAGES,
+        }
+    }
+
+    /// Heads of a list per bite.
+    pub(crate) fn heads(self) -> u64 {
+        match self {
+            Bite::Reaper => HEAD_BITE,
+            Bite::Local => LOCAL_HEAD_BITE,
+        }
+    }
+}
 
 /// Objects of a ready batch per thread that frees it: a batch with fewer is
 /// freed by the reaping thread alone, and one helper is woken per this many
@@ -222,11 +276,11 @@ impl PageRun {
         }
     }
 
-    /// Takes the next bite: the caller frees the records of the pages it
-    /// returns (once), which then count as freed.
-    pub(crate) fn bite(&mut self) -> &PageList {
+    /// Takes the next bite of `size`: the caller frees the records of the
+    /// pages it returns (once), which then count as freed.
+    pub(crate) fn bite(&mut self, size: Bite) -> &PageList {
         debug_assert!(self.freed.is_empty(), "the last bite was not taken back");
-        self.freed = self.unfreed.split_front(CHUNK_PAGES);
+        self.freed = self.unfreed.split_front(size.pages());
         &self.freed
     }
 }
@@ -306,12 +360,20 @@ pub(crate) struct Board {
 struct Jobs {
     /// Chunks no thread has taken yet.
     queued: Vec<Chunk>,
-    /// Chunks helpers took and have not given back yet.
+    /// Chunks helpers and lenders took and have not given back yet.
     in_flight: usize,
+    /// Of those, the lenders'.
+    lent: usize,
     /// Pages of chunks helpers freed, for the reaping thread to recycle.
     drained: PageList,
     /// Objects freed by helpers in the current batch.
     freed: u64,
+    /// The reaping thread sleeps on `done` (set and read under the lock, so
+    /// no wake-up is lost): whoever gives back the last chunk wakes it only
+    /// then, since a condition variable's notify is a syscall even with
+    /// nobody waiting. It sleeps only while no chunk is lent (it polls for
+    /// a lender's), so a lender, a retiring thread, never wakes it.
+    reaper_waits: bool,
     /// Helper threads running.
     helpers: usize,
     /// Helpers exit once the board is empty.
@@ -340,19 +402,13 @@ impl Board {
     /// takes the lock), so the retire path gets pages back while the rest
     /// of a large batch is still being freed, and the returned list holds
     /// only what was left; without it, every page comes back in the list.
-    ///
-    /// With [`Sharing::Alone`] the calling thread frees everything itself.
     pub(crate) fn free_batch(
         &self,
-        sharing: Sharing,
         pages: PageList,
         heads: HeadChain,
         free_chunk: FreeChunk<'_>,
         recycle: Option<Recycle<'_>>,
     ) -> (PageList, u64) {
-        if sharing == Sharing::Alone {
-            return free_alone(pages, heads, free_chunk, recycle);
-        }
         let records = pages.records() as u64 + heads.len();
         // Helpers to wake: one per `RECORDS_PER_THREAD` beyond the first.
         let wanted = usize::try_from(records / RECORDS_PER_THREAD)
@@ -409,8 +465,16 @@ impl Board {
                 if let Some(rest) = rest {
                     jobs.queued.push(rest);
                 }
+            } else if jobs.lent > 0 {
+                // A lender's chunk is out: poll for it, rather than sleep
+                // and have the lender wake us with a syscall.
+                drop(jobs);
+                yield_now();
+                jobs = lock(&self.jobs);
             } else if jobs.in_flight > 0 {
+                jobs.reaper_waits = true;
                 jobs = wait(&self.done, jobs);
+                jobs.reaper_waits = false;
             } else {
                 break;
             }
@@ -437,23 +501,70 @@ impl Board {
                 drop(jobs);
                 let freed = free_chunk(&mut chunk);
                 jobs = lock(&self.jobs);
-                jobs.in_flight -= 1;
-                jobs.freed += freed;
-                let AfterBite { spent, rest } = chunk.after_bite();
-                jobs.drained.append(spent);
-                if let Some(rest) = rest {
-                    jobs.queued.push(rest);
-                }
-                if jobs.in_flight == 0 && jobs.queued.is_empty() {
-                    // The reaping thread waits only once the queue is
-                    // empty, for the last chunk in flight: this one.
-                    self.done.notify_one();
-                }
+                self.give_back(&mut jobs, chunk, freed);
             } else if jobs.stop {
                 return;
             } else {
                 jobs = wait(&self.work, jobs);
             }
+        }
+    }
+
+    /// Frees one bite of a queued chunk with `free_chunk` (which bites what
+    /// it likes), as a helper does, for a thread that lends a hand once
+    /// (`LocalRetirer::reclaim` while the service is behind); returns how
+    /// many it freed, which count as the helpers' (0 at once: the board is
+    /// empty, or its lock is held).
+    ///
+    /// It never waits for work, and takes the board's lock without waiting
+    /// to find a chunk; giving the chunk back waits for that lock, held by
+    /// others only for a few instructions at a time. The reaping thread
+    /// waits for the chunk like for a helper's, so a thread preempted in
+    /// the middle of its bite holds up the batch, as a preempted helper
+    /// does; but it polls for a lent chunk instead of sleeping, so that the
+    /// lender, a retiring thread, does not make a syscall to wake it.
+    pub(crate) fn lend_a_bite(&self, free_chunk: FreeChunk<'_>) -> u64 {
+        let Some(mut jobs) = try_lock(&self.jobs) else {
+            return 0;
+        };
+        let Some(mut chunk) = jobs.queued.pop() else {
+            return 0;
+        };
+        jobs.in_flight += 1;
+        jobs.lent += 1;
+        drop(jobs);
+        let freed = free_chunk(&mut chunk);
+        let mut jobs = lock(&self.jobs);
+        // So this call never wakes the reaping thread (a syscall): it sleeps
+        // only while no chunk is lent and the queue is empty, and a helper
+        // takes back its own rest under the lock it gave it back under, so
+        // the queue stays empty until the last chunk is back.
+        if cfg!(any(debug_assertions, kvfree_loom)) {
+            assert!(
+                !jobs.reaper_waits,
+                "the reaping thread sleeps while a chunk is lent"
+            );
+        }
+        jobs.lent -= 1;
+        self.give_back(&mut jobs, chunk, freed);
+        freed
+    }
+
+    /// A helper or a lender gives back a chunk it took and freed a bite of
+    /// (`freed` objects): the spent pages go to the reaping thread, the
+    /// rest back on the board.
+    fn give_back(&self, jobs: &mut Jobs, chunk: Chunk, freed: u64) {
+        jobs.in_flight -= 1;
+        jobs.freed += freed;
+        let AfterBite { spent, rest } = chunk.after_bite();
+        jobs.drained.append(spent);
+        if let Some(rest) = rest {
+            jobs.queued.push(rest);
+        }
+        if jobs.in_flight == 0 && jobs.queued.is_empty() && jobs.reaper_waits {
+            // The reaping thread sleeps only once the queue is empty, for
+            // the last chunk in flight: this one.
+            self.done.notify_one();
         }
     }
 
@@ -532,18 +643,6 @@ impl BoardLock<'_> {
     }
 }
 
-/// A batch freed by the reaping thread alone.
-/// Whether a batch is shared with the helpers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Sharing {
-    /// With the helpers when it is large enough (the worker, a barrier).
-    WithHelpers,
-    /// By the calling thread alone (`LocalRetirer::reclaim`: the objects
-    /// are freed where they were allocated, and the caller never waits
-    /// for a helper).
-    Alone,
-}
-
 fn free_alone(
     pages: PageList,
     heads: HeadChain,
@@ -571,6 +670,33 @@ fn free_alone(
     }
     free_all_of(Chunk::Heads(heads));
     (drained, freed)
+}
+
+/// Frees one bite of a batch with `free_chunk`: its first pages' records
+/// or, once no page is left, heads (as many as `free_chunk` bites); the
+/// spent pages go to `recycle` and the rest stays in `pages` and `heads`.
+/// Returns how many objects it freed. For a thread that frees a batch a
+/// bite per call (`LocalRetirer::reclaim`).
+pub(crate) fn free_one_bite(
+    pages: &mut PageList,
+    heads: &mut HeadChain,
+    free_chunk: FreeChunk<'_>,
+    recycle: Recycle<'_>,
+) -> u64 {
+    let mut chunk = if pages.is_empty() {
+        Chunk::Heads(core::mem::take(heads))
+    } else {
+        Chunk::Pages(PageRun::new(core::mem::take(pages)))
+    };
+    let freed = free_chunk(&mut chunk);
+    let AfterBite { spent, rest } = chunk.after_bite();
+    recycle(spent);
+    match rest {
+        Some(Chunk::Pages(run)) => *pages = run.unfreed,
+        Some(Chunk::Heads(rest)) => *heads = rest,
+        None => {}
+    }
+    freed
 }
 
 /// The worker's helper threads: started one at a time when a backlog
@@ -654,12 +780,33 @@ impl<G: GracePeriod> Drop for Crew<G> {
     }
 }
 
+/// A node for the tests and models: its head first, counting its frees.
+#[cfg(test)]
+#[repr(C)]
+struct CountedNode {
+    head: crate::head::RcuHead,
+    frees: crate::sync::AtomicUsize,
+}
+
+/// A head free function that only counts: the test or model owns the
+/// nodes.
+///
+/// # Safety
+/// `head` is the first field of a live [`CountedNode`].
+#[cfg(test)]
+unsafe fn count_free(head: core::ptr::NonNull<crate::head::RcuHead>) {
+    // SAFETY: the caller's contract.
+    let node = unsafe { head.cast::<CountedNode>().as_ref() };
+    // Relaxed: the tests check the ordering the board provides.
+    node.frees.fetch_add(1, Ordering::Relaxed);
+}
+
 #[cfg(all(test, not(kvfree_loom)))]
 mod tests {
     use super::*;
     use crate::free_fn::{free_fn_of, kind_of};
     use crate::head::{HeadLists, RcuHead};
-    use crate::pool::{BusyLanes, Config, Kind, Pool};
+    use crate::pool::{BusyLanes, Config, Kind, Pool, USABLE_RECORDS as USABLE};
     use core::ptr::NonNull;
     use std::sync::atomic::AtomicUsize;
 
@@ -718,23 +865,35 @@ mod tests {
         (pool, pages, records)
     }
 
-    fn free_chunk(chunk: &mut Chunk) -> u64 {
+    /// Frees a bite of `size` of a test chunk: its pages' records (leaked
+    /// boxes, each freed by its kind's function) or heads (each freed by
+    /// the function it was pushed with).
+    fn free_bite(chunk: &mut Chunk, size: Bite) -> u64 {
         match chunk {
             Chunk::Pages(run) => {
-                let pages = run.bite();
+                let pages = run.bite(size);
                 let mut freed = 0;
                 pages.for_each_record(|ptr, kind| {
-                    // SAFETY: every kind was made by `kind_of(free_u64)`
-                    // for a leaked Box<u64>; the board hands each chunk to
-                    // one thread.
+                    // SAFETY: every kind was made by `kind_of` of a free
+                    // function for the leaked boxes the tests push; the
+                    // board hands each chunk to one thread.
                     unsafe { free_fn_of(kind)(ptr) };
                     freed += 1;
                 });
                 freed
             }
-            // SAFETY: `free_node` frees the leaked nodes, each once.
-            Chunk::Heads(heads) => unsafe { heads.free_some(HEAD_BITE) },
+            // SAFETY: every head was pushed with a function that frees (or
+            // counts) its node once.
+            Chunk::Heads(heads) => unsafe { heads.free_some(size.heads()) },
         }
+    }
+
+    fn free_chunk(chunk: &mut Chunk) -> u64 {
+        free_bite(chunk, Bite::Reaper)
+    }
+
+    fn free_local_bite(chunk: &mut Chunk) -> u64 {
+        free_bite(chunk, Bite::Local)
     }
 
     /// A batch of pages and heads shared with two helper threads: every
@@ -765,13 +924,7 @@ mod tests {
             })
             .collect();
         let total = records as u64 + heads_n;
-        let (drained, freed) = board.free_batch(
-            Sharing::WithHelpers,
-            pages,
-            lists.take_all(),
-            &free_chunk,
-            None,
-        );
+        let (drained, freed) = board.free_batch(pages, lists.take_all(), &free_chunk, None);
         assert_eq!(freed, total);
         assert_eq!(FREED.load(Ordering::Relaxed) as u64, total);
         assert_eq!(drained.records(), records, "every page back");
@@ -782,6 +935,75 @@ mod tests {
         }
         board.helpers_stopped();
         assert_eq!(board.helpers(), 0);
+    }
+
+    /// Two threads lend bites (`lend_a_bite`, in a loop) while the reaping
+    /// thread shares a batch of pages and heads, and the batch's only
+    /// helper never runs: every object is freed exactly once, before
+    /// `free_batch` returns, and every page comes back. Runs under Miri.
+    #[test]
+    fn lenders_free_bites_of_a_shared_batch_once() {
+        let (pool, pages, records) = filled_pages(2, kind_of(free_u64_uncounted));
+        let heads_n: u64 = if SMALL { 12 } else { 100_000 };
+        let lists = HeadLists::per_cpu();
+        let nodes: Vec<_> = (0..heads_n)
+            .map(|_| {
+                NonNull::from(Box::leak(Box::new(CountedNode {
+                    head: RcuHead::new(),
+                    frees: AtomicUsize::new(0),
+                })))
+            })
+            .collect();
+        for (i, node) in nodes.iter().enumerate() {
+            // SAFETY: the head is the node's first field (repr(C)); the
+            // nodes are freed by the test after the batch, `count_free`
+            // only counts.
+            unsafe { lists.push(i % 2, node.cast(), count_free) };
+        }
+        let board = Board::new();
+        // Counted, so the batch is shared, but never served.
+        board.helper_starting();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let local_bite_max = Bite::Local
+            .heads()
+            .max((Bite::Local.pages() * USABLE) as u64);
+        let (drained, freed, lent) = std::thread::scope(|s| {
+            let lenders: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut lent = 0;
+                        while !done.load(Ordering::Acquire) {
+                            let bite = board.lend_a_bite(&free_local_bite);
+                            assert!(bite <= local_bite_max);
+                            lent += bite;
+                            std::thread::yield_now();
+                        }
+                        lent
+                    })
+                })
+                .collect();
+            let (drained, freed) = board.free_batch(pages, lists.take_all(), &free_chunk, None);
+            // Release: pairs with the lenders' Acquire loads (only a stop
+            // flag; the batch's frees are ordered by the board's lock).
+            done.store(true, Ordering::Release);
+            let lent: u64 = lenders.into_iter().map(|l| l.join().unwrap()).sum();
+            (drained, freed, lent)
+        });
+        assert_eq!(freed, records as u64 + heads_n);
+        assert!(lent <= freed);
+        assert_eq!(
+            board.freed_by_helpers(),
+            lent,
+            "lent bites count as the helpers'"
+        );
+        for node in &nodes {
+            // SAFETY: from Box::leak above, freed (counted) by the batch
+            // only, which has returned; dropped once here.
+            let node = unsafe { Box::from_raw(node.as_ptr()) };
+            assert_eq!(node.frees.load(Ordering::Relaxed), 1);
+        }
+        assert_eq!(drained.records(), records, "every page back");
+        pool.recycle(drained);
     }
 
     /// A run gives its pages back a bite of `CHUNK_PAGES` at a time, each
@@ -799,7 +1021,7 @@ mod tests {
             let Chunk::Pages(run) = &mut chunk else {
                 unreachable!("a run stays a run")
             };
-            run.bite().for_each_record(|ptr, kind| {
+            run.bite(Bite::Reaper).for_each_record(|ptr, kind| {
                 // SAFETY: every kind was made by `kind_of(free_u64_uncounted)`
                 // for a leaked Box<u64>, and each record is bitten once.
                 unsafe { free_fn_of(kind)(ptr) };
@@ -855,70 +1077,121 @@ mod loom_models {
     use super::*;
     use crate::head::{HeadLists, RcuHead};
     use core::ptr::NonNull;
+    use loom::sync::Arc;
     use loom::sync::atomic::AtomicUsize;
 
-    /// An object with its head first, counting its frees.
-    #[repr(C)]
-    struct Node {
-        head: RcuHead,
-        frees: AtomicUsize,
-    }
-
-    unsafe fn count_free(head: NonNull<RcuHead>) {
-        // SAFETY: every head in the model is the first field of a live Node.
-        let node = unsafe { head.cast::<Node>().as_ref() };
-        // Relaxed: the model checks the ordering the board provides.
-        node.frees.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn free_chunk(chunk: &mut Chunk) -> u64 {
+    /// Frees a bite of `size` of a model chunk (heads only).
+    fn free_bite(chunk: &mut Chunk, size: Bite) -> u64 {
         match chunk {
             Chunk::Pages(run) => {
-                assert!(run.bite().is_empty(), "the model has no pages");
+                assert!(run.bite(size).is_empty(), "the model has no pages");
                 0
             }
             // SAFETY: `count_free` only counts; the nodes outlive the model.
-            Chunk::Heads(heads) => unsafe { heads.free_some(HEAD_BITE) },
+            Chunk::Heads(heads) => unsafe { heads.free_some(size.heads()) },
+        }
+    }
+
+    fn free_chunk(chunk: &mut Chunk) -> u64 {
+        free_bite(chunk, Bite::Reaper)
+    }
+
+    fn free_local_bite(chunk: &mut Chunk) -> u64 {
+        free_bite(chunk, Bite::Local)
+    }
+
+    /// A batch of four counted nodes in two head lists, a board with one
+    /// helper counted (so `free_batch` shares the batch), and the nodes.
+    fn shared_batch() -> (Arc<Vec<CountedNode>>, HeadChain, Arc<Board>) {
+        let nodes: Arc<Vec<CountedNode>> = Arc::new(
+            (0..4)
+                .map(|_| CountedNode {
+                    head: RcuHead::new(),
+                    frees: AtomicUsize::new(0),
+                })
+                .collect(),
+        );
+        let lists = HeadLists::per_cpu();
+        for (i, node) in nodes.iter().enumerate() {
+            // SAFETY: the nodes live until the model ends; `count_free`
+            // only counts.
+            unsafe { lists.push(i % 2, NonNull::from(&node.head), count_free) };
+        }
+        let board = Arc::new(Board::new());
+        board.helper_starting();
+        (nodes, lists.take_all(), board)
+    }
+
+    /// A helper thread serving `board` until told to stop.
+    fn spawn_helper(board: &Arc<Board>) -> loom::thread::JoinHandle<()> {
+        let board = board.clone();
+        loom::thread::spawn(move || board.serve(&free_chunk))
+    }
+
+    /// A thread lending `board` one bite; joins to what it freed.
+    fn spawn_lender(board: &Arc<Board>) -> loom::thread::JoinHandle<u64> {
+        let board = board.clone();
+        loom::thread::spawn(move || board.lend_a_bite(&free_local_bite))
+    }
+
+    /// After `free_batch` returned: every node was freed exactly once.
+    fn assert_each_freed_once(nodes: &[CountedNode]) {
+        for node in nodes {
+            // Relaxed: `free_batch` returned, so every free happened before
+            // this load (through the board's lock).
+            assert_eq!(node.frees.load(Ordering::Relaxed), 1);
         }
     }
 
     #[test]
     fn a_batch_shared_with_a_helper_is_freed_once_before_it_completes() {
         loom::model(|| {
-            let nodes: loom::sync::Arc<Vec<Node>> = loom::sync::Arc::new(
-                (0..4)
-                    .map(|_| Node {
-                        head: RcuHead::new(),
-                        frees: AtomicUsize::new(0),
-                    })
-                    .collect(),
-            );
-            let lists = HeadLists::per_cpu();
-            for (i, node) in nodes.iter().enumerate() {
-                // SAFETY: the nodes live until the model ends; `count_free`
-                // only counts.
-                unsafe { lists.push(i % 2, NonNull::from(&node.head), count_free) };
-            }
-            let board = loom::sync::Arc::new(Board::new());
-            board.helper_starting();
-            let helper = {
-                let board = board.clone();
-                loom::thread::spawn(move || board.serve(&free_chunk))
-            };
-            let (pages, freed) = board.free_batch(
-                Sharing::WithHelpers,
-                PageList::new(),
-                lists.take_all(),
-                &free_chunk,
-                None,
-            );
+            let (nodes, heads, board) = shared_batch();
+            let helper = spawn_helper(&board);
+            let (pages, freed) = board.free_batch(PageList::new(), heads, &free_chunk, None);
             assert_eq!(freed, 4);
             assert!(pages.is_empty());
-            for node in nodes.iter() {
-                // Relaxed: `free_batch` returned, so every free happened
-                // before this load (through the board's lock).
-                assert_eq!(node.frees.load(Ordering::Relaxed), 1);
-            }
+            assert_each_freed_once(&nodes);
+            board.stop_helpers();
+            helper.join().unwrap();
+        });
+    }
+
+    /// A thread lends one bite while the reaping thread shares a batch and
+    /// its only helper sleeps (counted, never served): every object is
+    /// freed once before `free_batch` returns, and the rest the lender
+    /// leaves on the board does not strand the reaping thread (a wait for a
+    /// chunk nobody takes: loom reports it as a deadlock).
+    #[test]
+    fn a_lenders_rest_is_freed_before_the_batch_completes() {
+        loom::model(|| {
+            let (nodes, heads, board) = shared_batch();
+            let lender = spawn_lender(&board);
+            let (pages, freed) = board.free_batch(PageList::new(), heads, &free_chunk, None);
+            let lent = lender.join().unwrap();
+            assert_eq!(freed, 4);
+            assert!(lent <= 1, "a lender frees one bite");
+            assert!(pages.is_empty());
+            assert_each_freed_once(&nodes);
+        });
+    }
+
+    /// The reaping thread, a helper and a lender share a batch: every
+    /// object is freed once before `free_batch` returns, whoever frees it,
+    /// nobody waits for good, and the reaping thread never sleeps while a
+    /// chunk is lent (`lend_a_bite` asserts it under loom), so the lender
+    /// never has to wake it.
+    #[test]
+    fn a_helper_and_a_lender_share_a_batch() {
+        // Exhaustive: about 20 seconds.
+        loom::model(|| {
+            let (nodes, heads, board) = shared_batch();
+            let helper = spawn_helper(&board);
+            let lender = spawn_lender(&board);
+            let (_, freed) = board.free_batch(PageList::new(), heads, &free_chunk, None);
+            assert_eq!(freed, 4);
+            assert_each_freed_once(&nodes);
+            lender.join().unwrap();
             board.stop_helpers();
             helper.join().unwrap();
         });

@@ -529,19 +529,20 @@ impl<G: GracePeriod> Shared<G> {
             .max(1)
     }
 
-    /// `LocalRetirer::reclaim`: frees, on the calling thread, the batches
-    /// whose grace period has ended (`Reaper::LocalThread`: it never waits
-    /// for a lock), unless the backlog is past [`LOCAL_REAP_BACKLOG`].
-    /// Ordinary context.
+    /// `LocalRetirer::reclaim`: frees one bite, on the calling thread, of
+    /// the batches whose grace period has ended (`Reaper::LocalThread`: it
+    /// never waits for a lock) or, once the backlog is past
+    /// [`LOCAL_REAP_BACKLOG`], of the batch the worker shares with its
+    /// helpers. Ordinary context.
     pub(crate) fn reap_here(&self) -> u64 {
         // Relaxed: a hint for the worker (`reap_due`).
         self.last_local_reap
             .store(self.nanos_since_start(), Ordering::Relaxed);
         if self.backlog() >= LOCAL_REAP_BACKLOG {
             // Falling behind: the worker and its helpers reap, sharing the
-            // batches; one thread freeing alone under the free lock would
-            // hold them off.
-            return 0;
+            // batches (one thread freeing alone under the free lock would
+            // hold them off), and this thread lends them a hand.
+            return self.batches.lend_a_bite(&self.pool);
         }
         self.batches
             .reap(Reaper::LocalThread, &*self.gp, &self.pool)

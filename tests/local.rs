@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use kvfree_rcu::context::{self, ReportMode};
-use kvfree_rcu::{CheckedAlloc, KvfreeRcu, RawSpinLock, Rcu};
+use kvfree_rcu::{CheckedAlloc, KvfreeRcu, RECLAIM_BITE, RawSpinLock, Rcu};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,12 +105,18 @@ fn dropped_handles_give_their_lanes_back() {
     assert_eq!(counter.dropped(), 52);
 }
 
+/// A domain and a service on it with no worker thread, so every free is
+/// the test thread's.
+fn manual_service() -> (Arc<Rcu>, KvfreeRcu) {
+    let rcu = Arc::new(Rcu::new());
+    let service = KvfreeRcu::builder(rcu.clone()).manual().build();
+    (rcu, service)
+}
+
 #[test]
 fn reclaim_frees_what_has_expired_on_the_calling_thread() {
     let counter = DropCounter::leak();
-    let rcu = Arc::new(Rcu::new());
-    // Manual: no worker thread, so every free below is this thread's.
-    let service = KvfreeRcu::builder(rcu.clone()).manual().build();
+    let (rcu, service) = manual_service();
     let local = service.local_retirer();
     for i in 0..100 {
         // SAFETY: from Box::leak, unpublished, retired once.
@@ -129,6 +135,51 @@ fn reclaim_frees_what_has_expired_on_the_calling_thread() {
     drop(local);
     service.barrier();
     assert_eq!(service.stats().freed, 100);
+}
+
+#[test]
+fn a_reclaim_call_frees_one_bite() {
+    let counter = DropCounter::leak();
+    let (rcu, service) = manual_service();
+    let local = service.local_retirer();
+    // More than the pages a manual service starts with: the rest falls
+    // back to the head lists, freed a bite at a time too.
+    let n = 3000;
+    for i in 0..n {
+        // SAFETY: from Box::leak, unpublished, retired once.
+        unsafe { local.kvfree_rcu(Headed::boxed(i, counter)) };
+    }
+    // A reader on another thread holds the grace period open while both
+    // rounds collect (the second takes the thread lane's open page), so
+    // neither frees anything.
+    let (entered, leave) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _guard = rcu.read_lock();
+            entered.wait();
+            leave.wait();
+        });
+        entered.wait();
+        service.run_once();
+        service.run_once();
+        assert_eq!(counter.dropped(), 0, "a reader holds the grace period");
+        leave.wait();
+    });
+    rcu.synchronize();
+    let mut calls = 0;
+    loop {
+        let freed = local.reclaim();
+        if freed == 0 {
+            break;
+        }
+        assert!(freed <= RECLAIM_BITE, "{freed} objects in one call");
+        calls += 1;
+    }
+    assert_eq!(counter.dropped(), n as usize, "everything expired is freed");
+    assert!(calls >= n / RECLAIM_BITE, "{calls} calls");
+    drop(local);
+    service.barrier();
+    assert_eq!(service.stats().freed, n);
 }
 
 #[test]
