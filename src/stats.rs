@@ -78,6 +78,8 @@ pub struct Stats {
     /// Reclaim helper threads running now (started by the worker when a
     /// backlog builds, see `Builder::max_reclaim_helpers`).
     pub reclaim_helpers: u64,
-    /// Objects freed on reclaim helper threads (part of `freed`).
+    /// Objects freed on reclaim helper threads (part of `freed`), and in
+    /// bites lent to them by `LocalRetirer::reclaim` calls while the
+    /// service was behind.
     pub freed_by_helpers: u64,
 }
