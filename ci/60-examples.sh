@@ -10,6 +10,7 @@ examples=(
     "safe_map 100000"
     "hashmap 100000"
     "treiber_stack 100000"
+    "local_flood 100000"
     "rt_producer 10000"
     "signal_handler 1000"
     "crossbeam_epoch 100000"
