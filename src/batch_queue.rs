@@ -247,24 +247,28 @@ impl<S: Copy> BatchQueue<S> {
             match reaper {
                 Reaper::Waiter | Reaper::Poller => {
                     freed += free_batch(batch, pool, &self.board);
+                    self.complete(seq);
                 }
                 Reaper::LocalThread => {
                     let (bite, rest) = free_bite(batch, pool);
                     freed += bite;
-                    if rest.is_some() {
-                        *partly_freed = rest;
-                        break;
+                    match rest {
+                        Some(rest) => *partly_freed = Some(rest),
+                        None => self.complete(seq),
                     }
+                    // One bite per call.
+                    break;
                 }
-            }
-            // Release: pairs with the Acquire load in `completed`.
-            self.completed_seq.store(seq, Ordering::Release);
-            if reaper == Reaper::LocalThread {
-                break;
             }
         }
         self.freed.fetch_add(freed, Ordering::Relaxed);
         Some(freed)
+    }
+
+    /// Marks every batch up to `seq` as freed (batches finish in order).
+    fn complete(&self, seq: u64) {
+        // Release: pairs with the Acquire load in `completed`.
+        self.completed_seq.store(seq, Ordering::Release);
     }
 
     /// Frees one bite of a batch being freed by the worker and its helpers,

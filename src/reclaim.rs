@@ -780,29 +780,67 @@ impl<G: GracePeriod> Drop for Crew<G> {
     }
 }
 
-/// A node for the tests and models: its head first, counting its frees.
+/// What the unit tests and the loom models share: a counted node, and
+/// the functions that free a bite of a chunk.
 #[cfg(test)]
-#[repr(C)]
-struct CountedNode {
-    head: crate::head::RcuHead,
-    frees: crate::sync::AtomicUsize,
-}
+mod test_support {
+    use super::*;
 
-/// A head free function that only counts: the test or model owns the
-/// nodes.
-///
-/// # Safety
-/// `head` is the first field of a live [`CountedNode`].
-#[cfg(test)]
-unsafe fn count_free(head: core::ptr::NonNull<crate::head::RcuHead>) {
-    // SAFETY: the caller's contract.
-    let node = unsafe { head.cast::<CountedNode>().as_ref() };
-    // Relaxed: the tests check the ordering the board provides.
-    node.frees.fetch_add(1, Ordering::Relaxed);
+    /// A node for the tests and models: its head first, counting its frees.
+    #[repr(C)]
+    pub(super) struct CountedNode {
+        pub(super) head: crate::head::RcuHead,
+        pub(super) frees: crate::sync::AtomicUsize,
+    }
+
+    /// A head free function that only counts: the test or model owns the
+    /// nodes.
+    ///
+    /// # Safety
+    /// `head` is the first field of a live [`CountedNode`].
+    pub(super) unsafe fn count_free(head: core::ptr::NonNull<crate::head::RcuHead>) {
+        // SAFETY: the caller's contract.
+        let node = unsafe { head.cast::<CountedNode>().as_ref() };
+        // Relaxed: the tests check the ordering the board provides.
+        node.frees.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Frees a bite of `size` of a test or model chunk: its pages' records (leaked
+    /// boxes, each freed by its kind's function) or heads (each freed by
+    /// the function it was pushed with).
+    pub(super) fn free_bite(chunk: &mut Chunk, size: Bite) -> u64 {
+        match chunk {
+            Chunk::Pages(run) => {
+                let pages = run.bite(size);
+                let mut freed = 0;
+                pages.for_each_record(|ptr, kind| {
+                    // SAFETY: every kind was made by `kind_of` of a free
+                    // function for the leaked boxes the tests push (the models push
+                    // none); the
+                    // board hands each chunk to one thread.
+                    unsafe { crate::free_fn::free_fn_of(kind)(ptr) };
+                    freed += 1;
+                });
+                freed
+            }
+            // SAFETY: every head was pushed with a function that frees (or
+            // counts) its node once.
+            Chunk::Heads(heads) => unsafe { heads.free_some(size.heads()) },
+        }
+    }
+
+    pub(super) fn free_chunk(chunk: &mut Chunk) -> u64 {
+        free_bite(chunk, Bite::Reaper)
+    }
+
+    pub(super) fn free_local_bite(chunk: &mut Chunk) -> u64 {
+        free_bite(chunk, Bite::Local)
+    }
 }
 
 #[cfg(all(test, not(kvfree_loom)))]
 mod tests {
+    use super::test_support::*;
     use super::*;
     use crate::free_fn::{free_fn_of, kind_of};
     use crate::head::{HeadLists, RcuHead};
@@ -863,37 +901,6 @@ mod tests {
         let mut pages = pool.take_sealed();
         pool.seal_open(&mut pages, BusyLanes::Wait);
         (pool, pages, records)
-    }
-
-    /// Frees a bite of `size` of a test chunk: its pages' records (leaked
-    /// boxes, each freed by its kind's function) or heads (each freed by
-    /// the function it was pushed with).
-    fn free_bite(chunk: &mut Chunk, size: Bite) -> u64 {
-        match chunk {
-            Chunk::Pages(run) => {
-                let pages = run.bite(size);
-                let mut freed = 0;
-                pages.for_each_record(|ptr, kind| {
-                    // SAFETY: every kind was made by `kind_of` of a free
-                    // function for the leaked boxes the tests push; the
-                    // board hands each chunk to one thread.
-                    unsafe { free_fn_of(kind)(ptr) };
-                    freed += 1;
-                });
-                freed
-            }
-            // SAFETY: every head was pushed with a function that frees (or
-            // counts) its node once.
-            Chunk::Heads(heads) => unsafe { heads.free_some(size.heads()) },
-        }
-    }
-
-    fn free_chunk(chunk: &mut Chunk) -> u64 {
-        free_bite(chunk, Bite::Reaper)
-    }
-
-    fn free_local_bite(chunk: &mut Chunk) -> u64 {
-        free_bite(chunk, Bite::Local)
     }
 
     /// A batch of pages and heads shared with two helper threads: every
@@ -1074,31 +1081,12 @@ mod tests {
 /// happens before `free_batch` returns (what lets the batch complete).
 #[cfg(all(test, kvfree_loom))]
 mod loom_models {
+    use super::test_support::*;
     use super::*;
     use crate::head::{HeadLists, RcuHead};
     use core::ptr::NonNull;
     use loom::sync::Arc;
     use loom::sync::atomic::AtomicUsize;
-
-    /// Frees a bite of `size` of a model chunk (heads only).
-    fn free_bite(chunk: &mut Chunk, size: Bite) -> u64 {
-        match chunk {
-            Chunk::Pages(run) => {
-                assert!(run.bite(size).is_empty(), "the model has no pages");
-                0
-            }
-            // SAFETY: `count_free` only counts; the nodes outlive the model.
-            Chunk::Heads(heads) => unsafe { heads.free_some(size.heads()) },
-        }
-    }
-
-    fn free_chunk(chunk: &mut Chunk) -> u64 {
-        free_bite(chunk, Bite::Reaper)
-    }
-
-    fn free_local_bite(chunk: &mut Chunk) -> u64 {
-        free_bite(chunk, Bite::Local)
-    }
 
     /// A batch of four counted nodes in two head lists, a board with one
     /// helper counted (so `free_batch` shares the batch), and the nodes.
