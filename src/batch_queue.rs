@@ -12,24 +12,29 @@
 //! `poll_state(stamp)` waits for it.
 //!
 //! The queue is FIFO and collected under its lock, so sequence numbers and
-//! stamps increase together and `reap` frees oldest-first, stopping at the
-//! first batch still in its grace period. Freeing happens under a second
-//! lock (`free_lock`), not the queue lock: destructors run there, so a
-//! destructor that retires more objects never contends with collection, and
-//! batches finish in order, which lets `barrier()` wait for a sequence
-//! number. A `LocalRetirer::reclaim` call frees one bite of a batch
+//! stamps increase together and `reap` takes batches oldest-first,
+//! stopping at the first batch still in its grace period. Batches are
+//! taken under a second lock (`free_lock`), not the queue lock: destructors
+//! run under it or after it, so a destructor that retires more objects
+//! never contends with collection. Batches finish in order, which lets
+//! `barrier()` wait for a sequence number: a batch taken while others are
+//! on the reclaim board ([`crate::reclaim`]) goes there too, and the board
+//! completes its batches in order; a batch freed alone is taken only while
+//! the board is empty, and completed before the free lock is released. A
+//! `LocalRetirer::reclaim` call frees one bite of a batch
 //! ([`Reaper::LocalThread`]); the rest stays under the free lock (the lock
-//! guards it), and every reap finishes it before it pops the next batch,
-//! so batches still finish in order, each only once all of it is freed.
+//! guards it), and every reap takes it first, so it stays the oldest.
 //! While it frees, the thread is marked as freeing for this queue
 //! ([`crate::freeing`]), so that a destructor calling back into the same
 //! service is caught instead of deadlocking on `free_lock`.
 //!
-//! When helpers exist and a batch is large, its pages are freed by several
-//! threads at once, fork-join inside `reap` ([`crate::reclaim`]): the batch
-//! still completes, in order, only once all of it is freed, and helpers are
-//! marked as freeing for this queue and abort on a panicking destructor as
-//! the reaping thread does.
+//! When helpers exist and a batch is large, or batches are on the board,
+//! the batch goes on the board, where the reaping thread, the helpers and
+//! retiring threads that lend a hand free it a bite at a time
+//! ([`crate::reclaim`]): the reaping thread does not wait for it, and it
+//! completes, in order, only once all of it is freed. Everyone who frees
+//! is marked as freeing for this queue and aborts on a panicking
+//! destructor as the reaping thread does.
 //!
 //! A destructor that panics would lose the rest of its batch, so the
 //! process aborts instead (as a panic in a kernel RCU callback would oops).
@@ -43,7 +48,7 @@ use crate::freeing::{self, FreeingFor};
 use crate::gp::GracePeriod;
 use crate::head::{HeadChain, HeadLists};
 use crate::pool::{BusyLanes, PageList, Pool};
-use crate::reclaim::{self, Bite, Board, Chunk};
+use crate::reclaim::{self, Bite, Bites, Board, Chunk, Freer};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock, try_lock};
 use std::collections::VecDeque;
 
@@ -68,8 +73,6 @@ pub(crate) struct BatchQueue<S> {
     /// [`Reaper::LocalThread`] left partly freed (its grace period has
     /// ended; the next reap, whoever runs it, frees the rest first).
     free_lock: Mutex<Option<Batch<S>>>,
-    /// Sequence number of the last batch completely freed.
-    completed_seq: AtomicU64,
     /// Objects freed from batches.
     pub(crate) freed: AtomicU64,
     /// Batches collected.
@@ -84,15 +87,17 @@ pub(crate) struct BatchQueue<S> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Reaper {
     /// A thread waiting for its own batch (`barrier`, `shrink`, `run_once`,
-    /// drop): waits for the locks, shares with the helpers.
+    /// drop): waits for the locks, posts large batches for the helpers.
     Waiter,
     /// The worker's polling round: skips the reap while another thread
-    /// reaps (it polls again soon), shares with the helpers.
+    /// reaps (it polls again soon), posts large batches for the helpers.
     Poller,
-    /// A retiring thread's `LocalRetirer::reclaim`: never waits for a lock,
-    /// frees alone (the objects go back to its own allocator caches), and
-    /// one [`Bite::Local`] per call, so that a call's cost is bounded.
-    /// Not waiting keeps the calls free of futex syscalls too.
+    /// A retiring thread's `LocalRetirer::reclaim`: never waits for a lock
+    /// to find work, and frees one [`Bite::Local`] per call, so that a
+    /// call's cost is bounded: alone while the board is empty (the objects
+    /// go back to its own allocator caches), else of the board's chunks
+    /// ([`BatchQueue::lend_a_bite`]). Not waiting keeps the calls free of
+    /// futex syscalls too.
     LocalThread,
 }
 
@@ -124,7 +129,6 @@ impl<S: Copy> BatchQueue<S> {
                 next_seq: 1,
             }),
             free_lock: Mutex::new(None),
-            completed_seq: AtomicU64::new(0),
             freed: AtomicU64::new(0),
             batches_collected: AtomicU64::new(0),
             board: Board::new(),
@@ -200,107 +204,179 @@ impl<S: Copy> BatchQueue<S> {
 
     /// Whether every batch up to `seq` has been freed.
     pub(crate) fn completed(&self, seq: u64) -> bool {
-        // Acquire: pairs with the Release store in `reap`, so the caller sees
-        // the batch's frees as done.
-        self.completed_seq.load(Ordering::Acquire) >= seq
+        self.board.completed(seq)
     }
 
     /// Frees the batches whose grace period has ended, oldest first, as
-    /// `reaper`: every one of them, or one bite for [`Reaper::LocalThread`];
-    /// returns the number of objects freed, or `None` at once if `reaper`
-    /// does not wait and another thread is reaping.
+    /// `reaper`; returns the number of objects it freed, or `None` at once
+    /// if `reaper` does not wait and another thread is reaping.
+    ///
+    /// The worker and a waiter take every ready batch: a small one (no
+    /// helper wanted) they free alone while the board is empty; any other
+    /// they post on the board ([`Board::post`]), then they free bites of
+    /// the board's chunks until none is queued. They do not wait for the
+    /// chunks other threads hold: whoever gives back a batch's last chunk
+    /// completes it. A [`Reaper::LocalThread`] frees one bite of the
+    /// oldest ready batch alone while the board is empty, and otherwise
+    /// lends the board a bite ([`lend_a_bite`](Self::lend_a_bite)).
     pub(crate) fn reap<G: GracePeriod<State = S>>(
         &self,
         reaper: Reaper,
         gp: &G,
         pool: &Pool,
     ) -> Option<u64> {
-        let mut partly_freed = match reaper {
-            Reaper::Waiter => lock(&self.free_lock),
-            Reaper::Poller | Reaper::LocalThread => try_lock(&self.free_lock)?,
-        };
-        let _freeing = FreeingFor::enter(self.id());
         let mut freed = 0;
-        loop {
-            // A batch a local reap left partly freed comes first: it is the
-            // oldest, and its grace period has ended.
-            let batch = match partly_freed.take() {
-                Some(batch) => batch,
-                None => {
-                    let queue = match reaper {
-                        Reaper::Waiter | Reaper::Poller => Some(lock(&self.queue)),
-                        // Held by a collect (which may wait for a producer):
-                        // stop, rather than block the retiring thread.
-                        Reaper::LocalThread => try_lock(&self.queue),
-                    };
-                    let Some(mut q) = queue else { break };
-                    let batch = match q.batches.front() {
-                        Some(b) if gp.poll_state(b.stamp) => q.batches.pop_front(),
-                        _ => None,
-                    };
-                    drop(q);
-                    let Some(batch) = batch else { break };
-                    batch
-                }
+        {
+            let mut partly_freed = match reaper {
+                Reaper::Waiter => lock(&self.free_lock),
+                Reaper::Poller | Reaper::LocalThread => try_lock(&self.free_lock)?,
             };
-            let seq = batch.seq;
-            match reaper {
-                Reaper::Waiter | Reaper::Poller => {
-                    freed += free_batch(batch, pool, &self.board);
-                    self.complete(seq);
-                }
-                Reaper::LocalThread => {
-                    let (bite, rest) = free_bite(batch, pool);
-                    freed += bite;
-                    match rest {
-                        Some(rest) => *partly_freed = Some(rest),
-                        None => self.complete(seq),
+            if reaper == Reaper::LocalThread && self.board.is_busy() {
+                // Batches are on the board: one freed alone now would
+                // complete before them.
+                drop(partly_freed);
+                return Some(self.lend_a_bite(gp, pool));
+            }
+            let _freeing = FreeingFor::enter(self.id());
+            while let Some(batch) = self.next_ready(&mut partly_freed, reaper, gp) {
+                let seq = batch.seq;
+                match reaper {
+                    Reaper::Waiter | Reaper::Poller => {
+                        let records = batch.pages.records() as u64 + batch.heads.len();
+                        self.board.note_ready(records);
+                        let helpers = self.board.helpers_wanted(records);
+                        if helpers == 0 && !self.board.is_busy() {
+                            freed += free_alone(batch, pool);
+                            self.board.complete(seq);
+                        } else {
+                            let threads = helpers + 1;
+                            self.board.post(seq, batch.pages, batch.heads, threads);
+                        }
                     }
-                    // One bite per call.
-                    break;
+                    Reaper::LocalThread => {
+                        let (bite, rest) = free_bite(batch, pool);
+                        freed += bite;
+                        match rest {
+                            Some(rest) => *partly_freed = Some(rest),
+                            None => self.board.complete(seq),
+                        }
+                        // One bite per call.
+                        break;
+                    }
                 }
             }
         }
         self.freed.fetch_add(freed, Ordering::Relaxed);
+        if reaper != Reaper::LocalThread {
+            // The free lock is released: lenders may post the next ready
+            // batches meanwhile. Counted in `freed` by each bite.
+            self.board.wake_for_queued();
+            freed += self.board.help(
+                Freer::Reaper,
+                Bites::WhileQueued,
+                &|chunk| self.free_shared_chunk(chunk, Freer::Reaper, pool),
+                &|pages| pool.recycle(pages),
+            );
+        }
         Some(freed)
     }
 
-    /// Marks every batch up to `seq` as freed (batches finish in order).
-    fn complete(&self, seq: u64) {
-        // Release: pairs with the Acquire load in `completed`.
-        self.completed_seq.store(seq, Ordering::Release);
+    /// The oldest batch to free next, under the free lock: the one a local
+    /// reap left partly freed (its grace period has ended), else the
+    /// queue's oldest if its grace period has ended. A local reap does not
+    /// wait for the queue's lock (a collect may hold it while it waits for
+    /// a producer).
+    fn next_ready<G: GracePeriod<State = S>>(
+        &self,
+        partly_freed: &mut Option<Batch<S>>,
+        reaper: Reaper,
+        gp: &G,
+    ) -> Option<Batch<S>> {
+        if let Some(batch) = partly_freed.take() {
+            return Some(batch);
+        }
+        let mut q = match reaper {
+            Reaper::Waiter | Reaper::Poller => lock(&self.queue),
+            Reaper::LocalThread => try_lock(&self.queue)?,
+        };
+        match q.batches.front() {
+            Some(b) if gp.poll_state(b.stamp) => q.batches.pop_front(),
+            _ => None,
+        }
     }
 
-    /// Frees one bite of a batch being freed by the worker and its helpers,
-    /// for a thread that lends a hand while the service is behind
-    /// (`LocalRetirer::reclaim`); returns how many objects it freed (0 at
-    /// once if no batch is being shared). The objects count with the
-    /// batch's reaper, as a helper's do.
-    pub(crate) fn lend_a_bite(&self, pool: &Pool) -> u64 {
-        self.board
-            .lend_a_bite(&|chunk| self.free_shared_chunk(chunk, Bite::Local, pool))
+    /// Frees one bite of the board's chunks, for a retiring thread that
+    /// lends a hand (`LocalRetirer::reclaim` while the service is behind,
+    /// or while batches are on the board); if none is queued, first posts
+    /// the oldest ready batch there, without waking a helper (a syscall).
+    /// Returns how many objects it freed (0 at once when there is nothing
+    /// to take, or a lock it would need is held). The objects count as the
+    /// helpers'.
+    pub(crate) fn lend_a_bite<G: GracePeriod<State = S>>(&self, gp: &G, pool: &Pool) -> u64 {
+        let lend = || {
+            self.board.help(
+                Freer::Lender,
+                Bites::One,
+                &|chunk| self.free_shared_chunk(chunk, Freer::Lender, pool),
+                &|pages| pool.recycle(pages),
+            )
+        };
+        let lent = lend();
+        if lent > 0 || self.board.has_queued() {
+            return lent;
+        }
+        let posted = {
+            let Some(mut partly_freed) = try_lock(&self.free_lock) else {
+                return 0;
+            };
+            match self.next_ready(&mut partly_freed, Reaper::LocalThread, gp) {
+                Some(mut batch) => {
+                    self.board
+                        .note_ready(batch.pages.records() as u64 + batch.heads.len());
+                    match self
+                        .board
+                        .try_post_whole(batch.seq, batch.pages, batch.heads)
+                    {
+                        Ok(()) => true,
+                        Err((pages, heads)) => {
+                            // The board's lock is held: the batch stays the
+                            // oldest ready one, for the next reap.
+                            (batch.pages, batch.heads) = (pages, heads);
+                            *partly_freed = Some(batch);
+                            false
+                        }
+                    }
+                }
+                None => false,
+            }
+        };
+        if posted { lend() } else { 0 }
     }
 
-    /// The body of a reclaim helper thread: frees the chunks reaping threads
-    /// share on the board until the worker stops it.
+    /// The body of a reclaim helper thread: frees bites of the board's
+    /// chunks until the worker stops it.
     pub(crate) fn help_reclaim(&self, pool: &Pool) {
-        self.board
-            .serve(&|chunk| self.free_shared_chunk(chunk, Bite::Reaper, pool));
+        self.board.serve(
+            &|chunk| self.free_shared_chunk(chunk, Freer::Helper, pool),
+            &|pages| pool.recycle(pages),
+        );
     }
 
-    /// Frees a bite of `size` of a chunk taken from the board, on a helper
-    /// or a lending thread.
-    fn free_shared_chunk(&self, chunk: &mut Chunk, size: Bite, pool: &Pool) -> u64 {
+    /// Frees a bite of a chunk taken from the board, as `freer`; counts
+    /// it in `freed`.
+    fn free_shared_chunk(&self, chunk: &mut Chunk, freer: Freer, pool: &Pool) -> u64 {
         // Marked per chunk: a helper runs this service's destructors only
         // here.
         let _freeing = FreeingFor::enter(self.id());
         let abort = AbortOnUnwind;
         // SAFETY: the board holds only chunks of batches whose grace period
-        // ended, each taken by one thread (`Board::free_batch`).
-        let freed = unsafe { free_chunk(chunk, size) };
+        // ended (posted by `reap` or `lend_a_bite` after polling them), each
+        // taken by one thread at a time (`Board::help`, `Board::serve`).
+        let freed = unsafe { free_chunk(chunk, freer.bite()) };
         // Every destructor returned: nothing unwound out of the chunk.
         core::mem::forget(abort);
         top_up_from_reserve(pool);
+        self.freed.fetch_add(freed, Ordering::Relaxed);
         freed
     }
 }
@@ -353,22 +429,20 @@ impl Drop for AbortOnUnwind {
     }
 }
 
-/// Frees a batch whose grace period has ended (shared with the reclaim
-/// helpers when it is large), then recycles its pages.
-fn free_batch<S>(batch: Batch<S>, pool: &Pool, board: &Board) -> u64 {
-    board.note_ready(batch.pages.records() as u64 + batch.heads.len());
+/// Frees a small batch whose grace period has ended on the calling thread
+/// alone (no helper wanted, and the board is empty), recycling each bite's
+/// pages as soon as its records are freed: the retire path needs them
+/// meanwhile. Returns the objects freed.
+fn free_alone<S>(batch: Batch<S>, pool: &Pool) -> u64 {
     let abort = AbortOnUnwind;
-    // Each page chunk goes back to the lanes' caches as soon as its records
-    // are freed: a large batch takes milliseconds to free, and the retire
-    // path needs those pages meanwhile (else it falls back to the heads).
     let recycle = |pages: PageList| pool.recycle(pages);
-    let (pages, freed) = board.free_batch(
+    let (pages, freed) = reclaim::free_alone(
         batch.pages,
         batch.heads,
         &|chunk| {
             // SAFETY: the chunk is part of this batch, whose grace period
-            // has ended (the caller polled it), and the board gives each
-            // chunk to one thread.
+            // has ended (the caller polled it), and only this thread frees
+            // it (under the free lock).
             let freed = unsafe { free_chunk(chunk, Bite::Reaper) };
             top_up_from_reserve(pool);
             freed

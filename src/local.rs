@@ -17,7 +17,8 @@
 //! 1-thread flood that calls it every 256 retires ran faster than
 //! crossbeam-epoch's, by 31% on glibc and 14% on mimalloc
 //! (docs/BENCHMARKS.md, "Freeing on the retiring thread"). While the
-//! service is behind, the call lends the worker's reclaim a bite instead.
+//! service is behind, the call frees a bite of the reclaim board's chunks
+//! instead, alongside the worker and its helpers.
 //!
 //! The handle borrows its service, so it cannot outlive it, and it is
 //! `Send` but not `Sync`: one thread uses it at a time, which is the lane's
@@ -196,13 +197,17 @@ impl<G: GracePeriod> LocalRetirer<'_, G> {
     /// at most [`RECLAIM_BITE`] (1 024), oldest first; returns how many. **Ordinary context**: it runs their
     /// destructors and gives their memory back to the allocator here (the
     /// checker reports a call in atomic context, as `might_sleep()` does).
-    /// It never waits for a lock to find work (so it makes no futex
-    /// syscall): while another thread frees for the service, or the worker
-    /// is collecting, it returns 0 at once. While the service is behind
-    /// (hundreds of thousands of objects waiting) it lends the worker and
-    /// its helpers a hand instead: it frees a bite of the batch they are
-    /// freeing together, if any. A destructor that panics aborts the
-    /// process, as on the worker.
+    /// It never waits for a lock to find work: while another thread frees
+    /// for the service, or the worker is collecting, it returns 0 at once.
+    /// While the service is behind (hundreds of thousands of objects
+    /// waiting), or batches are being freed on the reclaim board, it lends
+    /// the worker and its helpers a hand instead: it frees a bite of the
+    /// board's chunks, first posting the oldest batch whose grace period
+    /// has ended there if none is queued. Giving a lent chunk back takes
+    /// the board's lock, which it waits for if another thread holds it (a
+    /// futex syscall when that thread was preempted: one to four per
+    /// million retires in an 8-thread flood on 2 CPUs). A destructor that
+    /// panics aborts the process, as on the worker.
     ///
     /// Call it every few hundred retires (every 256 keeps up with the
     /// thread's own flood with room to spare) from a thread that floods

@@ -12,25 +12,34 @@
 //! reclaim threads as producers when a free costs about what an allocation
 //! costs, so the default cap is a few per CPU (see [`Settings`]).
 //!
-//! # Fork-join inside `reap`
-//! Freeing stays where it was, in `BatchQueue::reap`, under the free lock,
-//! oldest batch first, and a batch's sequence number is still published only
-//! once all of it is freed. What changes is who frees a batch: when helpers
-//! exist and the batch holds at least two [`RECORDS_PER_THREAD`] objects, the
+//! # Post and leave
+//! Batches are still taken oldest first, under the queue's free lock, and
+//! a batch's sequence number is still published only once all of it (and
+//! every batch before it) is freed. What changes is who frees a batch:
+//! when helpers exist and the batch holds at least two
+//! [`RECORDS_PER_THREAD`] objects, or batches are already on the board, the
 //! reaping thread (the worker, or a `barrier()` caller) splits it into
 //! [`Chunk`]s (runs of consecutive pages, two per freeing thread, see
 //! [`PageRun`], and the head lists it took: a list can only be walked from
-//! its top, so each is one chunk, see `head.rs`), queues them on the
-//! [`Board`], wakes the helpers, frees chunks itself too, and waits until
-//! the last chunk a helper took is done ([`Board::free_batch`]). Only then
-//! does it complete the batch. A thread frees a chunk a bite at a time
-//! ([`CHUNK_PAGES`] pages, [`HEAD_BITE`] heads) and puts the rest back on
-//! the board, a stack, so it takes its own rest again at once unless it
-//! was preempted, and a preempted thread holds up one bite. Pages go back
-//! to the pool as soon as their bite's records are freed (whoever freed
-//! them; a helper's, the next time the reaping thread takes the lock), so
-//! the retire path has pages again while the rest of a large batch is
-//! freed: a batch of a flood takes milliseconds.
+//! its top, so each is one chunk, see `head.rs`), posts them on the
+//! [`Board`] ([`Board::post`]), wakes the helpers and frees chunks itself
+//! until none is queued ([`Board::help`]). It does not wait for the chunks
+//! other threads hold: the board counts each open batch's unfinished
+//! chunks, and whoever gives back a batch's last chunk completes it,
+//! together with the finished batches after it, but never before the ones
+//! before it (`Board::give_back`). So the reaping thread goes back to its
+//! rounds (advancing grace periods, refilling the caches) while a thread
+//! preempted in the middle of a bite finishes it later, and the threads
+//! that free take the next batch's chunks meanwhile: several batches may be
+//! on the board at once.
+//!
+//! A thread frees a chunk a bite at a time ([`CHUNK_PAGES`] pages,
+//! [`HEAD_BITE`] heads) and puts the rest back at the front of the queue,
+//! so it takes its own rest again at once unless it was preempted, and a
+//! preempted thread holds up one chunk, not the board. Pages go back to
+//! the pool as soon as their bite's records are freed, recycled by the
+//! thread that freed them, so the retire path has pages again while the
+//! rest of a large batch is freed: a batch of a flood takes milliseconds.
 //!
 //! Why runs and not bites dealt out one by one: a batch lists its pages
 //! lane by lane, so consecutive pages hold objects of the same few
@@ -45,25 +54,31 @@
 //! reclaim threads spent half the CPU time for the same frees
 //! (docs/BENCHMARKS.md, "Freeing runs of one producer together").
 //!
-//! While the service is behind, a retiring thread's
-//! `LocalRetirer::reclaim` lends a hand: it takes one chunk from the board,
-//! frees a small bite of it ([`Bite::Local`]) and gives the rest back, as a
-//! helper would, but once ([`Board::lend_a_bite`]). The reaping thread
-//! polls for a lent chunk instead of sleeping on `done`, so the lender, a
-//! retiring thread, never makes the syscall that would wake it.
+//! A retiring thread's `LocalRetirer::reclaim` lends a hand while the
+//! service is behind or batches are on the board: it frees one small bite
+//! ([`Bite::Local`]) of the chunk at the front of the queue, as a helper
+//! would, but once (`BatchQueue::lend_a_bite`). If none is queued it first
+//! posts the oldest ready batch itself ([`Board::try_post_whole`]): its
+//! pages whole, a chunk each taker cuts its bite from (cutting runs in
+//! advance walks every page: about 100 µs for a flood's batch), and no
+//! helper woken, since a wake-up is a syscall; the worker wakes sleeping
+//! helpers for such chunks in its next round. A lender never waits for a
+//! lock to find work.
 //!
 //! A chunk is taken from the board by one thread at a time, under its lock,
 //! so every object is freed once, and only after its batch's grace period
-//! (the batch was polled complete before it reached the board). The board's lock orders a
-//! helper's frees before the reaping thread's return (the helper gives the
-//! chunk back under the lock; the reaper reads the count under it), so a
-//! `barrier()` that sees the batch complete sees its destructors' effects.
+//! (the batch was polled complete before it reached the board). The
+//! board's lock orders every bite's frees before the completion that
+//! counts them (each thread gives its chunk back under the lock, and the
+//! one that finds a batch finished publishes its sequence number with
+//! `Release` after that), so a `barrier()` that sees the batch complete
+//! sees its destructors' effects.
 //!
-//! Helpers run destructors as the worker does: marked as freeing for the
-//! service (`freeing.rs`), so a destructor that calls back into the same
-//! service (`barrier`, `shrink`, `run_once`, drop) is caught instead of
-//! deadlocking, and under an abort-on-unwind guard, so a panicking
-//! destructor aborts the process (`batch_queue.rs`).
+//! Helpers and lenders run destructors as the worker does: marked as
+//! freeing for the service (`freeing.rs`), so a destructor that calls back
+//! into the same service (`barrier`, `shrink`, `run_once`, drop) is caught
+//! instead of deadlocking, and under an abort-on-unwind guard, so a
+//! panicking destructor aborts the process (`batch_queue.rs`).
 //!
 //! # The crew
 //! Helpers are started by the worker thread only, never on a retire path
@@ -72,8 +87,8 @@
 //! (freeing fell behind: batches grow when rounds are slow), the worker
 //! starts one more helper, up to `max_reclaim_helpers`. A failed spawn is
 //! not an error: the worker frees alone and tries again after
-//! [`SPAWN_RETRY`]. Helpers sleep on a condition variable while the board
-//! is empty (no polling), and live until the worker exits: the [`Crew`] is
+//! [`SPAWN_RETRY`]. Helpers sleep on a condition variable while no chunk is
+//! queued (no polling), and live until the worker exits: the [`Crew`] is
 //! owned by the worker thread's stack, and dropping it (the worker's normal
 //! exit after its final barrier, or an unwind) stops every helper and joins
 //! it. Helpers hold an `Arc` of the shared state, so none outlives what it
@@ -82,10 +97,11 @@
 //!
 //! # fork()
 //! A forked child has neither worker nor helpers. The fork handlers hold
-//! the free lock across the fork, so no batch is being freed then: no chunk
-//! is queued or in flight. They also hold the board's lock (a helper going
-//! back to sleep holds it briefly), and the child forgets the parent's
-//! helpers ([`BoardLock::forget_helpers`]), so its reaps free alone.
+//! the free lock and the board's lock across the fork, and take them only
+//! while no chunk is in flight ([`Board::try_lock`]): a chunk in flight is
+//! held by a thread the child does not have. Chunks still queued are the
+//! child's to free: each of its reaps helps the board.
+//! The child forgets the parent's helpers ([`BoardLock::forget_helpers`]).
 
 use crate::affinity::ReclaimAffinity;
 use crate::gp::GracePeriod;
@@ -95,9 +111,11 @@ use crate::priority::ReclaimPriority;
 use crate::settings::SettingError;
 use crate::shared::Shared;
 use crate::sync::{
-    AtomicBool, AtomicU64, Condvar, Mutex, Ordering, SMALL, lock, try_lock, wait, yield_now,
+    AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, SMALL, lock,
+    try_lock, wait,
 };
 use crate::time_slice::{self, ReclaimSlice};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -340,44 +358,109 @@ pub(crate) type FreeChunk<'a> = &'a dyn Fn(&mut Chunk) -> u64;
 /// `recycle`).
 pub(crate) type Recycle<'a> = &'a dyn Fn(PageList);
 
-/// Chunks of the batch being freed, shared by the reaping thread and the
-/// helpers (see the module docs).
+/// Chunks of the ready batches being freed, shared by every thread that
+/// frees for the service (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Board {
     jobs: Mutex<Jobs>,
     /// Helpers wait here for chunks, or for the order to stop.
     work: Condvar,
-    /// The reaping thread waits here for the last chunk a helper took.
-    done: Condvar,
+    /// Sequence number of the last batch completely freed: every batch up
+    /// to it is freed, on the board or off it.
+    completed_seq: AtomicU64,
     /// A reap found a ready batch of at least `BACKLOG_RECORDS` records
     /// since the worker last looked.
     backlog: AtomicBool,
-    /// Objects freed on helper threads (`Stats::freed_by_helpers`).
+    /// Objects freed on helper threads and by lenders
+    /// (`Stats::freed_by_helpers`).
     freed_by_helpers: AtomicU64,
+    /// `jobs.queued.len()` and `jobs.open.len()` as of the last change,
+    /// for readers that do not take the lock (`has_queued`, `is_busy`).
+    queued_len: AtomicUsize,
+    open_len: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
 struct Jobs {
-    /// Chunks no thread has taken yet.
-    queued: Vec<Chunk>,
-    /// Chunks helpers and lenders took and have not given back yet.
+    /// Chunks no thread has taken, each with its batch's sequence number:
+    /// taken from the front, a rest given back to the front (so a thread
+    /// not preempted takes its own run again), a new batch's chunks posted
+    /// at the back (so older batches finish first).
+    queued: VecDeque<Queued>,
+    /// The batches on the board, oldest first, with their chunks not yet
+    /// finished (queued or in flight).
+    open: VecDeque<OpenBatch>,
+    /// Chunks taken and not given back yet.
     in_flight: usize,
-    /// Of those, the lenders'.
-    lent: usize,
-    /// Pages of chunks helpers freed, for the reaping thread to recycle.
-    drained: PageList,
-    /// Objects freed by helpers in the current batch.
-    freed: u64,
-    /// The reaping thread sleeps on `done` (set and read under the lock, so
-    /// no wake-up is lost): whoever gives back the last chunk wakes it only
-    /// then, since a condition variable's notify is a syscall even with
-    /// nobody waiting. It sleeps only while no chunk is lent (it polls for
-    /// a lender's), so a lender, a retiring thread, never wakes it.
-    reaper_waits: bool,
     /// Helper threads running.
     helpers: usize,
+    /// Of those, the ones asleep on `work`.
+    sleeping: usize,
     /// Helpers exit once the board is empty.
     stop: bool,
+}
+
+/// A chunk on the board and the batch it belongs to.
+#[derive(Debug)]
+struct Queued {
+    seq: u64,
+    chunk: Chunk,
+    /// How the chunk is shared.
+    split: Split,
+}
+
+/// How a chunk of pages is shared among the threads that free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Split {
+    /// A run cut when posted (`Board::post`), or a head list: a thread
+    /// takes it whole, frees a bite and gives the rest back, so that it
+    /// mostly frees the objects of the same few producers while other
+    /// threads free others'.
+    Run,
+    /// A batch's pages posted whole (`Board::try_post_whole`): each taker
+    /// cuts off its bite and leaves the rest queued at once. Cutting runs
+    /// in advance walks every page, which a lender does not pay for.
+    Whole,
+}
+
+/// A batch on the board.
+#[derive(Debug)]
+struct OpenBatch {
+    seq: u64,
+    /// Its chunks not yet finished: queued, or taken and not given back.
+    chunks: usize,
+}
+
+/// Who takes a bite of a chunk on the board: how large a bite, and whose
+/// frees they count as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Freer {
+    /// The thread that reaps (the worker, or a waiter): [`Bite::Reaper`].
+    Reaper,
+    /// A reclaim helper thread: [`Bite::Reaper`], counted as the helpers'.
+    Helper,
+    /// A `LocalRetirer::reclaim` call: [`Bite::Local`], counted as the
+    /// helpers'.
+    Lender,
+}
+
+impl Freer {
+    /// The bite this freer takes of a chunk.
+    pub(crate) fn bite(self) -> Bite {
+        match self {
+            Freer::Reaper | Freer::Helper => Bite::Reaper,
+            Freer::Lender => Bite::Local,
+        }
+    }
+}
+
+/// How many bites [`Board::help`] takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bites {
+    /// One, if a chunk is queued (a lender).
+    One,
+    /// Until no chunk is queued (the reaping thread).
+    WhileQueued,
 }
 
 impl Board {
@@ -385,187 +468,311 @@ impl Board {
         Board {
             jobs: Mutex::new(Jobs::default()),
             work: Condvar::new(),
-            done: Condvar::new(),
+            completed_seq: AtomicU64::new(0),
             backlog: AtomicBool::new(false),
             freed_by_helpers: AtomicU64::new(0),
+            queued_len: AtomicUsize::new(0),
+            open_len: AtomicUsize::new(0),
         }
     }
 
-    /// Frees the records of `pages` and the heads of `heads` with
-    /// `free_chunk`, sharing them in chunks with the helpers if there are
-    /// any and the batch is large enough; returns the pages, drained, and
-    /// the objects freed. Returns only once every one is freed. The reaping
-    /// thread only (under the free lock): one batch on the board at a time.
-    ///
-    /// With `recycle`, each page chunk goes to it as soon as its records are
-    /// freed (by this thread, or by a helper the next time this thread
-    /// takes the lock), so the retire path gets pages back while the rest
-    /// of a large batch is still being freed, and the returned list holds
-    /// only what was left; without it, every page comes back in the list.
-    pub(crate) fn free_batch(
-        &self,
-        pages: PageList,
-        heads: HeadChain,
-        free_chunk: FreeChunk<'_>,
-        recycle: Option<Recycle<'_>>,
-    ) -> (PageList, u64) {
-        let records = pages.records() as u64 + heads.len();
-        // Helpers to wake: one per `RECORDS_PER_THREAD` beyond the first.
+    /// Publishes the queue's and the open list's lengths (under the lock,
+    /// after a change).
+    fn publish(&self, jobs: &Jobs) {
+        // Relaxed: a hint for the worker and the lenders.
+        self.queued_len.store(jobs.queued.len(), Ordering::Relaxed);
+        // Release: pairs with the Acquire load in `is_busy` (see there).
+        self.open_len.store(jobs.open.len(), Ordering::Release);
+    }
+
+    /// Whether every batch up to `seq` has been freed.
+    pub(crate) fn completed(&self, seq: u64) -> bool {
+        // Acquire: pairs with the Release `fetch_max` in `complete`, so the
+        // caller sees the batches' frees as done.
+        self.completed_seq.load(Ordering::Acquire) >= seq
+    }
+
+    /// Marks every batch up to `seq` as freed. Monotonic (`fetch_max`):
+    /// completions found by different threads may be published in any
+    /// order.
+    pub(crate) fn complete(&self, seq: u64) {
+        // Release: pairs with the Acquire load in `completed`; whoever
+        // completes a batch saw, under the board's lock, every chunk of it
+        // given back after its frees.
+        self.completed_seq.fetch_max(seq, Ordering::Release);
+    }
+
+    /// Helper threads to wake for a batch of `records` objects: one per
+    /// [`RECORDS_PER_THREAD`] beyond the first, at most the running ones.
+    /// 0: the batch is small, or there are no helpers.
+    pub(crate) fn helpers_wanted(&self, records: u64) -> usize {
         let wanted = usize::try_from(records / RECORDS_PER_THREAD)
             .unwrap_or(usize::MAX)
             .saturating_sub(1);
-        let helpers = if wanted == 0 {
-            0
-        } else {
-            lock(&self.jobs).helpers.min(wanted)
-        };
-        if helpers == 0 {
-            return free_alone(pages, heads, free_chunk, recycle);
+        if wanted == 0 {
+            return 0;
         }
+        lock(&self.jobs).helpers.min(wanted)
+    }
+
+    /// Whether batches are on the board (posted and not completed): a
+    /// batch reaped after them must go on the board too, so that batches
+    /// complete in order.
+    ///
+    /// Called under the queue's free lock, without the board's: batches are
+    /// posted only under the free lock, so every post before the caller
+    /// took it published a non-zero length that this load sees (or the zero
+    /// that the batch's completion published later, Release, paired with
+    /// this Acquire).
+    pub(crate) fn is_busy(&self) -> bool {
+        self.open_len.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether chunks wait on the board for a thread to take them (a hint:
+    /// no lock).
+    pub(crate) fn has_queued(&self) -> bool {
+        // Relaxed: see `publish`.
+        self.queued_len.load(Ordering::Relaxed) > 0
+    }
+
+    /// Puts the ready batch `seq` on the board: its pages in runs (two per
+    /// freeing thread, `threads` threads, cut before the lock is taken) and
+    /// each of its head lists, then wakes sleeping helpers for them (the
+    /// worker or a waiter posts; a lender uses `try_post_whole`).
+    /// Batches are posted in sequence order (by the holder of the queue's
+    /// free lock), and none is ever completed before every batch posted
+    /// before it.
+    pub(crate) fn post(&self, seq: u64, pages: PageList, heads: HeadChain, threads: usize) {
         let mut pages = pages;
-        let mut chunks = 0;
-        let run_pages = run_pages(pages.pages(), helpers + 1);
-        {
-            let mut jobs = lock(&self.jobs);
-            debug_assert!(jobs.queued.is_empty() && jobs.in_flight == 0);
-            while !pages.is_empty() {
-                jobs.queued
-                    .push(Chunk::Pages(PageRun::new(pages.split_front(run_pages))));
-                chunks += 1;
-            }
-            for list in heads.into_lists() {
-                jobs.queued.push(Chunk::Heads(list));
-                chunks += 1;
-            }
+        let run_pages = run_pages(pages.pages(), threads);
+        let mut chunks = Vec::new();
+        while !pages.is_empty() {
+            let chunk = Chunk::Pages(PageRun::new(pages.split_front(run_pages)));
+            chunks.push((chunk, Split::Run));
         }
-        // This thread takes chunks too: wake at most one helper per other
-        // chunk.
-        for _ in 0..helpers.min(chunks - 1) {
+        chunks.extend(
+            heads
+                .into_lists()
+                .map(|list| (Chunk::Heads(list), Split::Run)),
+        );
+        let jobs = lock(&self.jobs);
+        let helpers = jobs.helpers;
+        let posted = self.enqueue(jobs, seq, chunks);
+        // The poster takes chunks too: at most one helper per other chunk.
+        for _ in 0..helpers
+            .min(threads.saturating_sub(1))
+            .min(posted.saturating_sub(1))
+        {
             self.work.notify_one();
         }
+    }
+
+    /// [`post`](Self::post) for a lender, which neither walks the pages
+    /// (they go on the board whole, [`Split::Whole`]) nor waits for the
+    /// board's lock nor wakes a helper: `Err` hands the batch back, intact,
+    /// when the lock is held.
+    pub(crate) fn try_post_whole(
+        &self,
+        seq: u64,
+        pages: PageList,
+        heads: HeadChain,
+    ) -> Result<(), (PageList, HeadChain)> {
+        let Some(jobs) = try_lock(&self.jobs) else {
+            return Err((pages, heads));
+        };
+        let mut chunks = Vec::new();
+        if !pages.is_empty() {
+            chunks.push((Chunk::Pages(PageRun::new(pages)), Split::Whole));
+        }
+        chunks.extend(
+            heads
+                .into_lists()
+                .map(|list| (Chunk::Heads(list), Split::Run)),
+        );
+        self.enqueue(jobs, seq, chunks);
+        Ok(())
+    }
+
+    /// Queues batch `seq`'s chunks at the back (under the lock) and opens
+    /// it; a batch with nothing to free completes once every batch before
+    /// it has (at once if none is open). Returns how many chunks it queued.
+    fn enqueue(
+        &self,
+        mut jobs: MutexGuard<'_, Jobs>,
+        seq: u64,
+        chunks: Vec<(Chunk, Split)>,
+    ) -> usize {
+        debug_assert!(jobs.open.back().is_none_or(|b| b.seq < seq));
+        let count = chunks.len();
+        if count == 0 && jobs.open.is_empty() {
+            drop(jobs);
+            self.complete(seq);
+            return 0;
+        }
+        for (chunk, split) in chunks {
+            jobs.queued.push_back(Queued { seq, chunk, split });
+        }
+        jobs.open.push_back(OpenBatch { seq, chunks: count });
+        self.publish(&jobs);
+        count
+    }
+
+    /// Takes bites of queued chunks as `freer`, freeing each with
+    /// `free_chunk` and handing the spent pages to `recycle` (outside the
+    /// lock): one bite, or until no chunk is queued (`bites`). Never waits
+    /// for work; `lock` says how it takes the board's lock to find it.
+    /// Returns the objects freed. Whoever gives back a batch's last chunk
+    /// completes it, and the batches after it that are finished.
+    pub(crate) fn help(
+        &self,
+        freer: Freer,
+        bites: Bites,
+        free_chunk: FreeChunk<'_>,
+        recycle: Recycle<'_>,
+    ) -> u64 {
+        let first = match freer {
+            // A retiring thread never waits for the lock to find work.
+            Freer::Lender => try_lock(&self.jobs),
+            Freer::Reaper | Freer::Helper => Some(lock(&self.jobs)),
+        };
+        let Some(mut jobs) = first else { return 0 };
         let mut freed = 0;
-        let mut jobs = lock(&self.jobs);
-        loop {
-            if let Some(mut chunk) = jobs.queued.pop() {
-                let helpers_drained = match recycle {
-                    Some(_) => core::mem::take(&mut jobs.drained),
-                    None => PageList::new(),
-                };
-                drop(jobs);
-                if let Some(recycle) = recycle {
-                    recycle(helpers_drained);
-                }
-                freed += free_chunk(&mut chunk);
-                let AfterBite { spent, rest } = chunk.after_bite();
-                match recycle {
-                    Some(recycle) => recycle(spent),
-                    None => pages.append(spent),
-                }
-                jobs = lock(&self.jobs);
-                if let Some(rest) = rest {
-                    jobs.queued.push(rest);
-                }
-            } else if jobs.lent > 0 {
-                // A lender's chunk is out: poll for it, rather than sleep
-                // and have the lender wake us with a syscall.
-                drop(jobs);
-                yield_now();
-                jobs = lock(&self.jobs);
-            } else if jobs.in_flight > 0 {
-                jobs.reaper_waits = true;
-                jobs = wait(&self.done, jobs);
-                jobs.reaper_waits = false;
-            } else {
+        while let Some(queued) = self.take(&mut jobs, freer) {
+            drop(jobs);
+            let (bite, spent, back) = self.free_a_bite(freer, queued, free_chunk);
+            freed += bite;
+            recycle(spent);
+            jobs = lock(&self.jobs);
+            let completed = self.give_back(&mut jobs, back);
+            if let Some(seq) = completed {
+                self.complete(seq);
+            }
+            if bites == Bites::One {
                 break;
             }
         }
-        // Every chunk is back: the helpers' frees happened before they gave
-        // their chunks back under the lock we hold.
-        pages.append(core::mem::take(&mut jobs.drained));
-        let by_helpers = core::mem::take(&mut jobs.freed);
-        drop(jobs);
-        // Relaxed: a statistic.
-        self.freed_by_helpers
-            .fetch_add(by_helpers, Ordering::Relaxed);
-        (pages, freed + by_helpers)
+        freed
     }
 
-    /// A helper thread's loop: frees the chunks it takes with `free_chunk`
-    /// (as in [`free_batch`](Self::free_batch)) until told to stop, sleeping
-    /// while the board is empty.
-    pub(crate) fn serve(&self, free_chunk: FreeChunk<'_>) {
+    /// A helper thread's loop: takes bites of queued chunks (as in
+    /// [`help`](Self::help)) until told to stop, sleeping while none is
+    /// queued.
+    pub(crate) fn serve(&self, free_chunk: FreeChunk<'_>, recycle: Recycle<'_>) {
         let mut jobs = lock(&self.jobs);
         loop {
-            if let Some(mut chunk) = jobs.queued.pop() {
-                jobs.in_flight += 1;
+            if let Some(queued) = self.take(&mut jobs, Freer::Helper) {
                 drop(jobs);
-                let freed = free_chunk(&mut chunk);
+                let (_, spent, back) = self.free_a_bite(Freer::Helper, queued, free_chunk);
+                recycle(spent);
                 jobs = lock(&self.jobs);
-                self.give_back(&mut jobs, chunk, freed);
+                if let Some(seq) = self.give_back(&mut jobs, back) {
+                    self.complete(seq);
+                }
             } else if jobs.stop {
                 return;
             } else {
+                jobs.sleeping += 1;
                 jobs = wait(&self.work, jobs);
+                jobs.sleeping -= 1;
             }
         }
     }
 
-    /// Frees one bite of a queued chunk with `free_chunk` (which bites what
-    /// it likes), as a helper does, for a thread that lends a hand once
-    /// (`LocalRetirer::reclaim` while the service is behind); returns how
-    /// many it freed, which count as the helpers' (0 at once: the board is
-    /// empty, or its lock is held).
-    ///
-    /// It never waits for work, and takes the board's lock without waiting
-    /// to find a chunk; giving the chunk back waits for that lock, held by
-    /// others only for a few instructions at a time. The reaping thread
-    /// waits for the chunk like for a helper's, so a thread preempted in
-    /// the middle of its bite holds up the batch, as a preempted helper
-    /// does; but it polls for a lent chunk instead of sleeping, so that the
-    /// lender, a retiring thread, does not make a syscall to wake it.
-    pub(crate) fn lend_a_bite(&self, free_chunk: FreeChunk<'_>) -> u64 {
-        let Some(mut jobs) = try_lock(&self.jobs) else {
-            return 0;
-        };
-        let Some(mut chunk) = jobs.queued.pop() else {
-            return 0;
-        };
-        jobs.in_flight += 1;
-        jobs.lent += 1;
+    /// Wakes sleeping helpers for chunks queued without a wake-up (posted
+    /// by a lender): one per queued chunk. The worker's call, before it
+    /// helps; a notify is a syscall, so only when a helper sleeps.
+    pub(crate) fn wake_for_queued(&self) {
+        let jobs = lock(&self.jobs);
+        let wake = jobs.sleeping.min(jobs.queued.len().saturating_sub(1));
         drop(jobs);
-        let freed = free_chunk(&mut chunk);
-        let mut jobs = lock(&self.jobs);
-        // So this call never wakes the reaping thread (a syscall): it sleeps
-        // only while no chunk is lent and the queue is empty, and a helper
-        // takes back its own rest under the lock it gave it back under, so
-        // the queue stays empty until the last chunk is back.
-        if cfg!(any(debug_assertions, kvfree_loom)) {
-            assert!(
-                !jobs.reaper_waits,
-                "the reaping thread sleeps while a chunk is lent"
-            );
+        for _ in 0..wake {
+            self.work.notify_one();
         }
-        jobs.lent -= 1;
-        self.give_back(&mut jobs, chunk, freed);
-        freed
     }
 
-    /// A helper or a lender gives back a chunk it took and freed a bite of
-    /// (`freed` objects): the spent pages go to the reaping thread, the
-    /// rest back on the board.
-    fn give_back(&self, jobs: &mut Jobs, chunk: Chunk, freed: u64) {
+    /// Takes the chunk at the front of the queue for `freer` (under the
+    /// lock): of pages posted whole, only `freer`'s bite, the rest staying
+    /// queued at the back (another chunk of its batch).
+    fn take(&self, jobs: &mut Jobs, freer: Freer) -> Option<Queued> {
+        let mut queued = jobs.queued.pop_front()?;
+        let pages = freer.bite().pages();
+        if let (Split::Whole, Chunk::Pages(run)) = (queued.split, &mut queued.chunk) {
+            if run.unfreed.pages() > pages {
+                let rest = core::mem::replace(&mut run.unfreed, PageList::new());
+                let mut rest = rest;
+                run.unfreed = rest.split_front(pages);
+                let seq = queued.seq;
+                jobs.queued.push_back(Queued {
+                    seq,
+                    chunk: Chunk::Pages(PageRun::new(rest)),
+                    split: Split::Whole,
+                });
+                let batch = jobs
+                    .open
+                    .iter_mut()
+                    .find(|b| b.seq == seq)
+                    .expect("a queued chunk's batch is open");
+                batch.chunks += 1;
+            }
+        }
+        jobs.in_flight += 1;
+        self.publish(jobs);
+        Some(queued)
+    }
+
+    /// Frees a bite of a taken chunk (outside the lock); returns the
+    /// objects freed, the spent pages and what goes back to the board.
+    fn free_a_bite(
+        &self,
+        freer: Freer,
+        mut queued: Queued,
+        free_chunk: FreeChunk<'_>,
+    ) -> (u64, PageList, GiveBack) {
+        let freed = free_chunk(&mut queued.chunk);
+        if freer != Freer::Reaper {
+            // Relaxed: a statistic.
+            self.freed_by_helpers.fetch_add(freed, Ordering::Relaxed);
+        }
+        let AfterBite { spent, rest } = queued.chunk.after_bite();
+        let back = GiveBack {
+            seq: queued.seq,
+            split: queued.split,
+            rest,
+        };
+        (freed, spent, back)
+    }
+
+    /// Gives back a chunk taken from the board (under the lock): its rest
+    /// to the front of the queue, or, if nothing is left, one chunk fewer
+    /// for its batch. Returns the newest batch this completes, if any: the
+    /// finished batches at the front of `open`, oldest first.
+    fn give_back(&self, jobs: &mut Jobs, back: GiveBack) -> Option<u64> {
         jobs.in_flight -= 1;
-        jobs.freed += freed;
-        let AfterBite { spent, rest } = chunk.after_bite();
-        jobs.drained.append(spent);
-        if let Some(rest) = rest {
-            jobs.queued.push(rest);
+        match back.rest {
+            Some(chunk) => {
+                jobs.queued.push_front(Queued {
+                    seq: back.seq,
+                    chunk,
+                    split: back.split,
+                });
+                self.publish(jobs);
+                return None;
+            }
+            None => {
+                let batch = jobs
+                    .open
+                    .iter_mut()
+                    .find(|b| b.seq == back.seq)
+                    .expect("a chunk's batch is open until its last chunk is back");
+                batch.chunks -= 1;
+            }
         }
-        if jobs.in_flight == 0 && jobs.queued.is_empty() && jobs.reaper_waits {
-            // The reaping thread sleeps only once the queue is empty, for
-            // the last chunk in flight: this one.
-            self.done.notify_one();
+        let mut completed = None;
+        while jobs.open.front().is_some_and(|b| b.chunks == 0) {
+            completed = jobs.open.pop_front().map(|b| b.seq);
         }
+        self.publish(jobs);
+        completed
     }
 
     /// Records the size of a ready batch: a large one asks the worker for a
@@ -588,7 +795,7 @@ impl Board {
         lock(&self.jobs).helpers
     }
 
-    /// Objects freed on helper threads so far.
+    /// Objects freed on helper threads and by lenders so far.
     pub(crate) fn freed_by_helpers(&self) -> u64 {
         // Relaxed: a statistic.
         self.freed_by_helpers.load(Ordering::Relaxed)
@@ -618,12 +825,21 @@ impl Board {
         jobs.stop = false;
     }
 
-    /// The board's lock, or `None` at once if it is held (the fork
-    /// handlers, see `fork.rs`).
+    /// The board's lock, or `None` at once if it is held or a chunk is in
+    /// flight (the fork handlers, see `fork.rs`: a chunk in flight is held
+    /// by a thread the child would not have).
     #[cfg(all(unix, not(kvfree_loom), not(miri)))]
     pub(crate) fn try_lock(&self) -> Option<BoardLock<'_>> {
-        crate::fork::try_lock(&self.jobs).map(|jobs| BoardLock { jobs })
+        let jobs = crate::fork::try_lock(&self.jobs)?;
+        (jobs.in_flight == 0).then_some(BoardLock { jobs })
     }
+}
+
+/// What goes back to the board after a bite.
+struct GiveBack {
+    seq: u64,
+    split: Split,
+    rest: Option<Chunk>,
 }
 
 /// The board's lock, held by the fork handlers across a `fork()`.
@@ -634,16 +850,17 @@ pub(crate) struct BoardLock<'a> {
 
 #[cfg(all(unix, not(kvfree_loom), not(miri)))]
 impl BoardLock<'_> {
-    /// In a forked child: the parent's helpers do not exist here. The
-    /// handlers hold the free lock too, so no chunk is queued or in flight.
+    /// In a forked child: the parent's helpers do not exist here. No chunk
+    /// was in flight at the fork (`Board::try_lock`), so every chunk of the
+    /// open batches is queued, and the child's reaps free them.
     pub(crate) fn forget_helpers(&mut self) {
-        debug_assert!(self.jobs.queued.is_empty() && self.jobs.in_flight == 0);
+        debug_assert_eq!(self.jobs.in_flight, 0);
         self.jobs.helpers = 0;
         self.jobs.stop = false;
     }
 }
 
-fn free_alone(
+pub(crate) fn free_alone(
     pages: PageList,
     heads: HeadChain,
     free_chunk: FreeChunk<'_>,
@@ -923,17 +1140,27 @@ mod tests {
             unsafe { lists.push(i as usize % 2, node.cast(), free_node) };
         }
         let board = Arc::new(Board::new());
+        let back = Arc::new(std::sync::Mutex::new(PageList::new()));
         let helpers: Vec<_> = (0..2)
             .map(|_| {
                 board.helper_starting();
-                let board = board.clone();
-                std::thread::spawn(move || board.serve(&free_chunk))
+                let (board, back) = (board.clone(), back.clone());
+                std::thread::spawn(move || {
+                    board.serve(&free_chunk, &|pages| back.lock().unwrap().append(pages))
+                })
             })
             .collect();
         let total = records as u64 + heads_n;
-        let (drained, freed) = board.free_batch(pages, lists.take_all(), &free_chunk, None);
-        assert_eq!(freed, total);
+        board.post(1, pages, lists.take_all(), 3);
+        board.help(Freer::Reaper, Bites::WhileQueued, &free_chunk, &|pages| {
+            back.lock().unwrap().append(pages)
+        });
+        // The helpers may still hold chunks: the last one back completes.
+        while !board.completed(1) {
+            std::thread::yield_now();
+        }
         assert_eq!(FREED.load(Ordering::Relaxed) as u64, total);
+        let drained = core::mem::take(&mut *back.lock().unwrap());
         assert_eq!(drained.records(), records, "every page back");
         pool.recycle(drained);
         board.stop_helpers();
@@ -944,12 +1171,14 @@ mod tests {
         assert_eq!(board.helpers(), 0);
     }
 
-    /// Two threads lend bites (`lend_a_bite`, in a loop) while the reaping
-    /// thread shares a batch of pages and heads, and the batch's only
-    /// helper never runs: every object is freed exactly once, before
-    /// `free_batch` returns, and every page comes back. Runs under Miri.
+    /// Two threads lend bites (`Board::help` as lenders, in a loop) while
+    /// the reaping thread shares a batch of pages and heads with them, and
+    /// a second batch is posted behind it: every object is freed exactly
+    /// once, each lent bite stays within `Bite::Local`, the batches
+    /// complete in order (the first before the second, whoever finishes
+    /// first), and every page comes back. Runs under Miri.
     #[test]
-    fn lenders_free_bites_of_a_shared_batch_once() {
+    fn lenders_free_bites_of_the_boards_batches_once_and_in_order() {
         let (pool, pages, records) = filled_pages(2, kind_of(free_u64_uncounted));
         let heads_n: u64 = if SMALL { 12 } else { 100_000 };
         let lists = HeadLists::per_cpu();
@@ -968,19 +1197,23 @@ mod tests {
             unsafe { lists.push(i % 2, node.cast(), count_free) };
         }
         let board = Board::new();
-        // Counted, so the batch is shared, but never served.
-        board.helper_starting();
-        let done = std::sync::atomic::AtomicBool::new(false);
+        let back = std::sync::Mutex::new(PageList::new());
+        let recycle = |pages| back.lock().unwrap().append(pages);
         let local_bite_max = Bite::Local
             .heads()
             .max((Bite::Local.pages() * USABLE) as u64);
-        let (drained, freed, lent) = std::thread::scope(|s| {
+        // Batch 1: the pages; batch 2: the heads.
+        // Batch 1 as a lender posts it: pages whole, cut a bite per take.
+        assert!(board.try_post_whole(1, pages, HeadChain::default()).is_ok());
+        board.post(2, PageList::new(), lists.take_all(), 3);
+        let (freed, lent) = std::thread::scope(|s| {
             let lenders: Vec<_> = (0..2)
                 .map(|_| {
                     s.spawn(|| {
                         let mut lent = 0;
-                        while !done.load(Ordering::Acquire) {
-                            let bite = board.lend_a_bite(&free_local_bite);
+                        while !board.completed(2) {
+                            let bite =
+                                board.help(Freer::Lender, Bites::One, &free_local_bite, &recycle);
                             assert!(bite <= local_bite_max);
                             lent += bite;
                             std::thread::yield_now();
@@ -989,15 +1222,11 @@ mod tests {
                     })
                 })
                 .collect();
-            let (drained, freed) = board.free_batch(pages, lists.take_all(), &free_chunk, None);
-            // Release: pairs with the lenders' Acquire loads (only a stop
-            // flag; the batch's frees are ordered by the board's lock).
-            done.store(true, Ordering::Release);
+            let freed = board.help(Freer::Reaper, Bites::WhileQueued, &free_chunk, &recycle);
             let lent: u64 = lenders.into_iter().map(|l| l.join().unwrap()).sum();
-            (drained, freed, lent)
+            (freed, lent)
         });
-        assert_eq!(freed, records as u64 + heads_n);
-        assert!(lent <= freed);
+        assert_eq!(freed + lent, records as u64 + heads_n);
         assert_eq!(
             board.freed_by_helpers(),
             lent,
@@ -1005,12 +1234,40 @@ mod tests {
         );
         for node in &nodes {
             // SAFETY: from Box::leak above, freed (counted) by the batch
-            // only, which has returned; dropped once here.
+            // only, which has completed; dropped once here.
             let node = unsafe { Box::from_raw(node.as_ptr()) };
             assert_eq!(node.frees.load(Ordering::Relaxed), 1);
         }
+        let drained = back.into_inner().unwrap();
         assert_eq!(drained.records(), records, "every page back");
         pool.recycle(drained);
+    }
+
+    /// A batch with nothing in it completes at once on an empty board, and
+    /// after the batches before it on a busy one.
+    #[test]
+    fn an_empty_batch_completes_in_order() {
+        let board = Board::new();
+        board.post(1, PageList::new(), HeadChain::default(), 1);
+        assert!(board.completed(1));
+        let lists = HeadLists::per_cpu();
+        let node = NonNull::from(Box::leak(Box::new(CountedNode {
+            head: RcuHead::new(),
+            frees: AtomicUsize::new(0),
+        })));
+        // SAFETY: the head is the node's first field (repr(C)); the node is
+        // freed by the test after the batch, `count_free` only counts.
+        unsafe { lists.push(0, node.cast(), count_free) };
+        board.post(2, PageList::new(), lists.take_all(), 1);
+        board.post(3, PageList::new(), HeadChain::default(), 1);
+        assert!(!board.completed(2) && !board.completed(3));
+        let freed = board.help(Freer::Reaper, Bites::WhileQueued, &free_chunk, &|_| {});
+        assert_eq!(freed, 1);
+        assert!(board.completed(3));
+        // SAFETY: from Box::leak above, freed (counted) by batch 2 only,
+        // which has completed; dropped once here.
+        let node = unsafe { Box::from_raw(node.as_ptr()) };
+        assert_eq!(node.frees.load(Ordering::Relaxed), 1);
     }
 
     /// A run gives its pages back a bite of `CHUNK_PAGES` at a time, each
@@ -1075,10 +1332,11 @@ mod tests {
     }
 }
 
-/// Loom model of the fork-join (run by `ci/20-loom.sh` with the crate's
-/// other internal models): a reaping thread and a helper share a batch's
-/// chunks, bite by bite; every object is freed once, and every free
-/// happens before `free_batch` returns (what lets the batch complete).
+/// Loom models of the board (run exhaustively by `ci/20-loom.sh` with the
+/// crate's other internal models): the reaping thread, a helper and a
+/// lender share the chunks of one batch, or of two, bite by bite; every
+/// object is freed once, every free happens before its batch completes,
+/// and batches complete in order whoever gives back their last chunk.
 #[cfg(all(test, kvfree_loom))]
 mod loom_models {
     use super::test_support::*;
@@ -1088,100 +1346,138 @@ mod loom_models {
     use loom::sync::Arc;
     use loom::sync::atomic::AtomicUsize;
 
-    /// A batch of four counted nodes in two head lists, a board with one
-    /// helper counted (so `free_batch` shares the batch), and the nodes.
-    fn shared_batch() -> (Arc<Vec<CountedNode>>, HeadChain, Arc<Board>) {
-        let nodes: Arc<Vec<CountedNode>> = Arc::new(
-            (0..4)
+    /// `n` counted nodes.
+    fn nodes(n: usize) -> Arc<Vec<CountedNode>> {
+        Arc::new(
+            (0..n)
                 .map(|_| CountedNode {
                     head: RcuHead::new(),
                     frees: AtomicUsize::new(0),
                 })
                 .collect(),
-        );
+        )
+    }
+
+    /// A batch of `nodes` in two head lists (two chunks).
+    fn batch_of(nodes: &[CountedNode]) -> HeadChain {
         let lists = HeadLists::per_cpu();
         for (i, node) in nodes.iter().enumerate() {
             // SAFETY: the nodes live until the model ends; `count_free`
             // only counts.
             unsafe { lists.push(i % 2, NonNull::from(&node.head), count_free) };
         }
+        lists.take_all()
+    }
+
+    /// A board with one helper counted.
+    fn board() -> Arc<Board> {
         let board = Arc::new(Board::new());
         board.helper_starting();
-        (nodes, lists.take_all(), board)
+        board
     }
 
     /// A helper thread serving `board` until told to stop.
     fn spawn_helper(board: &Arc<Board>) -> loom::thread::JoinHandle<()> {
         let board = board.clone();
-        loom::thread::spawn(move || board.serve(&free_chunk))
+        loom::thread::spawn(move || board.serve(&free_chunk, &|_| {}))
     }
 
-    /// A thread lending `board` one bite; joins to what it freed.
-    fn spawn_lender(board: &Arc<Board>) -> loom::thread::JoinHandle<u64> {
-        let board = board.clone();
-        loom::thread::spawn(move || board.lend_a_bite(&free_local_bite))
+    /// Frees bites of `board`'s chunks until none is queued, as the
+    /// reaping thread does after a post.
+    fn reap(board: &Board) -> u64 {
+        board.help(Freer::Reaper, Bites::WhileQueued, &free_chunk, &|_| {})
     }
 
-    /// After `free_batch` returned: every node was freed exactly once.
-    fn assert_each_freed_once(nodes: &[CountedNode]) {
-        for node in nodes {
-            // Relaxed: `free_batch` returned, so every free happened before
-            // this load (through the board's lock).
-            assert_eq!(node.frees.load(Ordering::Relaxed), 1);
+    /// Once every other thread is joined, the board is drained: the rest of
+    /// a chunk a thread gave back after the last `reap` is freed by the next
+    /// (the worker's next round), and then batch `seq` has completed.
+    fn drain_after_joins(board: &Board, seq: u64) {
+        reap(board);
+        assert!(board.completed(seq));
+    }
+
+    /// If the board says `seq` completed, every node of `batch` was freed
+    /// exactly once, and that is visible here.
+    fn assert_freed_if_completed(board: &Board, seq: u64, batch: &[CountedNode]) {
+        if board.completed(seq) {
+            for node in batch {
+                // Relaxed: `completed`'s Acquire orders the frees before.
+                assert_eq!(node.frees.load(Ordering::Relaxed), 1);
+            }
         }
     }
 
     #[test]
     fn a_batch_shared_with_a_helper_is_freed_once_before_it_completes() {
         loom::model(|| {
-            let (nodes, heads, board) = shared_batch();
+            let nodes = nodes(4);
+            let board = board();
             let helper = spawn_helper(&board);
-            let (pages, freed) = board.free_batch(PageList::new(), heads, &free_chunk, None);
-            assert_eq!(freed, 4);
-            assert!(pages.is_empty());
-            assert_each_freed_once(&nodes);
+            board.post(1, PageList::new(), batch_of(&nodes), 2);
+            reap(&board);
+            assert_freed_if_completed(&board, 1, &nodes);
             board.stop_helpers();
             helper.join().unwrap();
+            drain_after_joins(&board, 1);
+            assert_freed_if_completed(&board, 1, &nodes);
         });
     }
 
-    /// A thread lends one bite while the reaping thread shares a batch and
-    /// its only helper sleeps (counted, never served): every object is
-    /// freed once before `free_batch` returns, and the rest the lender
-    /// leaves on the board does not strand the reaping thread (a wait for a
-    /// chunk nobody takes: loom reports it as a deadlock).
+    /// Two batches on the board, a lender taking a bite while the reaping
+    /// thread frees the rest: whoever gives back a batch's last chunk,
+    /// the batches complete in order, each only once all of it (and of the
+    /// one before it) is freed, and neither waits for the other thread.
     #[test]
-    fn a_lenders_rest_is_freed_before_the_batch_completes() {
+    fn batches_on_the_board_complete_in_order() {
         loom::model(|| {
-            let (nodes, heads, board) = shared_batch();
-            let lender = spawn_lender(&board);
-            let (pages, freed) = board.free_batch(PageList::new(), heads, &free_chunk, None);
+            let nodes = nodes(4);
+            let board = board();
+            let (first, second) = nodes.split_at(2);
+            board.post(1, PageList::new(), batch_of(first), 2);
+            board.post(2, PageList::new(), batch_of(second), 2);
+            let lender = {
+                let (board, nodes) = (board.clone(), nodes.clone());
+                loom::thread::spawn(move || {
+                    let lent = board.help(Freer::Lender, Bites::One, &free_local_bite, &|_| {});
+                    assert_freed_if_completed(&board, 1, &nodes[..2]);
+                    assert_freed_if_completed(&board, 2, &nodes);
+                    lent
+                })
+            };
+            let freed = reap(&board);
+            assert_freed_if_completed(&board, 1, first);
+            assert_freed_if_completed(&board, 2, &nodes);
             let lent = lender.join().unwrap();
-            assert_eq!(freed, 4);
             assert!(lent <= 1, "a lender frees one bite");
-            assert!(pages.is_empty());
-            assert_each_freed_once(&nodes);
+            assert_eq!(freed + lent, 4);
+            drain_after_joins(&board, 2);
+            assert_freed_if_completed(&board, 2, &nodes);
         });
     }
 
-    /// The reaping thread, a helper and a lender share a batch: every
-    /// object is freed once before `free_batch` returns, whoever frees it,
-    /// nobody waits for good, and the reaping thread never sleeps while a
-    /// chunk is lent (`lend_a_bite` asserts it under loom), so the lender
-    /// never has to wake it.
+    /// The reaping thread, a helper and a lender share a batch (two lists
+    /// of one node: each thread may take one): every object is freed once
+    /// before it completes, whoever frees it, and nobody waits for good.
     #[test]
     fn a_helper_and_a_lender_share_a_batch() {
-        // Exhaustive: about 20 seconds.
         loom::model(|| {
-            let (nodes, heads, board) = shared_batch();
+            let nodes = nodes(2);
+            let board = board();
             let helper = spawn_helper(&board);
-            let lender = spawn_lender(&board);
-            let (_, freed) = board.free_batch(PageList::new(), heads, &free_chunk, None);
-            assert_eq!(freed, 4);
-            assert_each_freed_once(&nodes);
+            board.post(1, PageList::new(), batch_of(&nodes), 3);
+            let lender = {
+                let (board, nodes) = (board.clone(), nodes.clone());
+                loom::thread::spawn(move || {
+                    board.help(Freer::Lender, Bites::One, &free_local_bite, &|_| {});
+                    assert_freed_if_completed(&board, 1, &nodes);
+                })
+            };
+            reap(&board);
             lender.join().unwrap();
             board.stop_helpers();
             helper.join().unwrap();
+            drain_after_joins(&board, 1);
+            assert_freed_if_completed(&board, 1, &nodes);
         });
     }
 }

@@ -447,6 +447,7 @@ impl<G: GracePeriod> Shared<G> {
     pub(crate) fn has_work(&self) -> bool {
         self.has_queued_records()
             || self.batches.has_pending()
+            || self.batches.board.has_queued()
             || self.refill_requested.load(Ordering::Relaxed)
             || lock(&self.round_state).refill_pending
     }
@@ -542,7 +543,7 @@ impl<G: GracePeriod> Shared<G> {
             // Falling behind: the worker and its helpers reap, sharing the
             // batches (one thread freeing alone under the free lock would
             // hold them off), and this thread lends them a hand.
-            return self.batches.lend_a_bite(&self.pool);
+            return self.batches.lend_a_bite(&*self.gp, &self.pool);
         }
         self.batches
             .reap(Reaper::LocalThread, &*self.gp, &self.pool)
