@@ -620,8 +620,8 @@ impl Board {
     /// Takes bites of queued chunks as `freer`, freeing each with
     /// `free_chunk` and handing the spent pages to `recycle` (outside the
     /// lock): one bite, or until no chunk is queued (`bites`). Never waits
-    /// for work; `lock` says how it takes the board's lock to find it.
-    /// Returns the objects freed. Whoever gives back a batch's last chunk
+    /// for work, and a lender does not wait for the board's lock to find it
+    /// either (it try-locks). Returns the objects freed. Whoever gives back a batch's last chunk
     /// completes it, and the batches after it that are finished.
     pub(crate) fn help(
         &self,
@@ -698,8 +698,7 @@ impl Board {
         let pages = freer.bite().pages();
         if let (Split::Whole, Chunk::Pages(run)) = (queued.split, &mut queued.chunk) {
             if run.unfreed.pages() > pages {
-                let rest = core::mem::replace(&mut run.unfreed, PageList::new());
-                let mut rest = rest;
+                let mut rest = core::mem::take(&mut run.unfreed);
                 run.unfreed = rest.split_front(pages);
                 let seq = queued.seq;
                 jobs.queued.push_back(Queued {
@@ -1031,10 +1030,9 @@ mod test_support {
                 let pages = run.bite(size);
                 let mut freed = 0;
                 pages.for_each_record(|ptr, kind| {
-                    // SAFETY: every kind was made by `kind_of` of a free
-                    // function for the leaked boxes the tests push (the models push
-                    // none); the
-                    // board hands each chunk to one thread.
+                    // SAFETY: each kind is `kind_of` a free function for the
+                    // tests' leaked boxes (the models push none); the board
+                    // hands each chunk to one thread.
                     unsafe { crate::free_fn::free_fn_of(kind)(ptr) };
                     freed += 1;
                 });
