@@ -246,7 +246,7 @@ impl<S: Copy> BatchQueue<S> {
                         self.board.note_ready(records);
                         let helpers = self.board.helpers_wanted(records);
                         if helpers == 0 && !self.board.is_busy() {
-                            freed += free_alone(batch, pool);
+                            freed += self.count_freed(free_alone(batch, pool));
                             self.board.complete(seq);
                         } else {
                             let threads = helpers + 1;
@@ -255,7 +255,7 @@ impl<S: Copy> BatchQueue<S> {
                     }
                     Reaper::LocalThread => {
                         let (bite, rest) = free_bite(batch, pool);
-                        freed += bite;
+                        freed += self.count_freed(bite);
                         match rest {
                             Some(rest) => *partly_freed = Some(rest),
                             None => self.board.complete(seq),
@@ -266,7 +266,6 @@ impl<S: Copy> BatchQueue<S> {
                 }
             }
         }
-        self.freed.fetch_add(freed, Ordering::Relaxed);
         if reaper != Reaper::LocalThread {
             // The free lock is released: lenders may post the next ready
             // batches meanwhile. Counted in `freed` by each bite.
@@ -279,6 +278,16 @@ impl<S: Copy> BatchQueue<S> {
             );
         }
         Some(freed)
+    }
+
+    /// Adds `objects` just freed to `freed`, before the batch they belong to
+    /// is completed: a `barrier()` that sees the completion then sees them
+    /// counted (`Stats::pending` is 0 after it). Returns `objects`.
+    fn count_freed(&self, objects: u64) -> u64 {
+        // Relaxed: ordered before the completion's Release (`Board::complete`)
+        // by program order; a counter otherwise.
+        self.freed.fetch_add(objects, Ordering::Relaxed);
+        objects
     }
 
     /// The oldest batch to free next, under the free lock: the one a local
@@ -376,8 +385,8 @@ impl<S: Copy> BatchQueue<S> {
         // Every destructor returned: nothing unwound out of the chunk.
         core::mem::forget(abort);
         top_up_from_reserve(pool);
-        self.freed.fetch_add(freed, Ordering::Relaxed);
-        freed
+        // Before the chunk goes back, and so before its batch completes.
+        self.count_freed(freed)
     }
 }
 
