@@ -574,6 +574,14 @@ fn a_refused_priority_is_an_error_and_no_worker_runs() {
             msg.contains("CAP_SYS_NICE") && msg.contains("Nice("),
             "{msg}"
         );
+        // The refused worker was joined before `try_build` returned, but
+        // the kernel may list an exited thread in /proc a moment longer
+        // (pthread_join returns once its tid is cleared, early in its
+        // exit): a thread left running would stay there for good.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !nice_of_threads(name).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert_eq!(nice_of_threads(name), [], "the refused worker still runs");
         // A manual service has no worker: the setting has no effect.
         let manual = KvfreeRcu::builder(Arc::new(Rcu::new()))
