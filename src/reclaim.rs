@@ -638,15 +638,9 @@ impl Board {
         let Some(mut jobs) = first else { return 0 };
         let mut freed = 0;
         while let Some(queued) = self.take(&mut jobs, freer) {
-            drop(jobs);
-            let (bite, spent, back) = self.free_a_bite(freer, queued, free_chunk);
+            let bite;
+            (jobs, bite) = self.free_a_bite(jobs, freer, queued, free_chunk, recycle);
             freed += bite;
-            recycle(spent);
-            jobs = lock(&self.jobs);
-            let completed = self.give_back(&mut jobs, back);
-            if let Some(seq) = completed {
-                self.complete(seq);
-            }
             if bites == Bites::One {
                 break;
             }
@@ -661,13 +655,7 @@ impl Board {
         let mut jobs = lock(&self.jobs);
         loop {
             if let Some(queued) = self.take(&mut jobs, Freer::Helper) {
-                drop(jobs);
-                let (_, spent, back) = self.free_a_bite(Freer::Helper, queued, free_chunk);
-                recycle(spent);
-                jobs = lock(&self.jobs);
-                if let Some(seq) = self.give_back(&mut jobs, back) {
-                    self.complete(seq);
-                }
+                (jobs, _) = self.free_a_bite(jobs, Freer::Helper, queued, free_chunk, recycle);
             } else if jobs.stop {
                 return;
             } else {
@@ -719,26 +707,36 @@ impl Board {
         Some(queued)
     }
 
-    /// Frees a bite of a taken chunk (outside the lock); returns the
-    /// objects freed, the spent pages and what goes back to the board.
-    fn free_a_bite(
-        &self,
+    /// Frees a bite of `queued`, taken under `jobs`, with the lock released
+    /// meanwhile; hands the spent pages to `recycle`, then gives the chunk
+    /// back under the lock and completes what that finishes. Returns the
+    /// lock, held again, and the objects freed.
+    fn free_a_bite<'a>(
+        &'a self,
+        jobs: MutexGuard<'a, Jobs>,
         freer: Freer,
         mut queued: Queued,
         free_chunk: FreeChunk<'_>,
-    ) -> (u64, PageList, GiveBack) {
+        recycle: Recycle<'_>,
+    ) -> (MutexGuard<'a, Jobs>, u64) {
+        drop(jobs);
         let freed = free_chunk(&mut queued.chunk);
         if freer != Freer::Reaper {
             // Relaxed: a statistic.
             self.freed_by_helpers.fetch_add(freed, Ordering::Relaxed);
         }
         let AfterBite { spent, rest } = queued.chunk.after_bite();
+        recycle(spent);
         let back = GiveBack {
             seq: queued.seq,
             split: queued.split,
             rest,
         };
-        (freed, spent, back)
+        let mut jobs = lock(&self.jobs);
+        if let Some(seq) = self.give_back(&mut jobs, back) {
+            self.complete(seq);
+        }
+        (jobs, freed)
     }
 
     /// Gives back a chunk taken from the board (under the lock): its rest
