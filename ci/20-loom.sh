@@ -32,7 +32,8 @@ run kvfree-rcu-gp 3
 run kvfree-rcu-pool 3
 run kvfree-rcu exhaustive
 # The service's internal protocols (the worker's idle handshake in
-# src/wake.rs, the reclaim board in src/reclaim.rs: about 10 s) are
+# src/wake.rs, the reclaim board in src/reclaim.rs: about 90 s, most of it
+# the board's return-list model) are
 # modelled in its unit tests: the lib's only tests built under loom.
 echo "-- loom: kvfree-rcu internal models (exhaustive)"
 cargo test --release -p kvfree-rcu --lib

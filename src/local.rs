@@ -203,11 +203,13 @@ impl<G: GracePeriod> LocalRetirer<'_, G> {
     /// waiting), or batches are being freed on the reclaim board, it lends
     /// the worker and its helpers a hand instead: it frees a bite of the
     /// board's chunks, first posting the oldest batch whose grace period
-    /// has ended there if none is queued. Giving a lent chunk back takes
-    /// the board's lock, which it waits for if another thread holds it (a
-    /// futex syscall when that thread was preempted: one to four per
-    /// million retires in an 8-thread flood on 2 CPUs). A destructor that
-    /// panics aborts the process, as on the worker.
+    /// has ended there if none is queued. It does not wait for the
+    /// board's lock to give a lent chunk back either: if another thread
+    /// holds it, the chunk is left for that thread to take back. (Its
+    /// unlock still wakes a thread that waits for the lock, now and then: a
+    /// futex syscall, about 0.2 per million retires in an 8-thread flood
+    /// on 2 CPUs.) A destructor that panics aborts the process, as on the
+    /// worker.
     ///
     /// Call it every few hundred retires (every 256 keeps up with the
     /// thread's own flood with room to spare) from a thread that floods

@@ -443,11 +443,14 @@ impl<G: GracePeriod> Shared<G> {
     }
 
     /// Whether the worker has reasons to keep polling: records queued or
-    /// waiting for their grace period, or a refill still to do.
+    /// waiting for their grace period, chunks on the reclaim board (queued,
+    /// or left on its return list by a lender: their batch completes once
+    /// the worker's next reap gives them back), or a refill still to do.
     pub(crate) fn has_work(&self) -> bool {
         self.has_queued_records()
             || self.batches.has_pending()
             || self.batches.board.has_queued()
+            || self.batches.board.has_returned()
             || self.refill_requested.load(Ordering::Relaxed)
             || lock(&self.round_state).refill_pending
     }
