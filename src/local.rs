@@ -13,12 +13,13 @@
 //!
 //! A thread in ordinary context may also free what has expired on its own
 //! CPU with [`LocalRetirer::reclaim`], a bounded bite ([`RECLAIM_BITE`])
-//! per call, which the worker then leaves to it (`Shared::reap_due`): a
+//! per call, which the worker then leaves to it (`Shared::reaper_due`): a
 //! 1-thread flood that calls it every 256 retires ran faster than
 //! crossbeam-epoch's, by 31% on glibc and 14% on mimalloc
 //! (docs/BENCHMARKS.md, "Freeing on the retiring thread"). While the
 //! service is behind, the call frees a bite of the reclaim board's chunks
-//! instead, alongside the worker and its helpers.
+//! instead, alongside the helpers, while the worker deals the ready
+//! batches out and keeps grace periods advancing.
 //!
 //! The handle borrows its service, so it cannot outlive it, and it is
 //! `Send` but not `Sync`: one thread uses it at a time, which is the lane's
@@ -217,9 +218,11 @@ impl<G: GracePeriod> LocalRetirer<'_, G> {
     /// allocated are then freed on its own CPU, into its own allocator
     /// caches, as crossbeam-epoch frees inside `pin`, and under
     /// oversubscription the flood paces itself by freeing. While such calls
-    /// come, the worker leaves freeing to them; it takes over one drain
-    /// interval after they stop, or once they fall behind. Grace periods
-    /// are still the worker's to advance. A call that frees takes as long
+    /// come, the worker leaves freeing to them, and takes over one drain
+    /// interval after they stop; once they fall behind, it deals the ready
+    /// batches out to them (and to its helpers) and frees only a few bites
+    /// a round itself, so that grace periods, still the worker's to
+    /// advance, keep coming. A call that frees takes as long
     /// as its `free`s (tens of microseconds for a full bite), so a
     /// real-time thread retires without calling it.
     ///

@@ -468,8 +468,9 @@ impl Freer {
 /// How many bites [`Board::help`] takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Bites {
-    /// One, if a chunk is queued (a lender).
-    One,
+    /// At most this many, while chunks are queued: one for a lender, a
+    /// few for the worker dealing batches out (`Reaper::Dealer`).
+    AtMost(usize),
     /// Until no chunk is queued (the reaping thread).
     WhileQueued,
 }
@@ -675,17 +676,26 @@ impl Board {
         let Some(jobs) = self.try_lock_jobs() else {
             return Err((pages, heads));
         };
-        let mut chunks = Vec::new();
-        if !pages.is_empty() {
-            chunks.push((Chunk::Pages(PageRun::new(pages)), Split::Whole));
-        }
-        chunks.extend(
-            heads
-                .into_lists()
-                .map(|list| (Chunk::Heads(list), Split::Run)),
-        );
-        self.enqueue(jobs, seq, chunks);
+        self.enqueue(jobs, seq, whole_chunks(pages, heads));
         Ok(())
+    }
+
+    /// Puts the ready batch `seq` on the board with its pages whole
+    /// ([`Split::Whole`]: each taker cuts its own bite, so the poster walks
+    /// no page), and wakes a sleeping helper per [`RECORDS_PER_THREAD`]
+    /// objects: the worker dealing a batch out (`Reaper::Dealer`), which
+    /// frees little of it itself.
+    pub(crate) fn post_whole(&self, seq: u64, pages: PageList, heads: HeadChain) {
+        let records = pages.records() as u64 + heads.len();
+        let chunks = whole_chunks(pages, heads);
+        let jobs = self.lock_jobs();
+        let wake = usize::try_from(records / RECORDS_PER_THREAD)
+            .unwrap_or(usize::MAX)
+            .min(jobs.sleeping);
+        self.enqueue(jobs, seq, chunks);
+        for _ in 0..wake {
+            self.work.notify_one();
+        }
     }
 
     /// Queues batch `seq`'s chunks at the back (under the lock) and opens
@@ -714,10 +724,11 @@ impl Board {
 
     /// Takes bites of queued chunks as `freer`, freeing each with
     /// `free_chunk` and handing the spent pages to `recycle` (outside the
-    /// lock): one bite, or until no chunk is queued (`bites`). Never waits
-    /// for work, and a lender does not wait for the board's lock to find it
-    /// either (it try-locks). Returns the objects freed. Whoever gives back a batch's last chunk
-    /// completes it, and the batches after it that are finished.
+    /// lock): at most so many bites, or until no chunk is queued
+    /// (`bites`). Never waits for work, and a lender does not wait for the
+    /// board's lock to find it either (it try-locks). Returns the objects
+    /// freed. Whoever gives back a batch's last chunk completes it, and the
+    /// batches after it that are finished.
     pub(crate) fn help(
         &self,
         freer: Freer,
@@ -731,14 +742,19 @@ impl Board {
             Freer::Reaper | Freer::Helper => Some(self.lock_jobs()),
         };
         let Some(mut jobs) = first else { return 0 };
-        let mut freed = 0;
+        let (mut freed, mut taken) = (0, 0);
         while let Some(queued) = self.take(&mut jobs, freer) {
             let (relocked, bite) = self.free_a_bite(jobs, freer, queued, free_chunk, recycle);
             freed += bite;
+            taken += 1;
+            let more = match bites {
+                Bites::AtMost(most) => taken < most,
+                Bites::WhileQueued => true,
+            };
             match relocked {
-                Some(relocked) if bites == Bites::WhileQueued => jobs = relocked,
-                // One bite, or a lender that left its chunk on the return
-                // list (it does not hold the lock).
+                Some(relocked) if more => jobs = relocked,
+                // Enough bites, or a lender that left its chunk on the
+                // return list (it does not hold the lock).
                 _ => break,
             }
         }
@@ -951,6 +967,21 @@ impl Drop for Board {
     fn drop(&mut self) {
         drop(self.lock_jobs());
     }
+}
+
+/// A batch's chunks with its pages whole ([`Split::Whole`]) and each head
+/// list a chunk (a list can only be walked from its top).
+fn whole_chunks(pages: PageList, heads: HeadChain) -> Vec<(Chunk, Split)> {
+    let mut chunks = Vec::new();
+    if !pages.is_empty() {
+        chunks.push((Chunk::Pages(PageRun::new(pages)), Split::Whole));
+    }
+    chunks.extend(
+        heads
+            .into_lists()
+            .map(|list| (Chunk::Heads(list), Split::Run)),
+    );
+    chunks
 }
 
 /// What goes back to the board after a bite.
@@ -1302,6 +1333,75 @@ mod tests {
         assert_eq!(board.helpers(), 0);
     }
 
+    /// A batch dealt out whole (`Board::post_whole`, the worker's way while
+    /// it deals) wakes the sleeping helpers, which free it while the
+    /// dealer frees at most its bites: every object is freed exactly once,
+    /// the batch completes, and every page comes back. Runs under Miri.
+    #[test]
+    fn a_batch_dealt_whole_is_freed_by_the_helpers_it_wakes() {
+        let (pool, pages, records) = filled_pages(2, kind_of(free_u64_uncounted));
+        let heads_n: u64 = if SMALL { 12 } else { 100_000 };
+        let lists = HeadLists::per_cpu();
+        let nodes: Vec<_> = (0..heads_n)
+            .map(|_| {
+                NonNull::from(Box::leak(Box::new(CountedNode {
+                    head: RcuHead::new(),
+                    frees: AtomicUsize::new(0),
+                })))
+            })
+            .collect();
+        for (i, node) in nodes.iter().enumerate() {
+            // SAFETY: the head is the node's first field (repr(C)); the
+            // nodes are freed by the test after the batch, `count_free`
+            // only counts.
+            unsafe { lists.push(i % 2, node.cast(), count_free) };
+        }
+        let board = Arc::new(Board::new());
+        let back = Arc::new(std::sync::Mutex::new(PageList::new()));
+        let helpers: Vec<_> = (0..2)
+            .map(|_| {
+                board.helper_starting();
+                let (board, back) = (board.clone(), back.clone());
+                std::thread::spawn(move || {
+                    board.serve(&free_chunk, &|pages| back.lock().unwrap().append(pages))
+                })
+            })
+            .collect();
+        // Both asleep: the post must wake them.
+        while lock(&board.jobs).sleeping < 2 {
+            std::thread::yield_now();
+        }
+        board.post_whole(1, pages, lists.take_all());
+        let dealt = board.help(Freer::Reaper, Bites::AtMost(2), &free_chunk, &|pages| {
+            back.lock().unwrap().append(pages)
+        });
+        let bite_max = Bite::Reaper
+            .heads()
+            .max((Bite::Reaper.pages() * USABLE) as u64);
+        assert!(dealt <= 2 * bite_max, "the dealer frees at most its bites");
+        while !board.completed(1) {
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            dealt + board.freed_by_helpers(),
+            records as u64 + heads_n,
+            "the helpers free the rest"
+        );
+        for node in &nodes {
+            // SAFETY: from Box::leak above, freed (counted) by the batch
+            // only, which has completed; dropped once here.
+            let node = unsafe { Box::from_raw(node.as_ptr()) };
+            assert_eq!(node.frees.load(Ordering::Relaxed), 1);
+        }
+        board.stop_helpers();
+        for helper in helpers {
+            helper.join().unwrap();
+        }
+        let drained = core::mem::take(&mut *back.lock().unwrap());
+        assert_eq!(drained.records(), records, "every page back");
+        pool.recycle(drained);
+    }
+
     /// Two threads lend bites (`Board::help` as lenders, in a loop) while
     /// the reaping thread shares a batch of pages and heads with them, and
     /// a second batch is posted behind it: every object is freed exactly
@@ -1343,8 +1443,12 @@ mod tests {
                     s.spawn(|| {
                         let mut lent = 0;
                         while !board.completed(2) {
-                            let bite =
-                                board.help(Freer::Lender, Bites::One, &free_local_bite, &recycle);
+                            let bite = board.help(
+                                Freer::Lender,
+                                Bites::AtMost(1),
+                                &free_local_bite,
+                                &recycle,
+                            );
                             assert!(bite <= local_bite_max);
                             lent += bite;
                             std::thread::yield_now();
@@ -1412,7 +1516,7 @@ mod tests {
                         locked.wait();
                         freed
                     };
-                    board.help(Freer::Lender, Bites::One, &free_then_wait, &|_| {})
+                    board.help(Freer::Lender, Bites::AtMost(1), &free_then_wait, &|_| {})
                 });
                 bitten.wait();
                 // Held while the lender gives back; taken without giving
@@ -1635,7 +1739,8 @@ mod loom_models {
             let lender = {
                 let (board, nodes) = (board.clone(), nodes.clone());
                 loom::thread::spawn(move || {
-                    let lent = board.help(Freer::Lender, Bites::One, &free_local_bite, &|_| {});
+                    let lent =
+                        board.help(Freer::Lender, Bites::AtMost(1), &free_local_bite, &|_| {});
                     assert_freed_if_completed(&board, 1, &nodes[..2]);
                     assert_freed_if_completed(&board, 2, &nodes);
                     lent
@@ -1672,7 +1777,7 @@ mod loom_models {
             let lender = {
                 let board = board.clone();
                 loom::thread::spawn(move || {
-                    board.help(Freer::Lender, Bites::One, &free_local_bite, &|_| {});
+                    board.help(Freer::Lender, Bites::AtMost(1), &free_local_bite, &|_| {});
                 })
             };
             reap(&board);
@@ -1700,7 +1805,7 @@ mod loom_models {
             let lender = {
                 let (board, nodes) = (board.clone(), nodes.clone());
                 loom::thread::spawn(move || {
-                    board.help(Freer::Lender, Bites::One, &free_local_bite, &|_| {});
+                    board.help(Freer::Lender, Bites::AtMost(1), &free_local_bite, &|_| {});
                     assert_freed_if_completed(&board, 1, &nodes);
                 })
             };

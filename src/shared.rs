@@ -85,13 +85,13 @@ pub(crate) struct Shared<G: GracePeriod> {
     started: Instant,
     /// When a `LocalRetirer::reclaim` last reaped, in nanoseconds since
     /// `started` (0: never): while one reaped within a drain interval, the
-    /// worker's polling rounds leave reaping to it (`reap_due`).
+    /// worker's polling rounds leave reaping to it (`reaper_due`).
     last_local_reap: CachePadded<AtomicU64>,
 }
 
 /// The backlog (objects retired and not yet freed) from which the worker
-/// reaps even while threads reclaim for themselves, and `reclaim` leaves
-/// the reaping to it (`Shared::reap_due`, `Shared::reap_here`): 512 Ki
+/// deals ready batches out even while threads reclaim for themselves, and
+/// `reclaim` frees bites of them (`Shared::reaper_due`, `Shared::reap_here`): 512 Ki
 /// objects, about 1 000 full pages. A thread that retires and reclaims
 /// alone keeps about a grace period's worth of objects in flight (50 000
 /// to 120 000 in a 1-thread flood: a grace period of 2 to 3 ms at 20 to 40
@@ -482,11 +482,7 @@ impl<G: GracePeriod> Shared<G> {
         if self.batches.has_pending() && self.advance_due(driver) {
             pass.advanced = self.gp.advance();
         }
-        if self.reap_due(driver) {
-            let reaper = match driver {
-                Driver::Waiter => Reaper::Waiter,
-                Driver::Poller => Reaper::Poller,
-            };
+        if let Some(reaper) = self.reaper_due(driver) {
             pass.freed = self
                 .batches
                 .reap(reaper, &*self.gp, &self.pool)
@@ -495,25 +491,35 @@ impl<G: GracePeriod> Shared<G> {
         pass
     }
 
-    /// Whether `driver` reaps now: a waiter always; the worker unless a
+    /// Whether `driver` reaps now, and how: a waiter always
+    /// ([`Reaper::Waiter`]); the worker ([`Reaper::Poller`]) unless a
     /// thread reaped through `LocalRetirer::reclaim` within the last drain
-    /// interval and fewer than [`LOCAL_REAP_BACKLOG`] objects wait to be
-    /// freed. That thread frees the objects it allocated, on its own CPU
+    /// interval. That thread frees the objects it allocated, on its own CPU
     /// and into its own allocator caches; the worker (with its helpers)
-    /// takes over once the calls stop, and helps while they fall behind
-    /// (one thread frees at a time, and under oversubscription it gets a
-    /// producer's share of the CPUs).
-    fn reap_due(&self, driver: Driver) -> bool {
+    /// takes over once the calls stop. While such calls come and
+    /// [`LOCAL_REAP_BACKLOG`] objects or more wait, the worker deals
+    /// ([`Reaper::Dealer`]): it puts every ready batch on the reclaim board,
+    /// where the calls (and the helpers) free bites of it, frees a few
+    /// bites itself, and goes back to its rounds. Freeing the batches
+    /// itself, as before, kept it in reaps for tens of milliseconds under
+    /// oversubscription, so grace periods advanced once per long round,
+    /// batches grew, and the backlog with them (docs/BENCHMARKS.md, "The
+    /// worker deals while threads reclaim").
+    fn reaper_due(&self, driver: Driver) -> Option<Reaper> {
         match driver {
-            Driver::Waiter => true,
+            Driver::Waiter => Some(Reaper::Waiter),
             Driver::Poller => {
                 // Relaxed: a hint; a stale value costs one round's reap.
                 let last = self.last_local_reap.load(Ordering::Relaxed);
                 let interval =
                     u64::try_from(self.timing.drain_interval.as_nanos()).unwrap_or(u64::MAX);
-                last == 0
-                    || self.nanos_since_start().saturating_sub(last) >= interval
-                    || self.backlog() >= LOCAL_REAP_BACKLOG
+                if last == 0 || self.nanos_since_start().saturating_sub(last) >= interval {
+                    Some(Reaper::Poller)
+                } else if self.backlog() >= LOCAL_REAP_BACKLOG {
+                    Some(Reaper::Dealer)
+                } else {
+                    None
+                }
             }
         }
     }
@@ -539,7 +545,7 @@ impl<G: GracePeriod> Shared<G> {
     /// [`LOCAL_REAP_BACKLOG`], of the batch the worker shares with its
     /// helpers. Ordinary context.
     pub(crate) fn reap_here(&self) -> u64 {
-        // Relaxed: a hint for the worker (`reap_due`).
+        // Relaxed: a hint for the worker (`reaper_due`).
         self.last_local_reap
             .store(self.nanos_since_start(), Ordering::Relaxed);
         if self.backlog() >= LOCAL_REAP_BACKLOG {

@@ -215,6 +215,68 @@ fn threads_that_reclaim_and_the_worker_free_each_object_once() {
     assert_eq!(stats.freed, (threads * per_thread) as u64, "{stats:?}");
 }
 
+/// While the service is behind (a backlog past 512 Ki objects, retired
+/// behind a paused worker) and threads reclaim, the worker deals the ready
+/// batches out and frees only a few bites a round itself; with no helper,
+/// the reclaiming threads free the rest: every object is freed exactly
+/// once, and the threads freed some of them.
+#[test]
+fn threads_that_reclaim_while_the_service_is_behind_free_each_object_once() {
+    const THREADS: usize = 2;
+    const PER_THREAD: usize = 320 * 1024;
+    let counter = DropCounter::leak();
+    let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+        .max_reclaim_helpers(0)
+        .build();
+    service.pause_worker();
+    let retired = std::sync::Barrier::new(THREADS + 1);
+    let reclaimed: u64 = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (service, retired) = (&service, &retired);
+                s.spawn(move || {
+                    let local = service.local_retirer();
+                    let mut reclaimed = 0;
+                    for i in 0..PER_THREAD {
+                        let p = Headed::boxed((t * PER_THREAD + i) as u64, counter);
+                        // SAFETY: from Box::leak, unpublished, retired once.
+                        unsafe { local.kvfree_rcu(p) };
+                        if i % 256 == 255 {
+                            // Nothing is collected yet: this only says the
+                            // thread reclaims.
+                            reclaimed += local.reclaim();
+                        }
+                    }
+                    retired.wait();
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while service.stats().pending > (PER_THREAD / 4) as u64 {
+                        reclaimed += local.reclaim();
+                        assert!(
+                            Instant::now() < deadline,
+                            "the backlog is not freed: {:?}",
+                            service.stats()
+                        );
+                    }
+                    reclaimed
+                })
+            })
+            .collect();
+        retired.wait();
+        service.resume_worker();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    service.barrier();
+    let n = THREADS * PER_THREAD;
+    assert_eq!(counter.dropped(), n);
+    let stats = service.stats();
+    assert_eq!(stats.freed, n as u64, "{stats:?}");
+    assert!(
+        reclaimed > 0,
+        "the reclaiming threads freed nothing: {stats:?}"
+    );
+    assert_eq!(stats.reclaim_helpers, 0);
+}
+
 #[test]
 fn reclaim_in_atomic_context_is_reported() {
     context::set_report_mode(ReportMode::Count);
