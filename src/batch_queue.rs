@@ -47,7 +47,7 @@ use crate::free_fn::free_fn_of;
 use crate::freeing::{self, FreeingFor};
 use crate::gp::GracePeriod;
 use crate::head::{HeadChain, HeadLists};
-use crate::pool::{BusyLanes, PageList, Pool};
+use crate::pool::{BusyLanes, LaneTag, PageList, Pool};
 use crate::reclaim::{self, Bite, Bites, Board, Chunk, Freer};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock, try_lock};
 use std::collections::VecDeque;
@@ -95,8 +95,9 @@ pub(crate) enum Reaper {
     /// The worker's polling round while retiring threads free for the
     /// service (`LocalRetirer::reclaim`) and it is behind
     /// (`Shared::reaper_due`): skips the reap while another thread reaps,
-    /// posts every ready batch on the board whole ([`Board::post_whole`]:
-    /// each taker cuts its own bite) and wakes helpers for it, frees at
+    /// posts every ready batch on the board by thread lane
+    /// ([`Board::post_by_lane`]: each taker cuts its own bite, a lender
+    /// from its own lane's pages first) and wakes helpers for it, frees at
     /// most [`DEALER_BITES`] bites itself, and goes back to its rounds, so
     /// that grace periods keep advancing while the retiring threads free.
     Dealer,
@@ -252,7 +253,7 @@ impl<S: Copy> BatchQueue<S> {
                 // Batches are on the board: one freed alone now would
                 // complete before them.
                 drop(partly_freed);
-                return Some(self.lend_a_bite(gp, pool));
+                return Some(self.lend_a_bite(gp, pool, None));
             }
             let _freeing = FreeingFor::enter(self.id());
             while let Some(batch) = self.next_ready(&mut partly_freed, reaper, gp) {
@@ -273,7 +274,7 @@ impl<S: Copy> BatchQueue<S> {
                     Reaper::Dealer => {
                         let records = batch.pages.records() as u64 + batch.heads.len();
                         self.board.note_ready(records);
-                        self.board.post_whole(seq, batch.pages, batch.heads);
+                        self.board.post_by_lane(seq, batch.pages, batch.heads);
                     }
                     Reaper::LocalThread => {
                         let (bite, rest) = free_bite(batch, pool);
@@ -341,17 +342,24 @@ impl<S: Copy> BatchQueue<S> {
 
     /// Frees one bite of the board's chunks, for a retiring thread that
     /// lends a hand (`LocalRetirer::reclaim` while the service is behind,
-    /// or while batches are on the board); if none is queued, first posts
-    /// the oldest ready batch there, without waking a helper (a syscall).
+    /// or while batches are on the board): of its own thread lane's pages
+    /// (`lane`) if a chunk of them is queued; if no chunk is queued, first
+    /// posts the oldest ready batch there, split by thread lane, without
+    /// waking a helper (a syscall).
     /// Returns how many objects it freed (0 at once when there is nothing
     /// to take, or a lock it would need is held). The objects count as the
     /// helpers'.
-    pub(crate) fn lend_a_bite<G: GracePeriod<State = S>>(&self, gp: &G, pool: &Pool) -> u64 {
+    pub(crate) fn lend_a_bite<G: GracePeriod<State = S>>(
+        &self,
+        gp: &G,
+        pool: &Pool,
+        lane: Option<LaneTag>,
+    ) -> u64 {
         let lend = || {
             self.board.help(
-                Freer::Lender,
+                Freer::Lender(lane),
                 Bites::AtMost(1),
-                &|chunk| self.free_shared_chunk(chunk, Freer::Lender, pool),
+                &|chunk| self.free_shared_chunk(chunk, Freer::Lender(lane), pool),
                 &|pages| pool.recycle(pages),
             )
         };
@@ -369,7 +377,7 @@ impl<S: Copy> BatchQueue<S> {
                         .note_ready(batch.pages.records() as u64 + batch.heads.len());
                     match self
                         .board
-                        .try_post_whole(batch.seq, batch.pages, batch.heads)
+                        .try_post_by_lane(batch.seq, batch.pages, batch.heads)
                     {
                         Ok(()) => true,
                         Err((pages, heads)) => {

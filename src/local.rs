@@ -247,7 +247,7 @@ impl<G: GracePeriod> LocalRetirer<'_, G> {
     /// ```
     pub fn reclaim(&self) -> u64 {
         might_sleep();
-        self.service.shared().reap_here()
+        self.service.shared().reap_here(self.lane.tag())
     }
 }
 

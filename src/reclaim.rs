@@ -56,13 +56,13 @@
 //!
 //! A retiring thread's `LocalRetirer::reclaim` lends a hand while the
 //! service is behind or batches are on the board: it frees one small bite
-//! ([`Bite::Local`]) of the chunk at the front of the queue, as a helper
-//! would, but once (`BatchQueue::lend_a_bite`). If none is queued it first
-//! posts the oldest ready batch itself ([`Board::try_post_whole`]): its
-//! pages whole, a chunk each taker cuts its bite from (cutting runs in
-//! advance walks every page: about 100 µs for a flood's batch), and no
-//! helper woken, since a wake-up is a syscall; the worker wakes sleeping
-//! helpers for such chunks in its next round. A lender never waits for a
+//! ([`Bite::Local`]) of a chunk, as a helper would, but once
+//! (`BatchQueue::lend_a_bite`): of a chunk of its own thread lane's pages
+//! if one is queued, else of the chunk at the front of the queue. If none
+//! is queued it first posts the oldest ready batch itself
+//! ([`Board::try_post_by_lane`]), with no helper woken, since a wake-up is
+//! a syscall; the worker wakes sleeping helpers for such chunks in its
+//! next round. A lender never waits for a
 //! lock, to find work or to give it back: if the board's lock is held when
 //! it gives its chunk back, it leaves the chunk on the board's return list
 //! (a lock-free stack, [`Board::leave_returned`]), and the next thread to
@@ -86,6 +86,20 @@
 //! into the same service (`barrier`, `shrink`, `run_once`, drop) is caught
 //! instead of deadlocking, and under an abort-on-unwind guard, so a
 //! panicking destructor aborts the process (`batch_queue.rs`).
+//!
+//! # Freeing a thread's own objects
+//! Every page a thread lane fills carries the lane's tag (the pool's
+//! `LaneTag`), and a batch goes on the board split by lane
+//! ([`Board::post_by_lane`], [`Board::try_post_by_lane`]: one walk of the
+//! pages, before the lock), each lane's pages whole ([`Split::Whole`]: each
+//! taker cuts its own bite off the front). A lender takes its own lane's
+//! pages first, so the objects it frees are mostly the ones it allocated,
+//! and they go back to its own allocator caches (glibc's tcache and arena,
+//! mimalloc's thread-local free list) instead of another thread's: in the
+//! 8-thread flood on glibc the lenders' frees no longer contend with the
+//! producers' allocations in the same arenas (docs/BENCHMARKS.md, "Lenders
+//! free their own lane's pages first"). Helpers and the reaping thread
+//! take chunks in queue order, whatever their lane.
 //!
 //! # The crew
 //! Helpers are started by the worker thread only, never on a retire path
@@ -113,7 +127,7 @@
 use crate::affinity::ReclaimAffinity;
 use crate::gp::GracePeriod;
 use crate::head::HeadChain;
-use crate::pool::PageList;
+use crate::pool::{LaneTag, PageList};
 use crate::priority::ReclaimPriority;
 use crate::settings::SettingError;
 use crate::shared::Shared;
@@ -418,6 +432,9 @@ struct Queued {
     chunk: Chunk,
     /// How the chunk is shared.
     split: Split,
+    /// The thread lane that filled the chunk's pages, if one did (batches
+    /// are posted by lane: `Board::post_by_lane`, `Board::try_post_by_lane`).
+    lane: Option<LaneTag>,
 }
 
 /// How a chunk of pages is shared among the threads that free.
@@ -428,9 +445,9 @@ enum Split {
     /// mostly frees the objects of the same few producers while other
     /// threads free others'.
     Run,
-    /// A batch's pages posted whole (`Board::try_post_whole`): each taker
-    /// cuts off its bite and leaves the rest queued at once. Cutting runs
-    /// in advance walks every page, which a lender does not pay for.
+    /// A thread lane's pages of a batch (`Board::post_by_lane`): each
+    /// taker cuts off its bite and leaves the rest queued at once, so that
+    /// any number of threads free the lane's pages in turn.
     Whole,
 }
 
@@ -451,8 +468,10 @@ pub(crate) enum Freer {
     /// A reclaim helper thread: [`Bite::Reaper`], counted as the helpers'.
     Helper,
     /// A `LocalRetirer::reclaim` call: [`Bite::Local`], counted as the
-    /// helpers'.
-    Lender,
+    /// helpers'; it takes a chunk of its own thread lane's pages first, if
+    /// one is queued, so that the objects go back to the allocator caches
+    /// of the thread that allocated them.
+    Lender(Option<LaneTag>),
 }
 
 impl Freer {
@@ -460,7 +479,7 @@ impl Freer {
     pub(crate) fn bite(self) -> Bite {
         match self {
             Freer::Reaper | Freer::Helper => Bite::Reaper,
-            Freer::Lender => Bite::Local,
+            Freer::Lender(_) => Bite::Local,
         }
     }
 }
@@ -634,7 +653,7 @@ impl Board {
     /// Puts the ready batch `seq` on the board: its pages in runs (two per
     /// freeing thread, `threads` threads, cut before the lock is taken) and
     /// each of its head lists, then wakes sleeping helpers for them (the
-    /// worker or a waiter posts; a lender uses `try_post_whole`).
+    /// worker or a waiter posts; a lender uses `try_post_by_lane`).
     /// Batches are posted in sequence order (by the holder of the queue's
     /// free lock), and none is ever completed before every batch posted
     /// before it.
@@ -644,12 +663,12 @@ impl Board {
         let mut chunks = Vec::new();
         while !pages.is_empty() {
             let chunk = Chunk::Pages(PageRun::new(pages.split_front(run_pages)));
-            chunks.push((chunk, Split::Run));
+            chunks.push((chunk, Split::Run, None));
         }
         chunks.extend(
             heads
                 .into_lists()
-                .map(|list| (Chunk::Heads(list), Split::Run)),
+                .map(|list| (Chunk::Heads(list), Split::Run, None)),
         );
         let jobs = self.lock_jobs();
         let helpers = jobs.helpers;
@@ -663,31 +682,39 @@ impl Board {
         }
     }
 
-    /// [`post`](Self::post) for a lender, which neither walks the pages
-    /// (they go on the board whole, [`Split::Whole`]) nor waits for the
-    /// board's lock nor wakes a helper: `Err` hands the batch back, intact,
-    /// when the lock is held.
-    pub(crate) fn try_post_whole(
+    /// [`post_by_lane`](Self::post_by_lane) for a lender, which neither
+    /// waits for the board's lock nor wakes a helper (a syscall): `Err`
+    /// hands the batch back, every object still in it, when the lock is
+    /// held.
+    pub(crate) fn try_post_by_lane(
         &self,
         seq: u64,
         pages: PageList,
         heads: HeadChain,
     ) -> Result<(), (PageList, HeadChain)> {
+        // Split before the lock: the walk reads every page's header.
+        let lanes = pages.split_by_thread_lane();
         let Some(jobs) = self.try_lock_jobs() else {
+            let mut pages = PageList::new();
+            for (_, lane) in lanes {
+                pages.append(lane);
+            }
             return Err((pages, heads));
         };
-        self.enqueue(jobs, seq, whole_chunks(pages, heads));
+        self.enqueue(jobs, seq, lane_chunks(lanes, heads));
         Ok(())
     }
 
-    /// Puts the ready batch `seq` on the board with its pages whole
-    /// ([`Split::Whole`]: each taker cuts its own bite, so the poster walks
-    /// no page), and wakes a sleeping helper per [`RECORDS_PER_THREAD`]
-    /// objects: the worker dealing a batch out (`Reaper::Dealer`), which
-    /// frees little of it itself.
-    pub(crate) fn post_whole(&self, seq: u64, pages: PageList, heads: HeadChain) {
+    /// Puts the ready batch `seq` on the board with its pages split by the
+    /// thread lane that filled them, each lane's pages whole
+    /// ([`Split::Whole`]: each taker cuts its own bite, and a lender takes
+    /// its own lane's first), and wakes a sleeping helper per
+    /// [`RECORDS_PER_THREAD`] objects: the worker dealing a batch out
+    /// (`Reaper::Dealer`), which frees little of it itself. The split is
+    /// one walk of the pages, before the lock.
+    pub(crate) fn post_by_lane(&self, seq: u64, pages: PageList, heads: HeadChain) {
         let records = pages.records() as u64 + heads.len();
-        let chunks = whole_chunks(pages, heads);
+        let chunks = lane_chunks(pages.split_by_thread_lane(), heads);
         let jobs = self.lock_jobs();
         let wake = usize::try_from(records / RECORDS_PER_THREAD)
             .unwrap_or(usize::MAX)
@@ -705,7 +732,7 @@ impl Board {
         &self,
         mut jobs: MutexGuard<'_, Jobs>,
         seq: u64,
-        chunks: Vec<(Chunk, Split)>,
+        chunks: Vec<(Chunk, Split, Option<LaneTag>)>,
     ) -> usize {
         debug_assert!(jobs.open.back().is_none_or(|b| b.seq < seq));
         let count = chunks.len();
@@ -714,8 +741,13 @@ impl Board {
             self.complete(seq);
             return 0;
         }
-        for (chunk, split) in chunks {
-            jobs.queued.push_back(Queued { seq, chunk, split });
+        for (chunk, split, lane) in chunks {
+            jobs.queued.push_back(Queued {
+                seq,
+                chunk,
+                split,
+                lane,
+            });
         }
         jobs.open.push_back(OpenBatch { seq, chunks: count });
         self.publish(&jobs);
@@ -738,7 +770,7 @@ impl Board {
     ) -> u64 {
         let first = match freer {
             // A retiring thread never waits for the lock to find work.
-            Freer::Lender => self.try_lock_jobs(),
+            Freer::Lender(_) => self.try_lock_jobs(),
             Freer::Reaper | Freer::Helper => Some(self.lock_jobs()),
         };
         let Some(mut jobs) = first else { return 0 };
@@ -795,10 +827,15 @@ impl Board {
     }
 
     /// Takes the chunk at the front of the queue for `freer` (under the
-    /// lock): of pages posted whole, only `freer`'s bite, the rest staying
-    /// queued at the back (another chunk of its batch).
+    /// lock), or, for a lender, the first chunk of its own thread lane's
+    /// pages if one is queued: of pages posted whole, only `freer`'s bite,
+    /// the rest staying queued at the back (another chunk of its batch).
     fn take(&self, jobs: &mut Jobs, freer: Freer) -> Option<Queued> {
-        let mut queued = jobs.queued.pop_front()?;
+        let own = match freer {
+            Freer::Lender(Some(lane)) => jobs.queued.iter().position(|q| q.lane == Some(lane)),
+            Freer::Lender(None) | Freer::Reaper | Freer::Helper => None,
+        };
+        let mut queued = jobs.queued.remove(own.unwrap_or(0))?;
         let pages = freer.bite().pages();
         if let (Split::Whole, Chunk::Pages(run)) = (queued.split, &mut queued.chunk) {
             if run.unfreed.pages() > pages {
@@ -809,6 +846,7 @@ impl Board {
                     seq,
                     chunk: Chunk::Pages(PageRun::new(rest)),
                     split: Split::Whole,
+                    lane: queued.lane,
                 });
                 let batch = jobs
                     .open
@@ -848,10 +886,11 @@ impl Board {
         let back = GiveBack {
             seq: queued.seq,
             split: queued.split,
+            lane: queued.lane,
             rest,
         };
         let relocked = match freer {
-            Freer::Lender => self.try_lock_jobs(),
+            Freer::Lender(_) => self.try_lock_jobs(),
             Freer::Reaper | Freer::Helper => Some(self.lock_jobs()),
         };
         let Some(mut jobs) = relocked else {
@@ -876,6 +915,7 @@ impl Board {
                     seq: back.seq,
                     chunk,
                     split: back.split,
+                    lane: back.lane,
                 });
                 self.publish(jobs);
                 return None;
@@ -969,17 +1009,23 @@ impl Drop for Board {
     }
 }
 
-/// A batch's chunks with its pages whole ([`Split::Whole`]) and each head
-/// list a chunk (a list can only be walked from its top).
-fn whole_chunks(pages: PageList, heads: HeadChain) -> Vec<(Chunk, Split)> {
-    let mut chunks = Vec::new();
-    if !pages.is_empty() {
-        chunks.push((Chunk::Pages(PageRun::new(pages)), Split::Whole));
-    }
+/// A batch's chunks: its pages split by thread lane
+/// (`PageList::split_by_thread_lane`), each lane's pages whole
+/// ([`Split::Whole`]) and tagged with the lane, so that a lender takes its
+/// own lane's pages first (`Board::take`); and each head list a chunk (a
+/// list can only be walked from its top).
+fn lane_chunks(
+    lanes: Vec<(Option<LaneTag>, PageList)>,
+    heads: HeadChain,
+) -> Vec<(Chunk, Split, Option<LaneTag>)> {
+    let mut chunks: Vec<_> = lanes
+        .into_iter()
+        .map(|(lane, pages)| (Chunk::Pages(PageRun::new(pages)), Split::Whole, lane))
+        .collect();
     chunks.extend(
         heads
             .into_lists()
-            .map(|list| (Chunk::Heads(list), Split::Run)),
+            .map(|list| (Chunk::Heads(list), Split::Run, None)),
     );
     chunks
 }
@@ -988,6 +1034,7 @@ fn whole_chunks(pages: PageList, heads: HeadChain) -> Vec<(Chunk, Split)> {
 struct GiveBack {
     seq: u64,
     split: Split,
+    lane: Option<LaneTag>,
     rest: Option<Chunk>,
 }
 
@@ -1333,7 +1380,91 @@ mod tests {
         assert_eq!(board.helpers(), 0);
     }
 
-    /// A batch dealt out whole (`Board::post_whole`, the worker's way while
+    /// Frees (and counts, by value) the leaked `Box<u64>` of a lane test.
+    unsafe fn free_lane_value(ptr: NonNull<()>) {
+        // SAFETY: every record of that test is a leaked Box<u64>, freed once.
+        let value = unsafe { Box::from_raw(ptr.cast::<u64>().as_ptr()) };
+        LANE_FREES[*value as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Objects `free_lane_value` freed, by value (the lane test's only).
+    static LANE_FREES: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+
+    /// A batch posted by thread lane (`Board::post_by_lane`): a lender takes
+    /// its bite of its own lane's pages first, whatever their place in the
+    /// queue, and a lender of another lane (or none) takes the front; every
+    /// object is freed once and every page comes back. Runs under Miri.
+    #[test]
+    fn a_lender_frees_its_own_lanes_pages_first() {
+        let mut config = Config::default();
+        config.lanes = Some(1);
+        let pool = Pool::new(config).unwrap();
+        pool.refill().unwrap();
+        let kind = kind_of(free_lane_value);
+        let (a, b) = (pool.claim_thread_lane(), pool.claim_thread_lane());
+        // Two pages per lane (a page holds `USABLE - 2` of one kind).
+        let per_lane = USABLE;
+        for (value, lane) in [(1u64, a), (2, b)] {
+            pool.refill().unwrap();
+            for _ in 0..per_lane {
+                let object = NonNull::from(Box::leak(Box::new(value)));
+                // SAFETY: the lane is ours (claimed above, used by this
+                // thread only, released below).
+                unsafe { pool.push_local(lane, object.cast(), kind) }.unwrap();
+            }
+        }
+        let mut pages = pool.take_sealed();
+        pool.seal_open(&mut pages, BusyLanes::Wait);
+        assert_eq!(pages.records(), 2 * per_lane);
+        let board = Board::new();
+        board.post_by_lane(1, pages, HeadChain::default());
+        let back = std::sync::Mutex::new(PageList::new());
+        let recycle = |pages| back.lock().unwrap().append(pages);
+        // The lender of the lane whose pages are not at the front.
+        let front = lock(&board.jobs).queued.front().and_then(|q| q.lane);
+        let (own, mine, front_value) = if front == Some(a.tag()) {
+            (b, 2, 1)
+        } else {
+            assert_eq!(front, Some(b.tag()));
+            (a, 1, 2)
+        };
+        let lent = board.help(
+            Freer::Lender(Some(own.tag())),
+            Bites::AtMost(1),
+            &free_local_bite,
+            &recycle,
+        );
+        assert!(lent > 0);
+        assert_eq!(
+            LANE_FREES[mine].load(Ordering::Relaxed) as u64,
+            lent,
+            "its own lane's"
+        );
+        assert_eq!(LANE_FREES[front_value].load(Ordering::Relaxed), 0);
+        let lent = board.help(
+            Freer::Lender(None),
+            Bites::AtMost(1),
+            &free_local_bite,
+            &recycle,
+        );
+        assert_eq!(
+            LANE_FREES[front_value].load(Ordering::Relaxed) as u64,
+            lent,
+            "no lane: the front"
+        );
+        board.help(Freer::Reaper, Bites::WhileQueued, &free_chunk, &recycle);
+        assert!(board.completed(1));
+        assert_eq!(LANE_FREES[1].load(Ordering::Relaxed), per_lane);
+        assert_eq!(LANE_FREES[2].load(Ordering::Relaxed), per_lane);
+        // SAFETY: claimed above, not used afterwards.
+        unsafe {
+            pool.release_thread_lane(a);
+            pool.release_thread_lane(b);
+        }
+        pool.recycle(back.into_inner().unwrap());
+    }
+
+    /// A batch dealt out whole (`Board::post_by_lane`, the worker's way while
     /// it deals) wakes the sleeping helpers, which free it while the
     /// dealer frees at most its bites: every object is freed exactly once,
     /// the batch completes, and every page comes back. Runs under Miri.
@@ -1371,7 +1502,7 @@ mod tests {
         while lock(&board.jobs).sleeping < 2 {
             std::thread::yield_now();
         }
-        board.post_whole(1, pages, lists.take_all());
+        board.post_by_lane(1, pages, lists.take_all());
         let dealt = board.help(Freer::Reaper, Bites::AtMost(2), &free_chunk, &|pages| {
             back.lock().unwrap().append(pages)
         });
@@ -1435,7 +1566,11 @@ mod tests {
             .max((Bite::Local.pages() * USABLE) as u64);
         // Batch 1: the pages; batch 2: the heads.
         // Batch 1 as a lender posts it: pages whole, cut a bite per take.
-        assert!(board.try_post_whole(1, pages, HeadChain::default()).is_ok());
+        assert!(
+            board
+                .try_post_by_lane(1, pages, HeadChain::default())
+                .is_ok()
+        );
         board.post(2, PageList::new(), lists.take_all(), 3);
         let (freed, lent) = std::thread::scope(|s| {
             let lenders: Vec<_> = (0..2)
@@ -1444,7 +1579,7 @@ mod tests {
                         let mut lent = 0;
                         while !board.completed(2) {
                             let bite = board.help(
-                                Freer::Lender,
+                                Freer::Lender(None),
                                 Bites::AtMost(1),
                                 &free_local_bite,
                                 &recycle,
@@ -1516,7 +1651,12 @@ mod tests {
                         locked.wait();
                         freed
                     };
-                    board.help(Freer::Lender, Bites::AtMost(1), &free_then_wait, &|_| {})
+                    board.help(
+                        Freer::Lender(None),
+                        Bites::AtMost(1),
+                        &free_then_wait,
+                        &|_| {},
+                    )
                 });
                 bitten.wait();
                 // Held while the lender gives back; taken without giving
@@ -1739,8 +1879,12 @@ mod loom_models {
             let lender = {
                 let (board, nodes) = (board.clone(), nodes.clone());
                 loom::thread::spawn(move || {
-                    let lent =
-                        board.help(Freer::Lender, Bites::AtMost(1), &free_local_bite, &|_| {});
+                    let lent = board.help(
+                        Freer::Lender(None),
+                        Bites::AtMost(1),
+                        &free_local_bite,
+                        &|_| {},
+                    );
                     assert_freed_if_completed(&board, 1, &nodes[..2]);
                     assert_freed_if_completed(&board, 2, &nodes);
                     lent
@@ -1777,7 +1921,12 @@ mod loom_models {
             let lender = {
                 let board = board.clone();
                 loom::thread::spawn(move || {
-                    board.help(Freer::Lender, Bites::AtMost(1), &free_local_bite, &|_| {});
+                    board.help(
+                        Freer::Lender(None),
+                        Bites::AtMost(1),
+                        &free_local_bite,
+                        &|_| {},
+                    );
                 })
             };
             reap(&board);
@@ -1805,7 +1954,12 @@ mod loom_models {
             let lender = {
                 let (board, nodes) = (board.clone(), nodes.clone());
                 loom::thread::spawn(move || {
-                    board.help(Freer::Lender, Bites::AtMost(1), &free_local_bite, &|_| {});
+                    board.help(
+                        Freer::Lender(None),
+                        Bites::AtMost(1),
+                        &free_local_bite,
+                        &|_| {},
+                    );
                     assert_freed_if_completed(&board, 1, &nodes);
                 })
             };

@@ -36,7 +36,7 @@ use crate::free_fn::{FreeFn, kind_of};
 use crate::gp::GracePeriod;
 use crate::head::{HeadFreeFn, HeadLists, RcuHead};
 use crate::per_cpu_count::PerCpuCount;
-use crate::pool::{self, Pool, ThreadLane};
+use crate::pool::{self, LaneTag, Pool, ThreadLane};
 use crate::settings::Timing;
 use crate::stats::Stats;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, Patience, lock};
@@ -542,17 +542,19 @@ impl<G: GracePeriod> Shared<G> {
     /// `LocalRetirer::reclaim`: frees one bite, on the calling thread, of
     /// the batches whose grace period has ended (`Reaper::LocalThread`: it
     /// never waits for a lock) or, once the backlog is past
-    /// [`LOCAL_REAP_BACKLOG`], of the batch the worker shares with its
-    /// helpers. Ordinary context.
-    pub(crate) fn reap_here(&self) -> u64 {
+    /// [`LOCAL_REAP_BACKLOG`] or while batches are on the board, of the
+    /// board's chunks, those of `lane` (the caller's thread lane) first.
+    /// Ordinary context.
+    pub(crate) fn reap_here(&self, lane: LaneTag) -> u64 {
         // Relaxed: a hint for the worker (`reaper_due`).
         self.last_local_reap
             .store(self.nanos_since_start(), Ordering::Relaxed);
-        if self.backlog() >= LOCAL_REAP_BACKLOG {
-            // Falling behind: the worker and its helpers reap, sharing the
-            // batches (one thread freeing alone under the free lock would
-            // hold them off), and this thread lends them a hand.
-            return self.batches.lend_a_bite(&*self.gp, &self.pool);
+        if self.backlog() >= LOCAL_REAP_BACKLOG || self.batches.board.is_busy() {
+            // Falling behind: the worker deals the batches out (one thread
+            // freeing alone under the free lock would hold the others off),
+            // and this thread frees bites of them. (`reap` checks the board
+            // again under the free lock: this look is a shortcut.)
+            return self.batches.lend_a_bite(&*self.gp, &self.pool, Some(lane));
         }
         self.batches
             .reap(Reaper::LocalThread, &*self.gp, &self.pool)

@@ -107,6 +107,7 @@ pub use page_list::PageList;
 pub use pool::Pool;
 pub use seal::BusyLanes;
 pub use stats::PoolStats;
+pub use thread_lane::LaneTag;
 pub use thread_lane::ThreadLane;
 
 /// Size and alignment of one page, in bytes.

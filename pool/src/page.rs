@@ -2,11 +2,18 @@
 //! records.
 //!
 //! ```text
-//! +------+------+-------+-----------+-----------+----------------------------+
-//! | next | used | items | last_kind | filled_on | records[RECORDS_PER_PAGE]  |
-//! +------+------+-------+-----------+-----------+----------------------------+
-//!                                                 NULL, k1, p, p, p, NULL, ...
+//! +------+------+-------+-----------+-----------+-------------+---------------------------+
+//! | next | used | items | last_kind | filled_on | thread_lane | records[RECORDS_PER_PAGE] |
+//! +------+------+-------+-----------+-----------+-------------+---------------------------+
+//!                                                               NULL, k1, p, p, p, NULL, ...
 //! ```
+//!
+//! `thread_lane` is the [`LaneTag`] of the thread lane that filled the page
+//! (0 for a page filled through the per-CPU lanes): a consumer can give a
+//! thread the pages of its own lane to free, so that the objects go back to
+//! the allocator caches of the thread that allocated them
+//! ([`PageList::split_by_thread_lane`]). It takes another word of the
+//! padding.
 //!
 //! `filled_on` is the CPU the page's first record was pushed on
 //! ([`NO_CPU`] while the page is empty): a consumer that frees on the CPU
@@ -42,7 +49,7 @@
 //! [`PageList`]: crate::PageList
 
 use crate::sync::UnsafeCell;
-use crate::{Kind, RECORDS_PER_PAGE, USABLE_RECORDS};
+use crate::{Kind, LaneTag, RECORDS_PER_PAGE, USABLE_RECORDS};
 use core::ptr::{self, NonNull};
 use std::alloc::{self, Layout};
 
@@ -67,6 +74,7 @@ pub(crate) struct Page {
     items: UnsafeCell<usize>,
     last_kind: UnsafeCell<*mut ()>,
     filled_on: UnsafeCell<usize>,
+    thread_lane: UnsafeCell<usize>,
     records: [UnsafeCell<*mut ()>; RECORD_WORDS],
 }
 
@@ -126,6 +134,7 @@ impl Page {
             ptr::addr_of_mut!((*raw).items).write(UnsafeCell::new(0));
             ptr::addr_of_mut!((*raw).last_kind).write(UnsafeCell::new(ptr::null_mut()));
             ptr::addr_of_mut!((*raw).filled_on).write(UnsafeCell::new(NO_CPU));
+            ptr::addr_of_mut!((*raw).thread_lane).write(UnsafeCell::new(0));
             let records = ptr::addr_of_mut!((*raw).records).cast::<UnsafeCell<*mut ()>>();
             for i in 0..RECORD_WORDS {
                 records.add(i).write(UnsafeCell::new(ptr::null_mut()));
@@ -163,6 +172,7 @@ impl Page {
             set(&page.items, 0);
             set(&page.last_kind, ptr::null_mut());
             set(&page.filled_on, NO_CPU);
+            set(&page.thread_lane, 0);
         }
     }
 
@@ -207,6 +217,26 @@ impl Page {
             unsafe { set(&page.filled_on, crate::cpu::current()) };
         }
         true
+    }
+
+    /// Marks an empty page as filled through the thread lane `tag`.
+    ///
+    /// # Safety
+    /// 1. The caller owns `page`, a live page.
+    pub(crate) unsafe fn set_thread_lane(page: NonNull<Page>, tag: LaneTag) {
+        // SAFETY: contract 1: the page is live and ours.
+        unsafe { set(&page.as_ref().thread_lane, tag.0.get()) };
+    }
+
+    /// The thread lane that filled the page; `None` for a page filled
+    /// through the per-CPU lanes, or empty.
+    ///
+    /// # Safety
+    /// 1. The caller owns `page`, a live page.
+    pub(crate) unsafe fn thread_lane(page: NonNull<Page>) -> Option<LaneTag> {
+        // SAFETY: contract 1: the page is live and ours.
+        let tag = unsafe { get(&page.as_ref().thread_lane) };
+        core::num::NonZeroUsize::new(tag).map(LaneTag)
     }
 
     /// The CPU the page's first record was pushed on; `None` for an empty

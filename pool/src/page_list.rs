@@ -229,6 +229,54 @@ impl PageList {
         front
     }
 
+    /// Splits the list by the thread lane that filled each page
+    /// ([`ThreadLane::tag`](crate::ThreadLane::tag); `None`: the per-CPU
+    /// lanes), keeping each group's pages in list order; the groups come in
+    /// the order of their first page. Reads every page's header: one walk
+    /// of the list.
+    ///
+    /// ```
+    /// use core::ptr::NonNull;
+    /// use kvfree_rcu_pool::{BusyLanes, Kind, Pool};
+    /// let pool = Pool::default();
+    /// pool.refill().unwrap();
+    /// let kind = Kind::new(NonNull::<u8>::dangling().cast());
+    /// let ptr = NonNull::<u64>::dangling().cast();
+    /// let lane = pool.claim_thread_lane();
+    /// // SAFETY: the lane is ours, claimed above and released below.
+    /// unsafe { pool.push_local(lane, ptr, kind).unwrap() };
+    /// pool.push(ptr, kind).unwrap();
+    /// let mut pages = pool.take_sealed();
+    /// pool.seal_open(&mut pages, BusyLanes::Wait);
+    /// let mut groups = pages.split_by_thread_lane();
+    /// groups.sort_by_key(|(tag, _)| tag.is_some());
+    /// assert_eq!(groups.len(), 2);
+    /// assert_eq!(groups[0].0, None);
+    /// assert_eq!(groups[1].0, Some(lane.tag()));
+    /// // SAFETY: claimed above, not used afterwards.
+    /// unsafe { pool.release_thread_lane(lane) };
+    /// for (_, pages) in groups {
+    ///     pool.recycle(pages);
+    /// }
+    /// ```
+    pub fn split_by_thread_lane(mut self) -> Vec<(Option<crate::LaneTag>, PageList)> {
+        let mut groups: Vec<(Option<crate::LaneTag>, PageList)> = Vec::new();
+        while let Some(page) = self.pop() {
+            // SAFETY: `pop` gave us the page, out of any list.
+            let tag = unsafe { Page::thread_lane(page) };
+            let group = match groups.iter().position(|(t, _)| *t == tag) {
+                Some(i) => &mut groups[i].1,
+                None => {
+                    groups.push((tag, PageList::new()));
+                    &mut groups.last_mut().expect("just pushed").1
+                }
+            };
+            // SAFETY: as above.
+            unsafe { group.push(page) };
+        }
+        groups
+    }
+
     /// Calls `f(ptr, kind)` for every record, page by page, in write order
     /// within a page. Only the pages' arrays are read; the objects are not.
     ///

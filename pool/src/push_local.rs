@@ -102,8 +102,9 @@ impl Pool {
             cpu_lane.count_low();
         }
         cpu_lane.release(cpu_open);
-        // SAFETY: `pop_cached` made us the owner of the empty page, and a
-        // record always fits in an empty page.
+        // SAFETY: `pop_cached` made us the owner of the empty page.
+        unsafe { Page::set_thread_lane(page, lane.tag()) };
+        // SAFETY: as above, and a record always fits in an empty page.
         let stored = unsafe { Page::try_push(page, ptr, kind) };
         debug_assert!(stored);
         add_one_as_owner(&lane.owner.pushed);
@@ -137,6 +138,39 @@ mod tests {
     use crate::sync::Ordering::Acquire;
     use crate::test_support::{addresses, drain, kind, pool, push_local_range, record, sorted};
     use crate::{BusyLanes, PageList, USABLE_RECORDS};
+
+    /// Every page a thread lane fills carries its tag; a page filled
+    /// through the per-CPU lanes carries none, even one a thread lane
+    /// filled before it was recycled.
+    #[test]
+    fn a_thread_lanes_pages_carry_its_tag_until_recycled() {
+        let pool = pool(1, 1, 2);
+        pool.refill().unwrap();
+        let lane = pool.claim_thread_lane();
+        push_local_range(&pool, lane, 0, USABLE_RECORDS + 1);
+        let mut pages = pool.take_sealed();
+        pool.seal_open(&mut pages, BusyLanes::Wait);
+        let groups = pages.split_by_thread_lane();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].0, Some(lane.tag()));
+        assert_eq!(groups[0].1.pages(), 2);
+        for (_, pages) in groups {
+            pool.recycle(pages);
+        }
+        // SAFETY: claimed above, released once, not used afterwards.
+        unsafe { pool.release_thread_lane(lane) };
+        for i in 0..USABLE_RECORDS + 1 {
+            pool.push(record(i), kind(0)).unwrap();
+        }
+        let mut pages = pool.take_sealed();
+        pool.seal_open(&mut pages, BusyLanes::Wait);
+        let groups = pages.split_by_thread_lane();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].0, None, "the tag went with the recycle");
+        for (_, pages) in groups {
+            pool.recycle(pages);
+        }
+    }
 
     #[test]
     fn pushes_go_into_the_lanes_page_and_switch_pages() {

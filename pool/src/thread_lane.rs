@@ -94,6 +94,13 @@ use crate::{PageList, Pool};
 use core::ptr::{self, NonNull};
 use crossbeam_utils::CachePadded;
 
+/// Which thread lane filled a page ([`ThreadLane::tag`],
+/// [`PageList::split_by_thread_lane`]): the lane's address, so unique among
+/// the pool's lanes (which live as long as the pool). A lane released and
+/// claimed again by another thread keeps its tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LaneTag(pub(crate) core::num::NonZeroUsize);
+
 /// A lane owned by one thread at a time (see the module docs). Claimed with
 /// [`Pool::claim_thread_lane`], used with [`Pool::push_local`], given back
 /// with [`Pool::release_thread_lane`].
@@ -139,6 +146,15 @@ unsafe impl Send for ThreadLane {}
 unsafe impl Sync for ThreadLane {}
 
 impl ThreadLane {
+    /// This lane's tag, which every page it fills carries
+    /// ([`PageList::split_by_thread_lane`]).
+    pub fn tag(&self) -> LaneTag {
+        LaneTag(
+            core::num::NonZeroUsize::new(ptr::from_ref(self).addr())
+                .expect("a reference is never null"),
+        )
+    }
+
     fn new(next: *const ThreadLane) -> ThreadLane {
         ThreadLane {
             owner: CachePadded::new(OwnerWords {
