@@ -580,10 +580,9 @@ impl Board {
         let mut node = self.returned.swap(core::ptr::null_mut(), Ordering::Acquire);
         let mut completed = None;
         while !node.is_null() {
-            // SAFETY: every node on the list was made by `Box::into_raw` in
-            // `leave_returned` and published by its CAS; the swap took the
-            // whole list off the board, so this thread alone owns its
-            // nodes, and each is turned back into a box once.
+            // SAFETY: each node came from `Box::into_raw` (`leave_returned`);
+            // the swap took the whole list, so its nodes are this thread's
+            // alone, and each is turned back into a box once.
             let returned = unsafe { Box::from_raw(node) };
             let Returned { back, next } = *returned;
             completed = completed.max(self.give_back(jobs, back));
@@ -1381,8 +1380,11 @@ mod tests {
     }
 
     /// Frees (and counts, by value) the leaked `Box<u64>` of a lane test.
+    ///
+    /// # Safety
+    /// 1. `ptr` is a leaked `Box<u64>` holding 0, 1 or 2, freed once.
     unsafe fn free_lane_value(ptr: NonNull<()>) {
-        // SAFETY: every record of that test is a leaked Box<u64>, freed once.
+        // SAFETY: contract 1.
         let value = unsafe { Box::from_raw(ptr.cast::<u64>().as_ptr()) };
         LANE_FREES[*value as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -1823,6 +1825,26 @@ mod loom_models {
         loom::thread::spawn(move || board.serve(&free_chunk, &|_| {}))
     }
 
+    /// A lender thread: one bite of `board`'s chunks, as a
+    /// `LocalRetirer::reclaim` call takes it, then `check` of what it sees;
+    /// returns what it freed.
+    fn spawn_lender(
+        board: &Arc<Board>,
+        check: impl Fn(&Board) + Send + 'static,
+    ) -> loom::thread::JoinHandle<u64> {
+        let board = board.clone();
+        loom::thread::spawn(move || {
+            let lent = board.help(
+                Freer::Lender(None),
+                Bites::AtMost(1),
+                &free_local_bite,
+                &|_| {},
+            );
+            check(&board);
+            lent
+        })
+    }
+
     /// Frees bites of `board`'s chunks until none is queued, as the
     /// reaping thread does after a post.
     fn reap(board: &Board) -> u64 {
@@ -1877,17 +1899,10 @@ mod loom_models {
             board.post(1, PageList::new(), batch_of(first), 2);
             board.post(2, PageList::new(), batch_of(second), 2);
             let lender = {
-                let (board, nodes) = (board.clone(), nodes.clone());
-                loom::thread::spawn(move || {
-                    let lent = board.help(
-                        Freer::Lender(None),
-                        Bites::AtMost(1),
-                        &free_local_bite,
-                        &|_| {},
-                    );
-                    assert_freed_if_completed(&board, 1, &nodes[..2]);
-                    assert_freed_if_completed(&board, 2, &nodes);
-                    lent
+                let nodes = nodes.clone();
+                spawn_lender(&board, move |board| {
+                    assert_freed_if_completed(board, 1, &nodes[..2]);
+                    assert_freed_if_completed(board, 2, &nodes);
                 })
             };
             let freed = reap(&board);
@@ -1918,17 +1933,7 @@ mod loom_models {
             let board = board();
             let helper = spawn_helper(&board);
             board.post(1, PageList::new(), batch_of(&nodes), 3);
-            let lender = {
-                let board = board.clone();
-                loom::thread::spawn(move || {
-                    board.help(
-                        Freer::Lender(None),
-                        Bites::AtMost(1),
-                        &free_local_bite,
-                        &|_| {},
-                    );
-                })
-            };
+            let lender = spawn_lender(&board, |_| {});
             reap(&board);
             while !board.completed(1) {
                 loom::thread::yield_now();
@@ -1952,15 +1957,9 @@ mod loom_models {
             let helper = spawn_helper(&board);
             board.post(1, PageList::new(), batch_of(&nodes), 3);
             let lender = {
-                let (board, nodes) = (board.clone(), nodes.clone());
-                loom::thread::spawn(move || {
-                    board.help(
-                        Freer::Lender(None),
-                        Bites::AtMost(1),
-                        &free_local_bite,
-                        &|_| {},
-                    );
-                    assert_freed_if_completed(&board, 1, &nodes);
+                let nodes = nodes.clone();
+                spawn_lender(&board, move |board| {
+                    assert_freed_if_completed(board, 1, &nodes);
                 })
             };
             reap(&board);
