@@ -232,8 +232,8 @@ impl<S: Copy> BatchQueue<S> {
     /// they post on the board ([`Board::post`]), then they free bites of
     /// the board's chunks until none is queued. They do not wait for the
     /// chunks other threads hold: whoever gives back a batch's last chunk
-    /// completes it. A [`Reaper::Dealer`] posts every ready batch whole
-    /// and frees at most [`DEALER_BITES`] bites. A [`Reaper::LocalThread`]
+    /// completes it. A [`Reaper::Dealer`] posts every ready batch by
+    /// thread lane and frees at most [`DEALER_BITES`] bites. A [`Reaper::LocalThread`]
     /// frees one bite of the oldest ready batch alone while the board is
     /// empty, and otherwise lends the board a bite
     /// ([`lend_a_bite`](Self::lend_a_bite)).

@@ -208,7 +208,7 @@ impl<G: GracePeriod> LocalRetirer<'_, G> {
     /// board's lock to give a lent chunk back either: if another thread
     /// holds it, the chunk is left for that thread to take back. (Its
     /// unlock still wakes a thread that waits for the lock, now and then: a
-    /// futex syscall, about 0.2 per million retires in an 8-thread flood
+    /// futex syscall, about 0.1 per million retires in an 8-thread flood
     /// on 2 CPUs.) A destructor that panics aborts the process, as on the
     /// worker.
     ///
@@ -223,8 +223,11 @@ impl<G: GracePeriod> LocalRetirer<'_, G> {
     /// batches out to them (and to its helpers) and frees only a few bites
     /// a round itself, so that grace periods, still the worker's to
     /// advance, keep coming. A call that frees takes as long
-    /// as its `free`s (tens of microseconds for a full bite), so a
-    /// real-time thread retires without calling it.
+    /// as its `free`s (tens of microseconds for a full bite), and one that
+    /// posts a batch also reads each of its pages' headers once, to split
+    /// them by thread lane (about 0.4 µs a page from cold caches; an
+    /// 8-thread flood's batches hold tens of pages), so a real-time thread
+    /// retires without calling it.
     ///
     /// ```
     /// use std::{ptr::NonNull, sync::Arc};

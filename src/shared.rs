@@ -91,8 +91,8 @@ pub(crate) struct Shared<G: GracePeriod> {
 
 /// The backlog (objects retired and not yet freed) from which the worker
 /// deals ready batches out even while threads reclaim for themselves, and
-/// `reclaim` frees bites of them (`Shared::reaper_due`, `Shared::reap_here`): 512 Ki
-/// objects, about 1 000 full pages. A thread that retires and reclaims
+/// `reclaim` frees bites of them (`Shared::reaper_due`,
+/// `Shared::reap_here`): 512 Ki objects, about 1 000 full pages. A thread that retires and reclaims
 /// alone keeps about a grace period's worth of objects in flight (50 000
 /// to 120 000 in a 1-thread flood: a grace period of 2 to 3 ms at 20 to 40
 /// ns per object); 128 Ki turned most of the 1-thread mimalloc flood's
