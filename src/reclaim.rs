@@ -1328,6 +1328,42 @@ mod tests {
         (pool, pages, records)
     }
 
+    /// `n` leaked counted nodes pushed on `lists`, spread over the first
+    /// `spread` lists (one chunk each on the board); check and free them
+    /// with [`assert_each_freed_once`].
+    fn counted_heads(lists: &HeadLists, n: u64, spread: usize) -> Vec<NonNull<CountedNode>> {
+        let nodes: Vec<_> = (0..n)
+            .map(|_| {
+                NonNull::from(Box::leak(Box::new(CountedNode {
+                    head: RcuHead::new(),
+                    frees: AtomicUsize::new(0),
+                })))
+            })
+            .collect();
+        for (i, node) in nodes.iter().enumerate() {
+            // SAFETY: the head is the node's first field (repr(C)); the
+            // nodes are freed by `assert_each_freed_once`, `count_free` only
+            // counts.
+            unsafe { lists.push(i % spread, node.cast(), count_free) };
+        }
+        nodes
+    }
+
+    /// Asserts that every node was freed (counted) exactly once, and drops
+    /// the nodes.
+    ///
+    /// # Safety
+    /// 1. `nodes` came from [`counted_heads`], and every batch they were
+    ///    in has completed (nothing touches them any more).
+    unsafe fn assert_each_freed_once(nodes: Vec<NonNull<CountedNode>>) {
+        for node in nodes {
+            // SAFETY: contract 1: from Box::leak in `counted_heads`, unused
+            // now, dropped once here.
+            let node = unsafe { Box::from_raw(node.as_ptr()) };
+            assert_eq!(node.frees.load(Ordering::Relaxed), 1);
+        }
+    }
+
     /// A batch of pages and heads shared with two helper threads: every
     /// object is freed exactly once, before `free_batch` returns, and every
     /// page comes back. Runs under Miri (its data-race detector checks the
@@ -1475,20 +1511,7 @@ mod tests {
         let (pool, pages, records) = filled_pages(2, kind_of(free_u64_uncounted));
         let heads_n: u64 = if SMALL { 12 } else { 100_000 };
         let lists = HeadLists::per_cpu();
-        let nodes: Vec<_> = (0..heads_n)
-            .map(|_| {
-                NonNull::from(Box::leak(Box::new(CountedNode {
-                    head: RcuHead::new(),
-                    frees: AtomicUsize::new(0),
-                })))
-            })
-            .collect();
-        for (i, node) in nodes.iter().enumerate() {
-            // SAFETY: the head is the node's first field (repr(C)); the
-            // nodes are freed by the test after the batch, `count_free`
-            // only counts.
-            unsafe { lists.push(i % 2, node.cast(), count_free) };
-        }
+        let nodes = counted_heads(&lists, heads_n, 2);
         let board = Arc::new(Board::new());
         let back = Arc::new(std::sync::Mutex::new(PageList::new()));
         let helpers: Vec<_> = (0..2)
@@ -1520,12 +1543,8 @@ mod tests {
             records as u64 + heads_n,
             "the helpers free the rest"
         );
-        for node in &nodes {
-            // SAFETY: from Box::leak above, freed (counted) by the batch
-            // only, which has completed; dropped once here.
-            let node = unsafe { Box::from_raw(node.as_ptr()) };
-            assert_eq!(node.frees.load(Ordering::Relaxed), 1);
-        }
+        // SAFETY: the nodes' only batch has completed; checked once.
+        unsafe { assert_each_freed_once(nodes) };
         board.stop_helpers();
         for helper in helpers {
             helper.join().unwrap();
@@ -1546,20 +1565,7 @@ mod tests {
         let (pool, pages, records) = filled_pages(2, kind_of(free_u64_uncounted));
         let heads_n: u64 = if SMALL { 12 } else { 100_000 };
         let lists = HeadLists::per_cpu();
-        let nodes: Vec<_> = (0..heads_n)
-            .map(|_| {
-                NonNull::from(Box::leak(Box::new(CountedNode {
-                    head: RcuHead::new(),
-                    frees: AtomicUsize::new(0),
-                })))
-            })
-            .collect();
-        for (i, node) in nodes.iter().enumerate() {
-            // SAFETY: the head is the node's first field (repr(C)); the
-            // nodes are freed by the test after the batch, `count_free`
-            // only counts.
-            unsafe { lists.push(i % 2, node.cast(), count_free) };
-        }
+        let nodes = counted_heads(&lists, heads_n, 2);
         let board = Board::new();
         let back = std::sync::Mutex::new(PageList::new());
         let recycle = |pages| back.lock().unwrap().append(pages);
@@ -1604,12 +1610,8 @@ mod tests {
             lent,
             "lent bites count as the helpers'"
         );
-        for node in &nodes {
-            // SAFETY: from Box::leak above, freed (counted) by the batch
-            // only, which has completed; dropped once here.
-            let node = unsafe { Box::from_raw(node.as_ptr()) };
-            assert_eq!(node.frees.load(Ordering::Relaxed), 1);
-        }
+        // SAFETY: the nodes' only batch has completed; checked once.
+        unsafe { assert_each_freed_once(nodes) };
         let drained = back.into_inner().unwrap();
         assert_eq!(drained.records(), records, "every page back");
         pool.recycle(drained);
@@ -1626,20 +1628,7 @@ mod tests {
         let bite = Bite::Local.heads();
         for (objects, rest) in [(bite + 3, 3), (bite, 0)] {
             let lists = HeadLists::per_cpu();
-            let nodes: Vec<_> = (0..objects)
-                .map(|_| {
-                    NonNull::from(Box::leak(Box::new(CountedNode {
-                        head: RcuHead::new(),
-                        frees: AtomicUsize::new(0),
-                    })))
-                })
-                .collect();
-            for node in &nodes {
-                // SAFETY: the head is the node's first field (repr(C)); the
-                // nodes are freed by the test after the batch, `count_free`
-                // only counts.
-                unsafe { lists.push(0, node.cast(), count_free) };
-            }
+            let nodes = counted_heads(&lists, objects, 1);
             let board = Board::new();
             // One list: one chunk, which the lender takes.
             board.post(1, PageList::new(), lists.take_all(), 2);
@@ -1677,12 +1666,8 @@ mod tests {
             assert_eq!(freed, rest, "the rest is freed after the give-back");
             assert!(!board.has_returned());
             assert!(board.completed(1));
-            for node in &nodes {
-                // SAFETY: from Box::leak above, freed (counted) by the batch
-                // only, which has completed; dropped once here.
-                let node = unsafe { Box::from_raw(node.as_ptr()) };
-                assert_eq!(node.frees.load(Ordering::Relaxed), 1);
-            }
+            // SAFETY: the nodes' only batch has completed; checked once.
+            unsafe { assert_each_freed_once(nodes) };
         }
     }
 
@@ -1694,23 +1679,15 @@ mod tests {
         board.post(1, PageList::new(), HeadChain::default(), 1);
         assert!(board.completed(1));
         let lists = HeadLists::per_cpu();
-        let node = NonNull::from(Box::leak(Box::new(CountedNode {
-            head: RcuHead::new(),
-            frees: AtomicUsize::new(0),
-        })));
-        // SAFETY: the head is the node's first field (repr(C)); the node is
-        // freed by the test after the batch, `count_free` only counts.
-        unsafe { lists.push(0, node.cast(), count_free) };
+        let nodes = counted_heads(&lists, 1, 1);
         board.post(2, PageList::new(), lists.take_all(), 1);
         board.post(3, PageList::new(), HeadChain::default(), 1);
         assert!(!board.completed(2) && !board.completed(3));
         let freed = board.help(Freer::Reaper, Bites::WhileQueued, &free_chunk, &|_| {});
         assert_eq!(freed, 1);
         assert!(board.completed(3));
-        // SAFETY: from Box::leak above, freed (counted) by batch 2 only,
-        // which has completed; dropped once here.
-        let node = unsafe { Box::from_raw(node.as_ptr()) };
-        assert_eq!(node.frees.load(Ordering::Relaxed), 1);
+        // SAFETY: the node's only batch (2) has completed; checked once.
+        unsafe { assert_each_freed_once(nodes) };
     }
 
     /// A run gives its pages back a bite of `CHUNK_PAGES` at a time, each
