@@ -92,14 +92,15 @@ pub(crate) enum Reaper {
     /// The worker's polling round: skips the reap while another thread
     /// reaps (it polls again soon), posts large batches for the helpers.
     Poller,
-    /// The worker's polling round while retiring threads free for the
-    /// service (`LocalRetirer::reclaim`) and it is behind
-    /// (`Shared::reaper_due`): skips the reap while another thread reaps,
-    /// posts every ready batch on the board by thread lane
-    /// ([`Board::post_by_lane`]: each taker cuts its own bite, a lender
-    /// from its own lane's pages first) and wakes helpers for it, frees at
-    /// most [`DEALER_BITES`] bites itself, and goes back to its rounds, so
-    /// that grace periods keep advancing while the retiring threads free.
+    /// The worker's polling round while it is behind and others free for
+    /// the service: its helpers, or retiring threads
+    /// (`LocalRetirer::reclaim`) (`Shared::reaper_due`). Skips the reap
+    /// while another thread reaps, posts every ready batch on the board by
+    /// thread lane ([`Board::post_by_lane`]: each taker cuts its own bite,
+    /// a lender from its own lane's pages first) and wakes helpers for it,
+    /// frees at most [`DEALER_BITES`] bites itself, and goes back to its
+    /// rounds, so that refills run and grace periods keep advancing while
+    /// the others free.
     Dealer,
     /// A retiring thread's `LocalRetirer::reclaim`: never waits for a lock
     /// to find work, and frees one [`Bite::Local`] per call, so that a

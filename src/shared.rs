@@ -90,15 +90,42 @@ pub(crate) struct Shared<G: GracePeriod> {
 }
 
 /// The backlog (objects retired and not yet freed) from which the worker
-/// deals ready batches out even while threads reclaim for themselves, and
-/// `reclaim` frees bites of them (`Shared::reaper_due`,
-/// `Shared::reap_here`): 512 Ki objects, about 1 000 full pages. A thread that retires and reclaims
-/// alone keeps about a grace period's worth of objects in flight (50 000
-/// to 120 000 in a 1-thread flood: a grace period of 2 to 3 ms at 20 to 40
-/// ns per object); 128 Ki turned most of the 1-thread mimalloc flood's
-/// calls away (docs/BENCHMARKS.md, "Freeing on the retiring thread"),
-/// while an 8-thread flood's backlog is in the millions.
-const LOCAL_REAP_BACKLOG: u64 = 512 * 1024;
+/// deals ready batches out ([`Reaper::Dealer`], `Shared::reaper_due`), to
+/// its helpers and to the threads that reclaim, and `reclaim` frees bites
+/// of the board's chunks (`Shared::reap_here`): 512 Ki objects, about
+/// 1 000 full pages. A thread that retires and reclaims alone keeps about
+/// a grace period's worth of objects in flight (50 000 to 120 000 in a
+/// 1-thread flood: a grace period of 2 to 3 ms at 20 to 40 ns per object);
+/// 128 Ki turned most of the 1-thread mimalloc flood's calls away
+/// (docs/BENCHMARKS.md, "Freeing on the retiring thread"), while an
+/// 8-thread flood's backlog is in the millions. Dealing from 256 Ki made
+/// the 8-thread default flood slower, from 1 or 2 Mi it kept its long
+/// rounds (docs/BENCHMARKS.md, "The worker deals to its helpers").
+const DEAL_BACKLOG: u64 = 512 * 1024;
+
+/// Whether threads reap through `LocalRetirer::reclaim` (one did within the
+/// last drain interval): the worker's view, for [`worker_reaper`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LocalReaps {
+    Recent,
+    None,
+}
+
+/// How the worker reaps this round (`Shared::reaper_due` has the why):
+/// with `backlog` objects waiting and `helpers` helpers running, it deals
+/// once [`DEAL_BACKLOG`] objects wait and others free (helpers, or threads
+/// that reclaim), leaves the reap to the threads that reclaim below that,
+/// and otherwise reaps.
+fn worker_reaper(threads: LocalReaps, backlog: u64, helpers: usize) -> Option<Reaper> {
+    let others_free = threads == LocalReaps::Recent || helpers > 0;
+    if backlog >= DEAL_BACKLOG && others_free {
+        Some(Reaper::Dealer)
+    } else if threads == LocalReaps::Recent {
+        None
+    } else {
+        Some(Reaper::Poller)
+    }
+}
 
 /// Who runs the collect-advance-reap pipeline, which decides how often it
 /// advances the grace period.
@@ -492,19 +519,34 @@ impl<G: GracePeriod> Shared<G> {
     }
 
     /// Whether `driver` reaps now, and how: a waiter always
-    /// ([`Reaper::Waiter`]); the worker ([`Reaper::Poller`]) unless a
-    /// thread reaped through `LocalRetirer::reclaim` within the last drain
-    /// interval. That thread frees the objects it allocated, on its own CPU
-    /// and into its own allocator caches; the worker (with its helpers)
-    /// takes over once the calls stop. While such calls come and
-    /// [`LOCAL_REAP_BACKLOG`] objects or more wait, the worker deals
-    /// ([`Reaper::Dealer`]): it puts every ready batch on the reclaim board,
-    /// where the calls (and the helpers) free bites of it, frees a few
-    /// bites itself, and goes back to its rounds. Freeing the batches
-    /// itself, as before, kept it in reaps for tens of milliseconds under
-    /// oversubscription, so grace periods advanced once per long round,
-    /// batches grew, and the backlog with them (docs/BENCHMARKS.md, "The
-    /// worker deals while threads reclaim").
+    /// ([`Reaper::Waiter`]); the worker as follows.
+    ///
+    /// - **Threads reclaim** (a thread reaped through
+    ///   `LocalRetirer::reclaim` within the last drain interval) and fewer
+    ///   than [`DEAL_BACKLOG`] objects wait: no reap. That thread frees the
+    ///   objects it allocated, on its own CPU and into its own allocator
+    ///   caches; the worker (with its helpers) takes over once the calls
+    ///   stop.
+    /// - **[`DEAL_BACKLOG`] objects or more wait**, and threads reclaim or
+    ///   helpers run: the worker deals ([`Reaper::Dealer`]). It puts every
+    ///   ready batch on the reclaim board, where the helpers and the calls
+    ///   free bites of it, frees a few bites itself, and goes back to its
+    ///   rounds: its refills, its grace periods.
+    /// - **Otherwise** it reaps ([`Reaper::Poller`]): it frees every ready
+    ///   batch, a large one with the helpers it wakes, until none is
+    ///   queued.
+    ///
+    /// Why deal: under oversubscription the worker gets a thread's share of
+    /// the CPUs (a thirteenth at 8 producers and 4 helpers on 2 CPUs), so
+    /// a round that frees until none is queued lasts tens of milliseconds.
+    /// Grace periods advanced once per long round, batches grew and the
+    /// backlog with them, and no refill ran meanwhile, so the lanes ran
+    /// dry: the 8-thread default flood made 5 to 40 grace periods and fell
+    /// back for 0.5 to 80% of its calls (medians 6% on glibc, 35% on
+    /// mimalloc). Dealing keeps the rounds short
+    /// (docs/BENCHMARKS.md, "The worker deals while threads reclaim", "The
+    /// worker deals to its helpers"). With no helper and no thread
+    /// reclaiming, nobody else would free what it deals, so it reaps.
     fn reaper_due(&self, driver: Driver) -> Option<Reaper> {
         match driver {
             Driver::Waiter => Some(Reaper::Waiter),
@@ -513,13 +555,21 @@ impl<G: GracePeriod> Shared<G> {
                 let last = self.last_local_reap.load(Ordering::Relaxed);
                 let interval =
                     u64::try_from(self.timing.drain_interval.as_nanos()).unwrap_or(u64::MAX);
-                if last == 0 || self.nanos_since_start().saturating_sub(last) >= interval {
-                    Some(Reaper::Poller)
-                } else if self.backlog() >= LOCAL_REAP_BACKLOG {
-                    Some(Reaper::Dealer)
+                let threads = if last != 0
+                    && self.nanos_since_start().saturating_sub(last) < interval
+                {
+                    LocalReaps::Recent
                 } else {
-                    None
-                }
+                    LocalReaps::None
+                };
+                let backlog = self.backlog();
+                // The board's lock, only when the answer depends on it.
+                let helpers = if backlog >= DEAL_BACKLOG && threads == LocalReaps::None {
+                    self.batches.board.helpers()
+                } else {
+                    0
+                };
+                worker_reaper(threads, backlog, helpers)
             }
         }
     }
@@ -542,14 +592,14 @@ impl<G: GracePeriod> Shared<G> {
     /// `LocalRetirer::reclaim`: frees one bite, on the calling thread, of
     /// the batches whose grace period has ended (`Reaper::LocalThread`: it
     /// never waits for a lock) or, once the backlog is past
-    /// [`LOCAL_REAP_BACKLOG`] or while batches are on the board, of the
+    /// [`DEAL_BACKLOG`] or while batches are on the board, of the
     /// board's chunks, those of `lane` (the caller's thread lane) first.
     /// Ordinary context.
     pub(crate) fn reap_here(&self, lane: LaneTag) -> u64 {
         // Relaxed: a hint for the worker (`reaper_due`).
         self.last_local_reap
             .store(self.nanos_since_start(), Ordering::Relaxed);
-        if self.backlog() >= LOCAL_REAP_BACKLOG || self.batches.board.is_busy() {
+        if self.backlog() >= DEAL_BACKLOG || self.batches.board.is_busy() {
             // Falling behind: the worker deals the batches out (one thread
             // freeing alone under the free lock would hold the others off),
             // and this thread frees bites of them. (`reap` checks the board
@@ -783,5 +833,31 @@ mod tests {
         assert!(st.relax_due(Trigger::Forced, idle, forced));
         assert!(!st.relax_due(Trigger::Poll, idle, later + RELAX_INTERVAL));
         assert!(st.relax_due(Trigger::Poll, idle, forced + RELAX_INTERVAL));
+    }
+
+    /// The worker deals once it is behind and someone else frees, leaves
+    /// the reap to the threads that reclaim below that, and reaps itself
+    /// when nobody else would free what it dealt.
+    #[test]
+    fn the_worker_deals_only_when_behind_and_others_free() {
+        let behind = DEAL_BACKLOG;
+        let below = DEAL_BACKLOG - 1;
+        let cases = [
+            (LocalReaps::None, below, 0, Some(Reaper::Poller)),
+            (LocalReaps::None, below, 4, Some(Reaper::Poller)),
+            (LocalReaps::None, behind, 0, Some(Reaper::Poller)),
+            (LocalReaps::None, behind, 1, Some(Reaper::Dealer)),
+            (LocalReaps::Recent, below, 0, None),
+            (LocalReaps::Recent, below, 4, None),
+            (LocalReaps::Recent, behind, 0, Some(Reaper::Dealer)),
+            (LocalReaps::Recent, behind, 4, Some(Reaper::Dealer)),
+        ];
+        for (threads, backlog, helpers, reaper) in cases {
+            assert_eq!(
+                worker_reaper(threads, backlog, helpers),
+                reaper,
+                "{threads:?}, backlog {backlog}, {helpers} helpers"
+            );
+        }
     }
 }

@@ -10,6 +10,8 @@
 //! - dropping a service whose helpers are freeing loses nothing;
 //! - a destructor that panics on a helper aborts the process, as on the
 //!   worker (in a child process: this test binary again);
+//! - a backlog past the dealing threshold is freed once, by the helpers it
+//!   is dealt to, and by a worker with no helper alone;
 //! - `max_reclaim_helpers` out of range is an error naming the setting;
 //! - `reclaim_slice` outside 100 µs ..= 100 ms is an error naming the setting;
 //! - `reclaim_priority`: a nice value outside -20..=19 is an error naming
@@ -339,6 +341,62 @@ fn a_worker_that_may_not_start_helpers_frees_alone() {
     let stats = service.stats();
     assert_eq!((stats.reclaim_helpers, stats.freed_by_helpers), (0, 0));
     assert_eq!(counter.dropped(), BACKLOG as usize);
+    drop(watchdog);
+}
+
+/// Objects past the backlog from which the worker deals its ready batches
+/// to its helpers (512 Ki, `DEAL_BACKLOG` in `src/shared.rs`).
+const PAST_DEALING: u64 = 640 * 1024;
+
+/// Retires `PAST_DEALING` objects while the worker is paused, resumes it and
+/// waits, with no barrier, until the worker's rounds (and the helpers) have
+/// freed all of them.
+fn pile_up_past_dealing_and_wait(service: &KvfreeRcu, counter: &'static DropCounter) {
+    service.pause_worker();
+    for i in 0..PAST_DEALING {
+        // SAFETY: from Box::leak, never published, retired once.
+        unsafe { service.kvfree_rcu(Headed::boxed(i, counter)) };
+    }
+    service.resume_worker();
+    while service.stats().pending > 0 {
+        std::thread::yield_now();
+    }
+}
+
+/// A worker behind by more than `PAST_DEALING` objects with a helper running
+/// deals the ready batches to it and frees only a few bites a round itself
+/// (`Reaper::Dealer`); the helper frees the rest, each object once, and
+/// nothing waits for a barrier.
+#[test]
+fn a_backlog_dealt_to_the_helpers_is_freed_once() {
+    let watchdog = Watchdog::arm("dealt backlog");
+    let counter = DropCounter::leak();
+    let service = service_with_helpers("dealt", 1);
+    grow_helpers(&service, 1, counter);
+    let before = (counter.dropped(), service.stats());
+    pile_up_past_dealing_and_wait(&service, counter);
+    let stats = service.stats();
+    assert_eq!(counter.dropped() - before.0, PAST_DEALING as usize);
+    assert_eq!(stats.freed - before.1.freed, PAST_DEALING, "{stats:?}");
+    assert!(
+        stats.freed_by_helpers > before.1.freed_by_helpers,
+        "the helper freed nothing: {stats:?}"
+    );
+    drop(watchdog);
+}
+
+/// With no helper, the worker does not deal (nobody would free the dealt
+/// batches but its few bites a round): it frees a backlog past the dealing
+/// threshold alone, as below it.
+#[test]
+fn a_worker_without_helpers_frees_a_large_backlog_alone() {
+    let watchdog = Watchdog::arm("large backlog, no helpers");
+    let counter = DropCounter::leak();
+    let service = service_with_helpers("large-alone", 0);
+    pile_up_past_dealing_and_wait(&service, counter);
+    let stats = service.stats();
+    assert_eq!((stats.reclaim_helpers, stats.freed_by_helpers), (0, 0));
+    assert_eq!(counter.dropped(), PAST_DEALING as usize);
     drop(watchdog);
 }
 
