@@ -206,11 +206,13 @@ impl<G: GracePeriod> LocalRetirer<'_, G> {
     /// board's chunks, first posting the oldest batch whose grace period
     /// has ended there if none is queued. It does not wait for the
     /// board's lock to give a lent chunk back either: if another thread
-    /// holds it, the chunk is left for that thread to take back. (Its
-    /// unlock still wakes a thread that waits for the lock, now and then: a
-    /// futex syscall, about 0.1 per million retires in an 8-thread flood
-    /// on 2 CPUs.) A destructor that panics aborts the process, as on the
-    /// worker.
+    /// holds it, the chunk is left for that thread to take back, and an
+    /// idle worker is woken to take it (one wake, as a retire call makes
+    /// after an idle period; never during a flood, where the worker polls).
+    /// (Its unlock still wakes a thread that waits for the lock, now and
+    /// then: a futex syscall, about 0.1 per million retires in an 8-thread
+    /// flood on 2 CPUs.) A destructor that panics aborts the process, as on
+    /// the worker.
     ///
     /// Call it every few hundred retires (every 256 keeps up with the
     /// thread's own flood with room to spare) from a thread that floods

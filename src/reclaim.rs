@@ -34,7 +34,8 @@
 //! on the board at once.
 //!
 //! A thread frees a chunk a bite at a time ([`CHUNK_PAGES`] pages,
-//! [`HEAD_BITE`] heads) and puts the rest back at the front of the queue,
+//! [`HEAD_BITE`] heads) and puts the rest of a run back at the front of
+//! the queue (a lane's whole pages: at the back, [`Split::Whole`]),
 //! so it takes its own rest again at once unless it was preempted, and a
 //! preempted thread holds up one chunk, not the board. Pages go back to
 //! the pool as soon as their bite's records are freed, recycled by the
@@ -62,7 +63,7 @@
 //! is queued it first posts the oldest ready batch itself
 //! ([`Board::try_post_by_lane`]), with no helper woken, since a wake-up is
 //! a syscall; the worker wakes sleeping helpers for such chunks in its
-//! next round. A lender never waits for a
+//! next reap. A lender never waits for a
 //! lock, to find work or to give it back: if the board's lock is held when
 //! it gives its chunk back, it leaves the chunk on the board's return list
 //! (a lock-free stack, [`Board::leave_returned`]), and the next thread to
@@ -409,8 +410,9 @@ pub(crate) struct Board {
 struct Jobs {
     /// Chunks no thread has taken, each with its batch's sequence number:
     /// taken from the front, a rest given back to the front (so a thread
-    /// not preempted takes its own run again), a new batch's chunks posted
-    /// at the back (so older batches finish first).
+    /// not preempted takes its own run again; the rest of a
+    /// [`Split::Whole`] chunk goes to the back instead), a new batch's
+    /// chunks posted at the back (so older batches mostly finish first).
     queued: VecDeque<Queued>,
     /// The batches on the board, oldest first, with their chunks not yet
     /// finished (queued or in flight).
@@ -446,8 +448,14 @@ enum Split {
     /// threads free others'.
     Run,
     /// A thread lane's pages of a batch (`Board::post_by_lane`): each
-    /// taker cuts off its bite and leaves the rest queued at once, so that
-    /// any number of threads free the lane's pages in turn.
+    /// taker cuts off its bite and leaves the rest queued at once, at the
+    /// back of the queue, so that any number of threads free the lane's
+    /// pages in turn, and the next taker starts on another chunk (another
+    /// lane's, or a newer batch's) rather than the next pages of the same
+    /// lane. Putting the rest back where it was, so that older batches
+    /// finish first, made the 8-thread local reclaim flood slower on glibc
+    /// (58.1 -> 69.8 ns per object, medians of ten interleaved runs) and
+    /// no faster elsewhere; batches still complete in order, only later.
     Whole,
 }
 

@@ -472,7 +472,8 @@ impl<G: GracePeriod> Shared<G> {
     /// Whether the worker has reasons to keep polling: records queued or
     /// waiting for their grace period, chunks on the reclaim board (queued,
     /// or left on its return list by a lender: their batch completes once
-    /// the worker's next reap gives them back), or a refill still to do.
+    /// the next holder of the board's lock gives them back, a lender's next
+    /// call or the worker's next reap), or a refill still to do.
     pub(crate) fn has_work(&self) -> bool {
         self.has_queued_records()
             || self.batches.has_pending()
@@ -599,16 +600,29 @@ impl<G: GracePeriod> Shared<G> {
         // Relaxed: a hint for the worker (`reaper_due`).
         self.last_local_reap
             .store(self.nanos_since_start(), Ordering::Relaxed);
-        if self.backlog() >= DEAL_BACKLOG || self.batches.board.is_busy() {
+        let freed = if self.backlog() >= DEAL_BACKLOG || self.batches.board.is_busy() {
             // Falling behind: the worker deals the batches out (one thread
             // freeing alone under the free lock would hold the others off),
             // and this thread frees bites of them. (`reap` checks the board
             // again under the free lock: this look is a shortcut.)
-            return self.batches.lend_a_bite(&*self.gp, &self.pool, Some(lane));
+            self.batches.lend_a_bite(&*self.gp, &self.pool, Some(lane))
+        } else {
+            self.batches
+                .reap(Reaper::LocalThread, &*self.gp, &self.pool)
+                .unwrap_or(0)
+        };
+        if self.batches.board.has_returned() {
+            // A lend left its chunk on the board's return list (the lock
+            // was held), and its batch completes only when the next holder
+            // of the lock gives it back. Should the worker have gone idle
+            // meanwhile, wake it: its idle check (`has_work`) reads the
+            // list after its heavy fence, our push came before this light
+            // one, so either it sees the chunk and does not sleep, or we see
+            // it idle here (the retire calls' handshake, `wake.rs`). Left
+            // alone, the chunk could wait for the idle sleep's timeout.
+            self.wake.wake_if_idle();
         }
-        self.batches
-            .reap(Reaper::LocalThread, &*self.gp, &self.pool)
-            .unwrap_or(0)
+        freed
     }
 
     /// Whether `driver` may try to advance the grace period now: a waiter
