@@ -556,13 +556,12 @@ impl<G: GracePeriod> Shared<G> {
                 let last = self.last_local_reap.load(Ordering::Relaxed);
                 let interval =
                     u64::try_from(self.timing.drain_interval.as_nanos()).unwrap_or(u64::MAX);
-                let threads = if last != 0
-                    && self.nanos_since_start().saturating_sub(last) < interval
-                {
-                    LocalReaps::Recent
-                } else {
-                    LocalReaps::None
-                };
+                let threads =
+                    if last != 0 && self.nanos_since_start().saturating_sub(last) < interval {
+                        LocalReaps::Recent
+                    } else {
+                        LocalReaps::None
+                    };
                 let backlog = self.backlog();
                 // The board's lock, only when the answer depends on it.
                 let helpers = if backlog >= DEAL_BACKLOG && threads == LocalReaps::None {
