@@ -37,6 +37,10 @@ use std::sync::{Arc, Mutex};
 /// backlog threshold (64 Ki objects), so that reaping it starts a helper.
 const BACKLOG: u64 = 100_000;
 
+/// Objects past the backlog from which the worker deals its ready batches
+/// to its helpers (512 Ki, `DEAL_BACKLOG` in `src/shared.rs`).
+const PAST_DEALING: u64 = 640 * 1024;
+
 fn service_with_helpers(name: &str, helpers: usize) -> KvfreeRcu {
     KvfreeRcu::builder(Arc::new(Rcu::new()))
         .thread_name(name)
@@ -53,11 +57,12 @@ fn on_helper_of(name: &str) -> bool {
     })
 }
 
-/// Retires a backlog of `BACKLOG` objects while the worker is paused, then
-/// resumes it and waits until all of them are freed.
-fn pile_up_and_wait(service: &KvfreeRcu, counter: &'static DropCounter) {
+/// Retires a backlog of `objects` objects while the worker is paused, then
+/// resumes it and waits, with no barrier, until the worker's rounds (and
+/// its helpers) have freed all of them.
+fn pile_up_and_wait(service: &KvfreeRcu, objects: u64, counter: &'static DropCounter) {
     service.pause_worker();
-    for i in 0..BACKLOG {
+    for i in 0..objects {
         // SAFETY: from Box::leak, never published, retired once.
         unsafe { service.kvfree_rcu(Headed::boxed(i, counter)) };
     }
@@ -73,7 +78,7 @@ fn grow_helpers(service: &KvfreeRcu, helpers: u64, counter: &'static DropCounter
     while service.stats().reclaim_helpers < helpers {
         // The worker collects the pile in one batch, frees it after its
         // grace period, then starts a helper.
-        pile_up_and_wait(service, counter);
+        pile_up_and_wait(service, BACKLOG, counter);
         let before = service.stats().reclaim_helpers;
         // One more round after the reap: wait until it has run (the round
         // that reaped the pile starts the helper right after it).
@@ -337,30 +342,15 @@ fn a_worker_that_may_not_start_helpers_frees_alone() {
     let watchdog = Watchdog::arm("no helpers");
     let counter = DropCounter::leak();
     let service = service_with_helpers("alone", 0);
-    pile_up_and_wait(&service, counter);
+    // A backlog that would start a helper, then one past the dealing
+    // threshold: with no helper the worker does not deal (nobody would
+    // free the dealt batches but its few bites a round), it frees alone.
+    pile_up_and_wait(&service, BACKLOG, counter);
+    pile_up_and_wait(&service, PAST_DEALING, counter);
     let stats = service.stats();
     assert_eq!((stats.reclaim_helpers, stats.freed_by_helpers), (0, 0));
-    assert_eq!(counter.dropped(), BACKLOG as usize);
+    assert_eq!(counter.dropped(), (BACKLOG + PAST_DEALING) as usize);
     drop(watchdog);
-}
-
-/// Objects past the backlog from which the worker deals its ready batches
-/// to its helpers (512 Ki, `DEAL_BACKLOG` in `src/shared.rs`).
-const PAST_DEALING: u64 = 640 * 1024;
-
-/// Retires `PAST_DEALING` objects while the worker is paused, resumes it and
-/// waits, with no barrier, until the worker's rounds (and the helpers) have
-/// freed all of them.
-fn pile_up_past_dealing_and_wait(service: &KvfreeRcu, counter: &'static DropCounter) {
-    service.pause_worker();
-    for i in 0..PAST_DEALING {
-        // SAFETY: from Box::leak, never published, retired once.
-        unsafe { service.kvfree_rcu(Headed::boxed(i, counter)) };
-    }
-    service.resume_worker();
-    while service.stats().pending > 0 {
-        std::thread::yield_now();
-    }
 }
 
 /// A worker behind by more than `PAST_DEALING` objects with a helper running
@@ -374,7 +364,7 @@ fn a_backlog_dealt_to_the_helpers_is_freed_once() {
     let service = service_with_helpers("dealt", 1);
     grow_helpers(&service, 1, counter);
     let before = (counter.dropped(), service.stats());
-    pile_up_past_dealing_and_wait(&service, counter);
+    pile_up_and_wait(&service, PAST_DEALING, counter);
     let stats = service.stats();
     assert_eq!(counter.dropped() - before.0, PAST_DEALING as usize);
     assert_eq!(stats.freed - before.1.freed, PAST_DEALING, "{stats:?}");
@@ -382,21 +372,6 @@ fn a_backlog_dealt_to_the_helpers_is_freed_once() {
         stats.freed_by_helpers > before.1.freed_by_helpers,
         "the helper freed nothing: {stats:?}"
     );
-    drop(watchdog);
-}
-
-/// With no helper, the worker does not deal (nobody would free the dealt
-/// batches but its few bites a round): it frees a backlog past the dealing
-/// threshold alone, as below it.
-#[test]
-fn a_worker_without_helpers_frees_a_large_backlog_alone() {
-    let watchdog = Watchdog::arm("large backlog, no helpers");
-    let counter = DropCounter::leak();
-    let service = service_with_helpers("large-alone", 0);
-    pile_up_past_dealing_and_wait(&service, counter);
-    let stats = service.stats();
-    assert_eq!((stats.reclaim_helpers, stats.freed_by_helpers), (0, 0));
-    assert_eq!(counter.dropped(), PAST_DEALING as usize);
     drop(watchdog);
 }
 
@@ -540,7 +515,7 @@ fn the_worker_and_its_helpers_take_the_nice_value() {
     // has freed something, so it has set its name and its nice value (a
     // thread's name is its creator's until it sets its own).
     while service.stats().freed_by_helpers == 0 {
-        pile_up_and_wait(&service, counter);
+        pile_up_and_wait(&service, BACKLOG, counter);
     }
     let threads = nice_of_threads(name);
     assert_eq!(
