@@ -108,7 +108,7 @@ const DEAL_BACKLOG: u64 = 512 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LocalReaps {
     Recent,
-    None,
+    NotRecent,
 }
 
 /// How the worker reaps this round (`Shared::reaper_due` has the why):
@@ -560,11 +560,11 @@ impl<G: GracePeriod> Shared<G> {
                     if last != 0 && self.nanos_since_start().saturating_sub(last) < interval {
                         LocalReaps::Recent
                     } else {
-                        LocalReaps::None
+                        LocalReaps::NotRecent
                     };
                 let backlog = self.backlog();
                 // The board's lock, only when the answer depends on it.
-                let helpers = if backlog >= DEAL_BACKLOG && threads == LocalReaps::None {
+                let helpers = if backlog >= DEAL_BACKLOG && threads == LocalReaps::NotRecent {
                     self.batches.board.helpers()
                 } else {
                     0
@@ -856,10 +856,10 @@ mod tests {
         let behind = DEAL_BACKLOG;
         let below = DEAL_BACKLOG - 1;
         let cases = [
-            (LocalReaps::None, below, 0, Some(Reaper::Poller)),
-            (LocalReaps::None, below, 4, Some(Reaper::Poller)),
-            (LocalReaps::None, behind, 0, Some(Reaper::Poller)),
-            (LocalReaps::None, behind, 1, Some(Reaper::Dealer)),
+            (LocalReaps::NotRecent, below, 0, Some(Reaper::Poller)),
+            (LocalReaps::NotRecent, below, 4, Some(Reaper::Poller)),
+            (LocalReaps::NotRecent, behind, 0, Some(Reaper::Poller)),
+            (LocalReaps::NotRecent, behind, 1, Some(Reaper::Dealer)),
             (LocalReaps::Recent, below, 0, None),
             (LocalReaps::Recent, below, 4, None),
             (LocalReaps::Recent, behind, 0, Some(Reaper::Dealer)),
