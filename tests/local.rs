@@ -3,8 +3,9 @@
 //! thread's page, by the worker's drain interval alone; dropped handles
 //! hand their pages off and their lanes are reused; a signal handler that
 //! interrupts a call on the same handle is served by the per-CPU lanes; a
-//! call makes no allocation under a raw spinlock; and `reclaim` frees what
-//! has expired on the calling thread, in ordinary context only.
+//! call makes no allocation under a raw spinlock; `reclaim` frees what has
+//! expired on the calling thread, in ordinary context only; and a flood
+//! the worker deals to a helper and a reclaiming thread loses nothing.
 
 mod common;
 
@@ -275,6 +276,99 @@ fn threads_that_reclaim_while_the_service_is_behind_free_each_object_once() {
         "the reclaiming threads freed nothing: {stats:?}"
     );
     assert_eq!(stats.reclaim_helpers, 0);
+}
+
+/// The worker deals the ready batches of a flood to a helper and to a
+/// thread that reclaims, while two threads go on retiring through the
+/// service's calls and the reclaiming thread through its handle: batches
+/// posted by thread lane, the per-CPU lanes' pages and the handle's taken
+/// bite by bite by the helper, the worker and the lender at once. Every
+/// object is freed exactly once, with no barrier. Run by ASan and TSan too
+/// (ci/40-asan.sh, ci/50-tsan.sh), where no other test reaches the dealer
+/// with helpers running.
+#[test]
+fn a_flood_dealt_to_a_helper_and_a_lender_frees_each_object_once() {
+    /// Past the 512 Ki objects from which the worker deals, retired behind
+    /// the paused worker by the two producers together.
+    const BEHIND: usize = 288 * 1024;
+    /// Retired by each producer after the worker resumes.
+    const AFTER: usize = 64 * 1024;
+    /// Retired by the reclaiming thread.
+    const LENT: usize = 64 * 1024;
+    let watchdog = Watchdog::arm("flood dealt to a helper and a lender");
+    let counter = DropCounter::leak();
+    let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+        .max_reclaim_helpers(1)
+        .build();
+    // A helper starts after a round that reaped a batch of 64 Ki objects or
+    // more: pile such batches up behind the paused worker until one has.
+    let mut piled = 0;
+    while service.stats().reclaim_helpers == 0 {
+        service.pause_worker();
+        for i in 0..100_000 {
+            // SAFETY: from Box::leak, never published, retired once.
+            unsafe { service.kvfree_rcu(Headed::boxed(i, counter)) };
+        }
+        piled += 100_000;
+        service.resume_worker();
+        while service.stats().pending > 0 {
+            std::thread::yield_now();
+        }
+    }
+    let before = service.stats().freed;
+    service.pause_worker();
+    let behind = std::sync::Barrier::new(3);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let producers: Vec<_> = (0..2)
+            .map(|t| {
+                let (service, behind) = (&service, &behind);
+                s.spawn(move || {
+                    for i in 0..BEHIND + AFTER {
+                        if i == BEHIND {
+                            behind.wait();
+                        }
+                        let p = Headed::boxed((t * (BEHIND + AFTER) + i) as u64, counter);
+                        // SAFETY: from Box::leak, unpublished, retired once.
+                        unsafe { service.kvfree_rcu(p) };
+                    }
+                })
+            })
+            .collect();
+        let (service, done) = (&service, &done);
+        let lender = s.spawn(move || {
+            let local = service.local_retirer();
+            for i in 0..LENT {
+                let p = Headed::boxed(i as u64, counter);
+                // SAFETY: from Box::leak, unpublished, retired once.
+                unsafe { local.kvfree_rcu(p) };
+                if i % 256 == 255 {
+                    local.reclaim();
+                }
+            }
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                local.reclaim();
+                std::thread::yield_now();
+            }
+        });
+        behind.wait();
+        service.resume_worker();
+        for producer in producers {
+            producer.join().unwrap();
+        }
+        let n = (2 * (BEHIND + AFTER) + LENT) as u64;
+        while service.stats().freed - before < n {
+            std::thread::yield_now();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        lender.join().unwrap();
+    });
+    let n = 2 * (BEHIND + AFTER) + LENT;
+    assert_eq!(counter.dropped(), piled + n);
+    let stats = service.stats();
+    assert_eq!(stats.freed - before, n as u64, "{stats:?}");
+    assert_eq!(stats.pending, 0, "{stats:?}");
+    drop(watchdog);
 }
 
 #[test]
