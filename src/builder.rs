@@ -343,7 +343,7 @@ impl<G: GracePeriod> Builder<G> {
     }
 
     /// Most reclaim helper threads the worker starts when a backlog builds
-    /// (default: two per CPU, at most 16; 0: the worker always frees
+    /// (default: three per CPU, at most 16; 0: the worker always frees
     /// alone). Helpers are started one at a time, only when a ready batch
     /// is large (freeing fell behind, as when producers outnumber the CPUs
     /// and the worker gets a small share of them); they free large batches'
@@ -351,7 +351,8 @@ impl<G: GracePeriod> Builder<G> {
     /// and exit with the worker. The cap trades producer speed for memory:
     /// more helpers give reclaim a larger share of the CPUs, so fewer
     /// objects wait and fewer retire calls fall back, and the producers
-    /// run slower (measured in `docs/BENCHMARKS.md`, "The crew's size").
+    /// run slower (measured in `docs/BENCHMARKS.md`, "The crew's size" and
+    /// "The crew's size, with the dealer").
     /// Without a worker ([`manual`](Self::manual)) there are none.
     /// Allowed: 0 ..= 64; otherwise [`try_build`](Self::try_build) returns
     /// [`BuildError::Setting`].
