@@ -537,9 +537,10 @@ impl<G: GracePeriod> Shared<G> {
     ///   batch, a large one with the helpers it wakes, until none is
     ///   queued.
     ///
-    /// Why deal: under oversubscription the worker gets a thread's share of
-    /// the CPUs (a thirteenth at 8 producers and 4 helpers on 2 CPUs), so
-    /// a round that frees until none is queued lasts tens of milliseconds.
+    /// Why deal: under oversubscription the worker gets one thread's share
+    /// of the CPUs among the producers, the helpers and itself (a
+    /// thirteenth with 8 producers and 4 helpers), so a round that frees
+    /// until none is queued lasts tens of milliseconds.
     /// Grace periods advanced once per long round, batches grew and the
     /// backlog with them, and no refill ran meanwhile, so the lanes ran
     /// dry: the 8-thread default flood made 5 to 40 grace periods and fell
