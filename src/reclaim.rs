@@ -1342,6 +1342,24 @@ mod tests {
         (pool, pages, records)
     }
 
+    /// Starts `n` helper threads serving `board`, each handing the pages it
+    /// spent to `back`.
+    fn spawn_helpers(
+        n: usize,
+        board: &Arc<Board>,
+        back: &Arc<std::sync::Mutex<PageList>>,
+    ) -> Vec<std::thread::JoinHandle<()>> {
+        (0..n)
+            .map(|_| {
+                board.helper_starting();
+                let (board, back) = (board.clone(), back.clone());
+                std::thread::spawn(move || {
+                    board.serve(&free_chunk, &|pages| back.lock().unwrap().append(pages))
+                })
+            })
+            .collect()
+    }
+
     /// `n` leaked counted nodes pushed on `lists`, spread over the first
     /// `spread` lists (one chunk each on the board); check and free them
     /// with [`assert_each_freed_once`].
@@ -1399,15 +1417,7 @@ mod tests {
         }
         let board = Arc::new(Board::new());
         let back = Arc::new(std::sync::Mutex::new(PageList::new()));
-        let helpers: Vec<_> = (0..2)
-            .map(|_| {
-                board.helper_starting();
-                let (board, back) = (board.clone(), back.clone());
-                std::thread::spawn(move || {
-                    board.serve(&free_chunk, &|pages| back.lock().unwrap().append(pages))
-                })
-            })
-            .collect();
+        let helpers = spawn_helpers(2, &board, &back);
         let total = records as u64 + heads_n;
         board.post(1, pages, lists.take_all(), 3);
         board.help(Freer::Reaper, Bites::WhileQueued, &free_chunk, &|pages| {
@@ -1528,15 +1538,7 @@ mod tests {
         let nodes = counted_heads(&lists, heads_n, 2);
         let board = Arc::new(Board::new());
         let back = Arc::new(std::sync::Mutex::new(PageList::new()));
-        let helpers: Vec<_> = (0..2)
-            .map(|_| {
-                board.helper_starting();
-                let (board, back) = (board.clone(), back.clone());
-                std::thread::spawn(move || {
-                    board.serve(&free_chunk, &|pages| back.lock().unwrap().append(pages))
-                })
-            })
-            .collect();
+        let helpers = spawn_helpers(2, &board, &back);
         // Both asleep: the post must wake them.
         while lock(&board.jobs).sleeping < 2 {
             std::thread::yield_now();
