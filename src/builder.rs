@@ -217,18 +217,48 @@ impl<G: GracePeriod> Builder<G> {
     /// [`DEFAULT_RESERVE`](crate::DEFAULT_RESERVE), 4096: 16 MiB at the most,
     /// held only while the traffic uses it: each drain interval in which no
     /// page was taken from it halves it). 0 frees every page past the
-    /// caches at once. In `0..=`[`MAX_RESERVE`](crate::MAX_RESERVE).
+    /// caches at once. The pages of a slab just allocated that the caches
+    /// do not take wait here too, past this bound (at most
+    /// [`slab_pages`](Self::slab_pages) - 1 of them). In
+    /// `0..=`[`MAX_RESERVE`](crate::MAX_RESERVE).
     ///
     /// ```
     /// use std::sync::Arc;
     /// use kvfree_rcu::{KvfreeRcu, Rcu};
     /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
     ///     .max_reserve(0) // no reserve
+    ///     .slab_pages(1) // each page its own allocation: no slab's rest either
     ///     .build();
     /// assert_eq!(service.stats().pages_reserved, 0);
     /// ```
     pub fn max_reserve(mut self, pages: usize) -> Self {
         self.pool.max_reserve = pages;
+        self
+    }
+
+    /// How many pages the pool allocates at a time, in one block (a slab),
+    /// which goes back to the allocator with the last of its pages
+    /// (default [`DEFAULT_SLAB_PAGES`](crate::DEFAULT_SLAB_PAGES), 16: one
+    /// 64 KiB allocation). A page allocated puts the rest of its slab into
+    /// the reserve for the next refill or `kvfree_rcu_mightsleep`. Why:
+    /// glibc grows a thread's heap by exactly what each request needs, one
+    /// `mprotect` call under the process's memory-map lock per page
+    /// allocated one at a time, and the worker's refills waited for that
+    /// lock behind the producers' own heap growth (docs/BENCHMARKS.md,
+    /// "Pages allocated in slabs"). The cost: a page the pool keeps keeps
+    /// its slab allocated. 1 allocates each page on its own. In
+    /// `1..=`[`MAX_SLAB_PAGES`](crate::MAX_SLAB_PAGES).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kvfree_rcu::{KvfreeRcu, Rcu};
+    /// let service = KvfreeRcu::builder(Arc::new(Rcu::new()))
+    ///     .slab_pages(32) // 128 KiB at a time
+    ///     .build();
+    /// # drop(service);
+    /// ```
+    pub fn slab_pages(mut self, pages: usize) -> Self {
+        self.pool.slab_pages = pages;
         self
     }
 

@@ -219,7 +219,7 @@ pub use gp::{CapacityError, DomainId, GpState, GracePeriod, Rcu, RcuReadGuard};
 pub use head::{HeadFreeFn, RcuHead, RcuHeaded};
 pub use kvfree_rcu_pool::{
     CACHE_CAPACITY, ConfigError as PoolConfigError, DEFAULT_ALLOC_WATERMARK, DEFAULT_RESERVE,
-    MAX_LANES, MAX_RESERVE,
+    DEFAULT_SLAB_PAGES, MAX_LANES, MAX_RESERVE, MAX_SLAB_PAGES,
 };
 pub use local::{LocalRetirer, RECLAIM_BITE};
 #[cfg(not(kvfree_loom))]

@@ -168,6 +168,9 @@ fn a_second_flood_reuses_the_first_floods_pages_from_the_reserve() {
             .high_watermark(1)
             .max_watermark(1)
             .max_reserve(reserve)
+            // Each page its own allocation, so that the counts are the
+            // reserve's alone (a slab's rest would wait in the reserve).
+            .slab_pages(1)
             .build();
         let n = 10 * PER_PAGE;
         let flood = |first: usize| {

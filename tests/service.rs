@@ -235,7 +235,7 @@ fn a_pointer_at_address_usize_max_is_freed_once_like_any_other() {
 #[test]
 fn an_invalid_pool_value_is_an_error_naming_the_field_and_its_range() {
     use kvfree_rcu::BuildError;
-    use kvfree_rcu::{CACHE_CAPACITY, MAX_LANES, MAX_RESERVE, PoolConfigError as ConfigError};
+    use kvfree_rcu::{CACHE_CAPACITY, MAX_LANES, MAX_RESERVE, MAX_SLAB_PAGES, PoolConfigError as ConfigError};
     use std::error::Error;
     let cap = CACHE_CAPACITY;
     let builder = || KvfreeRcu::builder(Arc::new(Rcu::new()));
@@ -279,6 +279,16 @@ fn an_invalid_pool_value_is_an_error_naming_the_field_and_its_range() {
             builder().max_reserve(MAX_RESERVE + 1),
             "max_reserve",
             format!("0..={MAX_RESERVE}, got {}", MAX_RESERVE + 1),
+        ),
+        (
+            builder().slab_pages(0),
+            "slab_pages",
+            format!("1..={MAX_SLAB_PAGES}, got 0"),
+        ),
+        (
+            builder().slab_pages(MAX_SLAB_PAGES + 1),
+            "slab_pages",
+            format!("1..={MAX_SLAB_PAGES}, got {}", MAX_SLAB_PAGES + 1),
         ),
         (
             builder().lanes(0),

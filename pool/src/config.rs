@@ -19,7 +19,9 @@
 //! a high watermark below the low one would make each refill stop short of
 //! what was asked, a max watermark below the high one would cap the target
 //! below its start, an alloc watermark of 0 would never allocate a page,
-//! a reserve above [`MAX_RESERVE`] (4 GiB) is a mistake, and a lane count
+//! a reserve above [`MAX_RESERVE`] (4 GiB) is a mistake, a slab of 0
+//! pages holds none and one above [`MAX_SLAB_PAGES`] (256 KiB) is a
+//! mistake too, and a lane count
 //! of 0 or above [`MAX_LANES`] has no pool (or a useless one of
 //! megabytes). The error names the field and its range.
 
@@ -62,12 +64,21 @@ pub const MAX_RESERVE: usize = 1 << 20;
 /// traffic uses them (`relax` halves an unused reserve).
 pub const DEFAULT_RESERVE: usize = if crate::sync::SMALL { 2 } else { 4096 };
 
+/// The largest [`Config::slab_pages`]: 64 pages, 256 KiB per allocation.
+pub const MAX_SLAB_PAGES: usize = 64;
+
+/// The default [`Config::slab_pages`]: 16 pages, one 64 KiB allocation
+/// (below glibc's 128 KiB `mmap` threshold, so it comes from the thread's
+/// arena, grown once for all 16: `slab.rs`, and docs/BENCHMARKS.md, "Pages
+/// allocated in slabs"). 2 under loom and Miri.
+pub const DEFAULT_SLAB_PAGES: usize = if crate::sync::SMALL { 2 } else { 16 };
+
 /// How a [`Pool`](crate::Pool) is sized.
 ///
 /// Allowed values: `1 <= low_watermark <= high_watermark <= max_watermark
 /// <= CACHE_CAPACITY`, `alloc_watermark` in `1..=CACHE_CAPACITY`,
-/// `max_reserve` in `0..=MAX_RESERVE` and `lanes` in `1..=MAX_LANES` (or
-/// `None`).
+/// `max_reserve` in `0..=MAX_RESERVE`, `slab_pages` in
+/// `1..=MAX_SLAB_PAGES` and `lanes` in `1..=MAX_LANES` (or `None`).
 ///
 /// # Example
 /// ```
@@ -118,6 +129,13 @@ pub struct Config {
     /// `0..=MAX_RESERVE` (0: no reserve, every page past the targets is
     /// freed).
     pub max_reserve: usize,
+    /// Pages per allocation: the pool allocates its pages this many at a
+    /// time, in one block (a *slab*, `slab.rs`), and frees a slab when the
+    /// last of its pages is freed. A page allocated puts the rest of its
+    /// slab into the reserve, past `max_reserve` if need be, for the next
+    /// pages a refill or an inline push needs. In `1..=MAX_SLAB_PAGES`
+    /// (1: each page its own allocation).
+    pub slab_pages: usize,
     /// Number of lanes, in `1..=MAX_LANES`; `None`: four lanes per possible
     /// CPU (`sysconf(_SC_NPROCESSORS_CONF)`, at most [`MAX_LANES`] in all),
     /// or 2 in all under loom and Miri.
@@ -129,9 +147,9 @@ impl Default for Config {
     /// `rcu_min_cached_objs` pages, and room for a burst between two
     /// refills; 32 pages for a CPU's four lanes), max watermark
     /// [`CACHE_CAPACITY`], alloc watermark [`DEFAULT_ALLOC_WATERMARK`], a
-    /// reserve of at most [`DEFAULT_RESERVE`] pages, four lanes per
-    /// possible CPU. Under loom and Miri: 1, 2, 2, 2 and
-    /// a reserve of 2.
+    /// reserve of at most [`DEFAULT_RESERVE`] pages, slabs of
+    /// [`DEFAULT_SLAB_PAGES`], four lanes per possible CPU. Under loom and
+    /// Miri: 1, 2, 2, 2, a reserve of 2 and slabs of 2.
     fn default() -> Self {
         Config {
             low_watermark: if crate::sync::SMALL { 1 } else { 5 },
@@ -139,6 +157,7 @@ impl Default for Config {
             max_watermark: CACHE_CAPACITY,
             alloc_watermark: DEFAULT_ALLOC_WATERMARK,
             max_reserve: DEFAULT_RESERVE,
+            slab_pages: DEFAULT_SLAB_PAGES,
             lanes: None,
         }
     }
@@ -184,6 +203,13 @@ impl Config {
                 value: self.max_reserve,
                 min: 0,
                 max: MAX_RESERVE,
+            });
+        }
+        if !(1..=MAX_SLAB_PAGES).contains(&self.slab_pages) {
+            return Err(ConfigError::SlabPages {
+                value: self.slab_pages,
+                min: 1,
+                max: MAX_SLAB_PAGES,
             });
         }
         let lanes = self.lanes.unwrap_or_else(|| {
@@ -266,6 +292,15 @@ pub enum ConfigError {
         /// The largest value allowed ([`MAX_RESERVE`]).
         max: usize,
     },
+    /// `slab_pages` is outside `1..=MAX_SLAB_PAGES`.
+    SlabPages {
+        /// The value given.
+        value: usize,
+        /// The smallest value allowed (1).
+        min: usize,
+        /// The largest value allowed ([`MAX_SLAB_PAGES`]).
+        max: usize,
+    },
     /// `lanes` is outside `1..=MAX_LANES`.
     Lanes {
         /// The value given.
@@ -286,6 +321,7 @@ impl ConfigError {
             ConfigError::MaxWatermark { .. } => "max_watermark",
             ConfigError::AllocWatermark { .. } => "alloc_watermark",
             ConfigError::MaxReserve { .. } => "max_reserve",
+            ConfigError::SlabPages { .. } => "slab_pages",
             ConfigError::Lanes { .. } => "lanes",
         }
     }
@@ -298,6 +334,7 @@ impl ConfigError {
             | ConfigError::MaxWatermark { value, min, max }
             | ConfigError::AllocWatermark { value, min, max }
             | ConfigError::MaxReserve { value, min, max }
+            | ConfigError::SlabPages { value, min, max }
             | ConfigError::Lanes { value, min, max } => (value, min, max),
         }
     }
@@ -343,6 +380,7 @@ mod tests {
             max_watermark: CACHE_CAPACITY,
             alloc_watermark: CACHE_CAPACITY,
             max_reserve: 0,
+            slab_pages: 1,
             lanes,
         };
         let cap = CACHE_CAPACITY;
@@ -445,6 +483,33 @@ mod tests {
                 format!(
                     "pool max_reserve must be in 0..={MAX_RESERVE}, got {}",
                     MAX_RESERVE + 1
+                ),
+            ),
+            (
+                Config {
+                    slab_pages: 0,
+                    ..config(1, 1, None)
+                },
+                ConfigError::SlabPages {
+                    value: 0,
+                    min: 1,
+                    max: MAX_SLAB_PAGES,
+                },
+                format!("pool slab_pages must be in 1..={MAX_SLAB_PAGES}, got 0"),
+            ),
+            (
+                Config {
+                    slab_pages: MAX_SLAB_PAGES + 1,
+                    ..config(1, 1, None)
+                },
+                ConfigError::SlabPages {
+                    value: MAX_SLAB_PAGES + 1,
+                    min: 1,
+                    max: MAX_SLAB_PAGES,
+                },
+                format!(
+                    "pool slab_pages must be in 1..={MAX_SLAB_PAGES}, got {}",
+                    MAX_SLAB_PAGES + 1
                 ),
             ),
             (

@@ -89,6 +89,7 @@ mod push_new_page;
 mod refill;
 mod reserve;
 mod seal;
+mod slab;
 mod stats;
 mod sync;
 #[cfg(all(test, not(kvfree_loom)))]
@@ -97,7 +98,8 @@ mod thread_lane;
 mod watermark;
 
 pub use config::{
-    Config, ConfigError, DEFAULT_ALLOC_WATERMARK, DEFAULT_RESERVE, MAX_LANES, MAX_RESERVE,
+    Config, ConfigError, DEFAULT_ALLOC_WATERMARK, DEFAULT_RESERVE, DEFAULT_SLAB_PAGES, MAX_LANES,
+    MAX_RESERVE, MAX_SLAB_PAGES,
 };
 #[cfg(any(miri, kvfree_loom))]
 pub use cpu::set_simulated_cpu;

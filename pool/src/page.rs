@@ -2,11 +2,16 @@
 //! records.
 //!
 //! ```text
-//! +------+------+-------+-----------+-----------+-------------+---------------------------+
-//! | next | used | items | last_kind | filled_on | thread_lane | records[RECORDS_PER_PAGE] |
-//! +------+------+-------+-----------+-----------+-------------+---------------------------+
-//!                                                               NULL, k1, p, p, p, NULL, ...
+//! +------+------+-------+-----------+-----------+-------------+------+---------------------------+
+//! | next | used | items | last_kind | filled_on | thread_lane | slab | records[RECORDS_PER_PAGE] |
+//! +------+------+-------+-----------+-----------+-------------+------+---------------------------+
+//!                                                                      NULL, k1, p, p, p, NULL, ...
 //! ```
+//!
+//! `slab` points to the header of the `Slab` the page was allocated in
+//! (`slab.rs`), which frees the slab with its last page. Set once, when
+//! the slab is allocated; `reset` leaves it. It takes another word of the
+//! padding.
 //!
 //! `thread_lane` is the [`LaneTag`] of the thread lane that filled the page
 //! (0 for a page filled through the per-CPU lanes): a consumer can give a
@@ -48,10 +53,10 @@
 //!
 //! [`PageList`]: crate::PageList
 
+use crate::slab::{self, Slab};
 use crate::sync::UnsafeCell;
 use crate::{Kind, LaneTag, RECORDS_PER_PAGE, USABLE_RECORDS};
 use core::ptr::{self, NonNull};
-use std::alloc::{self, Layout};
 
 /// Length of the record array. Under loom every cell is a tracked object, so
 /// the array is cut to the records actually used; elsewhere it is the full
@@ -75,6 +80,7 @@ pub(crate) struct Page {
     last_kind: UnsafeCell<*mut ()>,
     filled_on: UnsafeCell<usize>,
     thread_lane: UnsafeCell<usize>,
+    slab: UnsafeCell<*mut Slab>,
     records: [UnsafeCell<*mut ()>; RECORD_WORDS],
 }
 
@@ -118,16 +124,18 @@ unsafe fn set<T: Copy>(cell: &UnsafeCell<T>, value: T) {
 }
 
 impl Page {
-    /// Allocates an empty page with the general allocator (ordinary context
-    /// only). The caller owns the page it returns. `None` if allocation failed.
-    pub(crate) fn alloc() -> Option<NonNull<Page>> {
-        let layout = Layout::new::<Page>();
-        // SAFETY: `Page` has a non-zero size.
-        let page = NonNull::new(unsafe { alloc::alloc(layout) }.cast::<Page>())?;
+    /// Makes an empty page of `slab` in `page`'s memory.
+    ///
+    /// # Safety
+    /// 1. `page` is valid for writes of a `Page`, aligned, and unused: the
+    ///    caller owns it from now on.
+    /// 2. `slab` is the header of the slab `page` is part of, live until
+    ///    every page of it is released (`slab.rs`).
+    pub(crate) unsafe fn init(page: NonNull<Page>, slab: NonNull<Slab>) {
         let raw = page.as_ptr();
-        // SAFETY: `raw` is a fresh, suitably aligned allocation of a `Page`;
-        // each write initialises one field in place, through raw pointers, so
-        // no reference to uninitialised memory is made.
+        // SAFETY: contract 1: `raw` is valid, suitably aligned memory for a
+        // `Page`; each write initialises one field in place, through raw
+        // pointers, so no reference to uninitialised memory is made.
         unsafe {
             ptr::addr_of_mut!((*raw).next).write(UnsafeCell::new(ptr::null_mut()));
             ptr::addr_of_mut!((*raw).used).write(UnsafeCell::new(0));
@@ -135,26 +143,28 @@ impl Page {
             ptr::addr_of_mut!((*raw).last_kind).write(UnsafeCell::new(ptr::null_mut()));
             ptr::addr_of_mut!((*raw).filled_on).write(UnsafeCell::new(NO_CPU));
             ptr::addr_of_mut!((*raw).thread_lane).write(UnsafeCell::new(0));
+            ptr::addr_of_mut!((*raw).slab).write(UnsafeCell::new(slab.as_ptr()));
             let records = ptr::addr_of_mut!((*raw).records).cast::<UnsafeCell<*mut ()>>();
             for i in 0..RECORD_WORDS {
                 records.add(i).write(UnsafeCell::new(ptr::null_mut()));
             }
         }
-        Some(page)
     }
 
     /// Frees a page. Records still in it are leaked (the pool never frees
     /// objects).
     ///
     /// # Safety
-    /// 1. The caller owns `page`, a page from [`Page::alloc`], and nobody
-    ///    uses it afterwards.
+    /// 1. The caller owns `page`, a page [`Page::init`] made in a slab
+    ///    (`slab.rs`), and nobody uses it afterwards.
     pub(crate) unsafe fn free(page: NonNull<Page>) {
-        // SAFETY: contract 1: the page is live, initialised and ours; it was
-        // allocated with this layout; nobody touches it after this.
+        // SAFETY: contract 1: the page is live, initialised and ours, and
+        // nobody touches it after this, so it can be dropped in place and
+        // released; `init` set its slab, live until its last page goes.
         unsafe {
+            let slab = get(&page.as_ref().slab);
             ptr::drop_in_place(page.as_ptr());
-            alloc::dealloc(page.as_ptr().cast(), Layout::new::<Page>());
+            slab::release(NonNull::new_unchecked(slab));
         }
     }
 

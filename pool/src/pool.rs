@@ -83,8 +83,9 @@ impl Pool {
     /// domain) may register for `membarrier()` (`AsymmetricFence::new`). Fails, naming the field and its range, unless
     /// every value is in its range (see [`Config`]): `1 <= low_watermark <=
     /// high_watermark <= max_watermark <= CACHE_CAPACITY`, `alloc_watermark`
-    /// in `1..=CACHE_CAPACITY`, `max_reserve` in `0..=MAX_RESERVE`, and
-    /// `lanes` `None` or in `1..=MAX_LANES`.
+    /// in `1..=CACHE_CAPACITY`, `max_reserve` in `0..=MAX_RESERVE`,
+    /// `slab_pages` in `1..=MAX_SLAB_PAGES`, and `lanes` `None` or in
+    /// `1..=MAX_LANES`.
     ///
     /// ```
     /// use kvfree_rcu_pool::{Config, Pool};

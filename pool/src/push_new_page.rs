@@ -43,8 +43,10 @@ impl Pool {
     ///
     /// ```
     /// use core::ptr::NonNull;
-    /// use kvfree_rcu_pool::{AllocError, Kind, NoPage, Pool};
-    /// let pool = Pool::default(); // not refilled: no page
+    /// use kvfree_rcu_pool::{AllocError, Config, Kind, NoPage, Pool};
+    /// let mut config = Config::default();
+    /// config.slab_pages = 1; // each page its own allocation: none left in the reserve
+    /// let pool = Pool::new(config).unwrap(); // not refilled: no page
     /// let kind = Kind::new(NonNull::<u8>::dangling().cast());
     /// let ptr = NonNull::<u64>::dangling().cast();
     /// assert_eq!(pool.push(ptr, kind), Err(NoPage));

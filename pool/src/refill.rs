@@ -16,6 +16,7 @@
 use crate::page::Page;
 use crate::page_list::PageList;
 use crate::stats::bump;
+use crate::slab;
 use crate::sync::{AtomicBool, Ordering::Relaxed};
 use crate::watermark::alloc_cap;
 use crate::{AllocError, Pool};
@@ -252,6 +253,7 @@ impl Pool {
     /// use kvfree_rcu_pool::{Config, Pool};
     /// let mut config = Config::default();
     /// (config.low_watermark, config.high_watermark, config.lanes) = (1, 2, Some(2));
+    /// config.slab_pages = 4; // the 4 pages the caches take, in one allocation
     /// let pool = Pool::new(config).unwrap();
     /// pool.refill().unwrap();
     /// assert_eq!(pool.shrink(), 4);
@@ -286,23 +288,38 @@ impl Pool {
         self.failures_to_inject.store(n, Relaxed);
     }
 
-    /// Allocates an empty page, unless a failure is injected.
+    /// Allocates an empty page, unless a failure is injected: a new slab
+    /// of [`Config::slab_pages`](crate::Config::slab_pages) (`slab.rs`),
+    /// all of whose pages count as allocated. The caller gets one; the
+    /// rest go into the reserve, past its bound if need be, for the next
+    /// pages a refill or an inline push needs (freed at once only if the
+    /// reserve is busy this instant: they are released, and the slab goes
+    /// with its last page). If the slab cannot be allocated, a slab of one
+    /// page is tried before the failure is reported.
     pub(crate) fn alloc_page(&self) -> Result<NonNull<Page>, AllocError> {
         // Relaxed: a test knob; the CAS only keeps the count exact.
         let injected = self
             .failures_to_inject
             .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
             .is_ok();
-        match if injected { None } else { Page::alloc() } {
-            Some(page) => {
-                bump(&self.counters.pages_allocated);
-                Ok(page)
-            }
-            None => {
-                bump(&self.counters.alloc_failures);
-                Err(AllocError)
-            }
-        }
+        let slab_pages = self.config.slab_pages;
+        let slab = if injected {
+            None
+        } else {
+            slab::alloc(slab_pages).or_else(|| if slab_pages > 1 { slab::alloc(1) } else { None })
+        };
+        let Some(mut pages) = slab else {
+            bump(&self.counters.alloc_failures);
+            return Err(AllocError);
+        };
+        // Relaxed: a statistic.
+        self.counters
+            .pages_allocated
+            .fetch_add(pages.pages() as u64, Relaxed);
+        let page = pages.pop().expect("a slab holds at least one page");
+        self.reserve.keep(&mut pages, usize::MAX);
+        self.free_pages(pages);
+        Ok(page)
     }
 
     /// An empty page for a cache or an inline push: from the reserve if it
@@ -402,6 +419,38 @@ mod tests {
         assert_eq!((pool.lanes[0].cached(), pool.lanes[1].cached()), (2, 2));
         let stats = pool.stats();
         assert_eq!((stats.pages_allocated, stats.pages_freed), (5, 1));
+    }
+
+    #[test]
+    fn a_slabs_other_pages_wait_in_the_reserve_past_its_bound() {
+        let pool = Pool::new(crate::Config {
+            max_reserve: 1,
+            slab_pages: 4,
+            ..crate::test_support::pool(1, 1, 1).config().clone()
+        })
+        .unwrap();
+        let first = pool.alloc_page().unwrap();
+        let stats = pool.stats();
+        // One allocation: four pages, three of them reserved though the
+        // reserve's bound is one.
+        assert_eq!((stats.pages_allocated, stats.pages_reserved), (4, 3));
+        // The next pages come from the reserve, with no allocation.
+        pool.inject_alloc_failures(1);
+        let mut rest = PageList::new();
+        for _ in 0..3 {
+            // SAFETY: a page taken from the reserve is ours; the list takes it.
+            unsafe { rest.push(pool.new_page().unwrap()) };
+        }
+        assert_eq!(pool.stats().pages_allocated, 4);
+        assert_eq!(pool.new_page(), Err(AllocError));
+        // Recycled past the lanes' targets and the reserve's bound, the
+        // pages are freed one by one; the slab goes with the last (Miri:
+        // no leak, no use after free).
+        // SAFETY: the first page is ours; the list takes it.
+        unsafe { rest.push(first) };
+        pool.recycle(rest);
+        assert_eq!(pool.shrink(), 2);
+        assert_eq!(pool.stats().pages_live, 0);
     }
 
     #[test]

@@ -17,7 +17,11 @@
 //!
 //! # Bound
 //! At most [`Config::max_reserve`](crate::Config::max_reserve) pages; past
-//! that, `recycle` frees as before. The reserve holds only pages the pool's
+//! that, `recycle` frees as before. The one exception is the rest of a
+//! slab just allocated (`slab.rs`): a page allocated brings the other
+//! [`Config::slab_pages`](crate::Config::slab_pages) - 1 pages of its
+//! slab here whatever the count, since freeing them at once would keep
+//! the slab allocated for one page. The reserve holds only pages the pool's
 //! traffic just had in flight, so it never raises the peak page memory a
 //! flood reaches, only how long it is held: [`Pool::relax`] (at most once
 //! per 100 ms in the service) halves the reserve when no page was
@@ -259,6 +263,7 @@ mod tests {
             max_watermark: high,
             alloc_watermark: alloc,
             max_reserve: 8,
+            slab_pages: 1,
             lanes: Some(1),
         })
         .unwrap();

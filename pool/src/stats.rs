@@ -107,6 +107,7 @@ impl crate::Pool {
     /// use kvfree_rcu_pool::{Config, Pool};
     /// let mut config = Config::default();
     /// (config.low_watermark, config.high_watermark, config.lanes) = (1, 2, Some(2));
+    /// config.slab_pages = 4; // the 4 pages the caches take, in one allocation
     /// let pool = Pool::new(config).unwrap();
     /// pool.refill().unwrap();
     /// let stats = pool.stats();

@@ -44,6 +44,7 @@ pub(crate) fn pool_growing_past(
         max_watermark: max,
         alloc_watermark: alloc,
         max_reserve: if alloc < max { max } else { 0 },
+        slab_pages: 1,
         lanes: Some(lanes),
     })
     .unwrap()
@@ -58,6 +59,7 @@ pub(crate) fn pool_with_reserve(lanes: usize, high: usize, reserve: usize) -> Po
         max_watermark: high,
         alloc_watermark: high,
         max_reserve: reserve,
+        slab_pages: 1,
         lanes: Some(lanes),
     })
     .unwrap()

@@ -287,6 +287,7 @@ mod tests {
             max_watermark: 128,
             alloc_watermark: 128,
             max_reserve: 0,
+            slab_pages: 1,
             lanes: Some(1),
         };
         assert_eq!(low_mark(&config, 16), 5);
