@@ -235,7 +235,9 @@ fn a_pointer_at_address_usize_max_is_freed_once_like_any_other() {
 #[test]
 fn an_invalid_pool_value_is_an_error_naming_the_field_and_its_range() {
     use kvfree_rcu::BuildError;
-    use kvfree_rcu::{CACHE_CAPACITY, MAX_LANES, MAX_RESERVE, MAX_SLAB_PAGES, PoolConfigError as ConfigError};
+    use kvfree_rcu::{
+        CACHE_CAPACITY, MAX_LANES, MAX_RESERVE, MAX_SLAB_PAGES, PoolConfigError as ConfigError,
+    };
     use std::error::Error;
     let cap = CACHE_CAPACITY;
     let builder = || KvfreeRcu::builder(Arc::new(Rcu::new()));

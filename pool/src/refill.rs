@@ -15,8 +15,8 @@
 
 use crate::page::Page;
 use crate::page_list::PageList;
-use crate::stats::bump;
 use crate::slab;
+use crate::stats::bump;
 use crate::sync::{AtomicBool, Ordering::Relaxed};
 use crate::watermark::alloc_cap;
 use crate::{AllocError, Pool};

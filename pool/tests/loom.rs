@@ -37,12 +37,51 @@ fn pool(lanes: usize, low: usize, high: usize) -> Arc<Pool> {
     growing_pool(lanes, low, high, high)
 }
 
-/// A pool whose targets start at `high` and may grow to `max`.
+/// A pool whose targets start at `high` and may grow to `max`, each page
+/// its own allocation (the models count pages, and a slab's rest would
+/// wait in the reserve; slabs have their own model).
 fn growing_pool(lanes: usize, low: usize, high: usize, max: usize) -> Arc<Pool> {
     let mut config = Config::default();
     (config.low_watermark, config.high_watermark, config.lanes) = (low, high, Some(lanes));
     config.max_watermark = max;
+    config.slab_pages = 1;
     Arc::new(Pool::new(config).unwrap())
+}
+
+/// Two consumers free the two pages of one slab at once: one refill put
+/// one page in the lane's cache and the other in the reserve, and both
+/// threads `shrink`, each taking whatever page it finds first. Every page
+/// is freed once, the slab with the last of them (its header's count:
+/// `slab.rs`), whichever thread that is. Loom does not see the slab's
+/// memory go back to the allocator, so the count's ordering is checked by
+/// Miri instead (`slab.rs`'s unit test, two threads freeing at once).
+#[test]
+fn two_consumers_free_a_slabs_pages_at_once() {
+    loom::model(|| {
+        let mut config = Config::default();
+        (config.low_watermark, config.high_watermark, config.lanes) = (1, 1, Some(1));
+        (config.max_watermark, config.max_reserve, config.slab_pages) = (1, 0, 2);
+        let pool = Arc::new(Pool::new(config).unwrap());
+        assert_eq!(pool.refill(), Ok(1));
+        let stats = pool.stats();
+        assert_eq!(
+            (
+                stats.pages_allocated,
+                stats.pages_cached,
+                stats.pages_reserved
+            ),
+            (2, 1, 1)
+        );
+        let other = {
+            let pool = pool.clone();
+            thread::spawn(move || pool.shrink())
+        };
+        let freed = pool.shrink() + other.join().unwrap();
+        // A shrink that found the reserve busy leaves its page there.
+        let freed = freed + pool.shrink();
+        assert_eq!(freed, 2);
+        assert_eq!(pool.stats().pages_live, 0);
+    });
 }
 
 /// Checks the cache and reserve counts are exact once everything is
