@@ -20,9 +20,9 @@
 //!
 //! # Layout and lifetime
 //! ```text
-//! +--------+--------+-----+----------+      +----------------------+
-//! | page 0 | page 1 | ... | page n-1 |  <-  | header: live, base, n |
-//! +--------+--------+-----+----------+      +----------------------+
+//! +--------+--------+-----+----------+      +----------------------------+
+//! | page 0 | page 1 | ... | page n-1 |  <-  | header: live, base, layout |
+//! +--------+--------+-----+----------+      +----------------------------+
 //! ```
 //! One allocation of exactly `n` pages (a size an allocator with size
 //! classes of whole pages serves without padding), and a small one for the
@@ -80,7 +80,6 @@ fn slab_layout(pages: usize) -> Option<Layout> {
 /// allocator (ordinary context only), each owned by the list it returns.
 /// `None` if allocation failed.
 pub(crate) fn alloc(pages: usize) -> Option<PageList> {
-    debug_assert!(pages >= 1, "a slab holds at least one page");
     let pages = pages.max(1);
     let layout = slab_layout(pages)?;
     // SAFETY: the layout holds at least one page: non-zero size.
@@ -124,10 +123,9 @@ pub(crate) unsafe fn release(slab: NonNull<Slab>) {
     if live.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
-    // SAFETY: the count reached zero: every page of the slab was released
-    // (contract 1), so nobody uses the pages or the header any more; the
-    // pages go with the layout they were allocated with, the header was
-    // leaked from a `Box` by `alloc`.
+    // SAFETY: zero: every page was released (contract 1), so nobody uses
+    // the pages or the header; the pages go with their own layout, the
+    // header came from `Box::leak` in `alloc`.
     unsafe {
         let header = Box::from_raw(slab.as_ptr());
         alloc::dealloc(header.base.as_ptr(), header.layout);
