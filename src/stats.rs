@@ -35,7 +35,8 @@ pub struct Stats {
     pub inline_page_allocs: u64,
     /// `try_kvfree_rcu`/`kvfree_rcu_with` calls that returned `Err`.
     pub try_failed: u64,
-    /// Pages allocated since creation.
+    /// Pages allocated since creation, a slab at a time
+    /// (`Builder::slab_pages`).
     pub pages_allocated: u64,
     /// Pages currently allocated.
     pub pages_live: u64,
@@ -43,10 +44,10 @@ pub struct Stats {
     pub pages_cached: u64,
     /// Empty pages kept in the pool's reserve, past the caches, for the
     /// next refill or `kvfree_rcu_mightsleep` that needs a page (at most
-    /// `Builder::max_reserve`).
+    /// `Builder::max_reserve`, plus the rest of the slab allocated last).
     pub pages_reserved: u64,
     /// Pages a refill or `kvfree_rcu_mightsleep` took from the reserve
-    /// instead of allocating.
+    /// instead of allocating (the other pages of a new slab among them).
     pub reserve_reuses: u64,
     /// Empty pages the caches are filled up to, summed over the lanes: the
     /// base is lanes x `high_watermark`; a lane that runs dry grows its

@@ -24,7 +24,8 @@ use crate::sync::{AtomicU64, Ordering::Relaxed};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStats {
-    /// Pages allocated since the pool was created.
+    /// Pages allocated since the pool was created, a slab at a time
+    /// ([`Config::slab_pages`](crate::Config::slab_pages)).
     pub pages_allocated: u64,
     /// Pages freed by the pool (by `recycle` above a lane's target, by
     /// `relax` and `shrink`, by `refill` losing a race). Pages freed by dropping a
@@ -36,10 +37,11 @@ pub struct PoolStats {
     pub pages_cached: u64,
     /// Empty pages kept in the reserve, past the lanes' caches, for the
     /// next refill or inline push (at most
-    /// [`Config::max_reserve`](crate::Config::max_reserve)).
+    /// [`Config::max_reserve`](crate::Config::max_reserve), plus the rest of
+    /// the slab allocated last: `slab.rs`).
     pub pages_reserved: u64,
     /// Pages a refill or an inline push took from the reserve instead of
-    /// allocating.
+    /// allocating (the other pages of a new slab among them).
     pub reserve_reuses: u64,
     /// Live pages neither cached nor reserved: open pages, sealed pages,
     /// and pages the consumer holds.
