@@ -80,7 +80,7 @@ pub(crate) struct Page {
     last_kind: UnsafeCell<*mut ()>,
     filled_on: UnsafeCell<usize>,
     thread_lane: UnsafeCell<usize>,
-    slab: UnsafeCell<*mut Slab>,
+    slab: UnsafeCell<NonNull<Slab>>,
     records: [UnsafeCell<*mut ()>; RECORD_WORDS],
 }
 
@@ -143,7 +143,7 @@ impl Page {
             ptr::addr_of_mut!((*raw).last_kind).write(UnsafeCell::new(ptr::null_mut()));
             ptr::addr_of_mut!((*raw).filled_on).write(UnsafeCell::new(NO_CPU));
             ptr::addr_of_mut!((*raw).thread_lane).write(UnsafeCell::new(0));
-            ptr::addr_of_mut!((*raw).slab).write(UnsafeCell::new(slab.as_ptr()));
+            ptr::addr_of_mut!((*raw).slab).write(UnsafeCell::new(slab));
             let records = ptr::addr_of_mut!((*raw).records).cast::<UnsafeCell<*mut ()>>();
             for i in 0..RECORD_WORDS {
                 records.add(i).write(UnsafeCell::new(ptr::null_mut()));
@@ -164,7 +164,7 @@ impl Page {
         unsafe {
             let slab = get(&page.as_ref().slab);
             ptr::drop_in_place(page.as_ptr());
-            slab::release(NonNull::new_unchecked(slab));
+            slab::release(slab);
         }
     }
 
