@@ -15,8 +15,13 @@ export KVFREE_STRESS_SCALE="${KVFREE_STRESS_SCALE:-0.25}"
 target=x86_64-unknown-linux-gnu
 run() { echo "-- asan: $*"; cargo +nightly test -Zbuild-std --target "$target" "$@"; }
 
-# The root crate: torture, signals, the stall, faults, readers, service, re-entry, unwinding, fork.
-run -p kvfree-rcu --test torture --test signals --test realtime --test faults --test readers --test service --test reentry --test unwinding --test fork --test local
-# The engines' stress tests.
-run -p kvfree-rcu-gp --test stress
-run -p kvfree-rcu-pool --test stress
+# One cargo invocation for the three crates: the root crate's torture,
+# signals, the stall, faults, readers, service, re-entry, unwinding, fork and
+# `LocalRetirer` tests, and the engines' stress tests (`--test stress` picks
+# the gp and pool crates' own). One invocation builds the shared
+# dependencies once; a command per crate resolved their features apart and
+# built them again.
+run -p kvfree-rcu -p kvfree-rcu-gp -p kvfree-rcu-pool \
+    --test torture --test signals --test realtime --test faults --test readers \
+    --test service --test reentry --test unwinding --test fork --test local \
+    --test stress

@@ -17,8 +17,9 @@ export KVFREE_STRESS_SCALE="${KVFREE_STRESS_SCALE:-0.1}"
 target=x86_64-unknown-linux-gnu
 run() { echo "-- tsan: $*"; cargo +nightly test -Zbuild-std --target "$target" "$@"; }
 
-# The root crate: torture, the stall, faults, readers, service.
-run -p kvfree-rcu --test torture --test realtime --test faults --test readers --test service --test local
-# The engines' stress tests.
-run -p kvfree-rcu-gp --test stress
-run -p kvfree-rcu-pool --test stress
+# One cargo invocation for the three crates (as in ci/40-asan.sh): the root
+# crate's torture, the stall, faults, readers, service and `LocalRetirer`
+# tests, and the engines' stress tests.
+run -p kvfree-rcu -p kvfree-rcu-gp -p kvfree-rcu-pool \
+    --test torture --test realtime --test faults --test readers --test service \
+    --test local --test stress

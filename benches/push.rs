@@ -4,7 +4,7 @@
 //! chunks), so the numbers are the steady-state fast path, including the
 //! occasional page switch and hand-off.
 //!
-//! Run: `cargo bench -p kvfree-rcu-pool --bench push`
+//! Run: `cargo bench -p kvfree-rcu-bench --bench push`
 
 use arrayvec::ArrayVec;
 use core::ptr::{self, NonNull};
