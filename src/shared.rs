@@ -87,6 +87,10 @@ pub(crate) struct Shared<G: GracePeriod> {
     /// `started` (0: never): while one reaped within a drain interval, the
     /// worker's polling rounds leave reaping to it (`reaper_due`).
     last_local_reap: CachePadded<AtomicU64>,
+    /// The largest backlog a pass of the pipeline found at its start
+    /// (`Stats::peak_pending`): written there only, never on the retire
+    /// path.
+    peak_backlog: AtomicU64,
 }
 
 /// The backlog (objects retired and not yet freed) from which the worker
@@ -347,6 +351,7 @@ impl<G: GracePeriod> Shared<G> {
             freed_inline: CachePadded::new(AtomicU64::new(0)),
             started: Instant::now(),
             last_local_reap: CachePadded::new(AtomicU64::new(0)),
+            peak_backlog: AtomicU64::new(0),
         });
         shared.round(Trigger::Start);
         shared
@@ -499,6 +504,7 @@ impl<G: GracePeriod> Shared<G> {
     /// nothing), advance the grace period while batches wait, free the
     /// batches whose grace period has ended; `driver` paces the advances.
     fn collect_advance_reap(&self, collect: Option<OpenPages>, driver: Driver) -> Pass {
+        let backlog = self.note_backlog();
         let mut pass = Pass::default();
         if let Some(open) = collect {
             let c = self
@@ -510,7 +516,7 @@ impl<G: GracePeriod> Shared<G> {
         if self.batches.has_pending() && self.advance_due(driver) {
             pass.advanced = self.gp.advance();
         }
-        if let Some(reaper) = self.reaper_due(driver) {
+        if let Some(reaper) = self.reaper_due(driver, backlog) {
             pass.freed = self
                 .batches
                 .reap(reaper, &*self.gp, &self.pool)
@@ -519,8 +525,9 @@ impl<G: GracePeriod> Shared<G> {
         pass
     }
 
-    /// Whether `driver` reaps now, and how: a waiter always
-    /// ([`Reaper::Waiter`]); the worker as follows.
+    /// Whether `driver` reaps now, and how, with `backlog` objects waiting
+    /// (`note_backlog`): a waiter always ([`Reaper::Waiter`]); the worker
+    /// as follows.
     ///
     /// - **Threads reclaim** (a thread reaped through
     ///   `LocalRetirer::reclaim` within the last drain interval) and fewer
@@ -549,7 +556,7 @@ impl<G: GracePeriod> Shared<G> {
     /// (docs/BENCHMARKS.md, "The worker deals while threads reclaim", "The
     /// worker deals to its helpers"). With no helper and no thread
     /// reclaiming, nobody else would free what it deals, so it reaps.
-    fn reaper_due(&self, driver: Driver) -> Option<Reaper> {
+    fn reaper_due(&self, driver: Driver, backlog: u64) -> Option<Reaper> {
         match driver {
             Driver::Waiter => Some(Reaper::Waiter),
             Driver::Poller => {
@@ -563,7 +570,6 @@ impl<G: GracePeriod> Shared<G> {
                     } else {
                         LocalReaps::NotRecent
                     };
-                let backlog = self.backlog();
                 // The board's lock, only when the answer depends on it.
                 let helpers = if backlog >= DEAL_BACKLOG && threads == LocalReaps::NotRecent {
                     self.batches.board.helpers()
@@ -580,6 +586,19 @@ impl<G: GracePeriod> Shared<G> {
         let queued = self.pool.records_pushed() + self.heads.queued();
         // Relaxed: counters.
         queued.saturating_sub(self.batches.freed.load(Ordering::Relaxed))
+    }
+
+    /// Raises the backlog's high-water mark (`Stats::peak_pending`) to the
+    /// backlog now, and returns the backlog. Once per pass of the
+    /// pipeline: a sample, as often as rounds, barriers and shrinks run it.
+    fn note_backlog(&self) -> u64 {
+        let backlog = self.backlog();
+        // Relaxed: a statistic, read only by `stats`. The plain load first,
+        // so that a round below the mark writes nothing.
+        if backlog > self.peak_backlog.load(Ordering::Relaxed) {
+            self.peak_backlog.fetch_max(backlog, Ordering::Relaxed);
+        }
+        backlog
     }
 
     /// Nanoseconds since the service started, at least 1 (0 is "never" in
@@ -748,6 +767,8 @@ impl<G: GracePeriod> Shared<G> {
             queued_heads,
             freed,
             pending: (p.records_pushed + queued_heads).saturating_sub(freed),
+            // Relaxed: a statistic (`note_backlog`).
+            peak_pending: self.peak_backlog.load(Ordering::Relaxed),
             freed_inline: self.freed_inline.load(Ordering::Relaxed),
             try_failed: self.try_failed.sum(),
             pages_allocated: p.pages_allocated,

@@ -26,6 +26,13 @@ pub struct Stats {
     pub freed: u64,
     /// Objects queued and not yet freed.
     pub pending: u64,
+    /// The largest `pending` the service found when it went to collect and
+    /// free since it was built: a sampled high-water mark of the backlog,
+    /// taken at the start of every worker round (every poll interval while
+    /// traffic flows) and of every pass of `barrier`, `shrink` and
+    /// `run_once`. Under a flood the service's memory follows it: each
+    /// object waiting holds its own allocation and 8 bytes of a page.
+    pub peak_pending: u64,
     /// Objects `kvfree_rcu_mightsleep` freed inline after `synchronize()`
     /// (no page, and allocating one failed).
     pub freed_inline: u64,

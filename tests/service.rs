@@ -389,6 +389,33 @@ fn stats_count_batches_grace_periods_and_wakeups() {
 }
 
 #[test]
+fn peak_pending_keeps_the_largest_backlog_a_pass_found() {
+    let counter = DropCounter::leak();
+    // Manual: no worker round runs between the calls below, so the only
+    // passes are the build's and the barriers'.
+    let service = manual_service();
+    assert_eq!(service.stats().peak_pending, 0, "nothing retired yet");
+    let retire = |n: usize| {
+        for i in 0..n {
+            // SAFETY: from Box::leak, unpublished, retired once.
+            unsafe { service.kvfree_rcu(Headed::boxed(i as u64, counter)) };
+        }
+    };
+    let big = scaled(3_000);
+    retire(big);
+    assert_eq!(service.stats().peak_pending, 0, "no pass has run since");
+    service.barrier();
+    let s = service.stats();
+    assert_eq!((s.pending, s.peak_pending), (0, big as u64), "{s:?}");
+    // A smaller backlog later leaves the mark where it was.
+    retire(big / 3);
+    service.barrier();
+    let s = service.stats();
+    assert_eq!((s.pending, s.peak_pending), (0, big as u64), "{s:?}");
+    assert_eq!(counter.dropped(), big + big / 3);
+}
+
+#[test]
 fn invalid_configuration_is_a_clear_error() {
     let err = KvfreeRcu::builder(Arc::new(Rcu::new()))
         .low_watermark(10)

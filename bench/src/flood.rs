@@ -131,6 +131,10 @@ pub struct FloodRun {
     pub grace_periods: Option<u64>,
     /// Retire calls that missed the scheme's fast path, if it has one.
     pub fallbacks: Option<u64>,
+    /// The largest backlog (objects retired and not yet freed) the scheme
+    /// saw, if it keeps such a mark ([`Scheme::peak_backlog`]: since the
+    /// scheme was built, so a scheme that ran earlier floods counts them).
+    pub peak_backlog: Option<u64>,
     /// Sampled retire-call latencies, nanoseconds (timer cost included).
     pub latencies_ns: Vec<u64>,
 }
@@ -335,6 +339,7 @@ pub fn run_flood<S: Scheme + ?Sized>(scheme: &S, cfg: &FloodConfig) -> FloodRun 
             .fallbacks()
             .zip(fallbacks_before)
             .map(|(after, before)| after - before),
+        peak_backlog: scheme.peak_backlog(),
         latencies_ns: threads
             .iter()
             .flat_map(|t| t.latencies_ns.iter().copied())

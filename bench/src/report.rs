@@ -50,6 +50,9 @@ pub struct FloodRow {
     pub peak_rss_bytes: Option<u64>,
     /// Grace periods (epochs) used by the median run, if the scheme counts them.
     pub grace_periods: Option<u64>,
+    /// Largest backlog (objects retired and not yet freed) of the runs, if
+    /// the scheme keeps such a mark: under a flood the memory follows it.
+    pub peak_backlog: Option<u64>,
 }
 
 /// One latency measurement.

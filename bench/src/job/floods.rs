@@ -134,5 +134,6 @@ fn summarise(kind: SchemeKind, threads: usize, runs: Vec<ConfigRun>) -> FloodRow
         allocs_per_retire: per_op(runs.iter().map(|r| r.run.allocs_in_retire).sum()),
         peak_rss_bytes: runs.iter().filter_map(|r| r.peak_rss_bytes).max(),
         grace_periods: median.run.grace_periods,
+        peak_backlog: runs.iter().filter_map(|r| r.run.peak_backlog).max(),
     }
 }

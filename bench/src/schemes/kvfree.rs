@@ -192,6 +192,10 @@ impl Scheme for KvfreeHeaded {
         Some(self.service.grace_period().grace_periods())
     }
 
+    fn peak_backlog(&self) -> Option<u64> {
+        Some(self.service.stats().peak_pending)
+    }
+
     fn fallbacks(&self) -> Option<u64> {
         Some(self.service.stats().queued_heads)
     }
@@ -288,6 +292,10 @@ impl Scheme for KvfreeLocal {
         Some(self.service.grace_period().grace_periods())
     }
 
+    fn peak_backlog(&self) -> Option<u64> {
+        Some(self.service.stats().peak_pending)
+    }
+
     fn fallbacks(&self) -> Option<u64> {
         Some(self.service.stats().queued_heads)
     }
@@ -326,6 +334,10 @@ impl Scheme for KvfreeHeadless {
 
     fn grace_periods(&self) -> Option<u64> {
         Some(self.service.grace_period().grace_periods())
+    }
+
+    fn peak_backlog(&self) -> Option<u64> {
+        Some(self.service.stats().peak_pending)
     }
 
     fn fallbacks(&self) -> Option<u64> {

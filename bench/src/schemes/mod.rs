@@ -65,6 +65,13 @@ pub trait Scheme: Send + Sync {
         None
     }
 
+    /// The largest backlog (objects retired and not yet freed) the scheme
+    /// has seen since it was built, if it keeps such a mark (kvfree-rcu:
+    /// `Stats::peak_pending`, sampled at the start of each worker round).
+    fn peak_backlog(&self) -> Option<u64> {
+        None
+    }
+
     /// Stalls the scheme's worker thread; false if it has none.
     fn stall_worker(&self) -> bool {
         false
