@@ -31,7 +31,8 @@ pub struct Stats {
     /// taken at the start of every worker round (every poll interval while
     /// traffic flows) and of every pass of `barrier`, `shrink` and
     /// `run_once`. Under a flood the service's memory follows it: each
-    /// object waiting holds its own allocation and 8 bytes of a page.
+    /// object waiting holds its own allocation, and 8 bytes of a page
+    /// unless it waits on the head list.
     pub peak_pending: u64,
     /// Objects `kvfree_rcu_mightsleep` freed inline after `synchronize()`
     /// (no page, and allocating one failed).
