@@ -67,7 +67,8 @@ pub trait Scheme: Send + Sync {
 
     /// The largest backlog (objects retired and not yet freed) the scheme
     /// has seen since it was built, if it keeps such a mark (kvfree-rcu:
-    /// `Stats::peak_pending`, sampled at the start of each worker round).
+    /// `Stats::peak_pending`, sampled whenever its service goes to collect
+    /// and free).
     fn peak_backlog(&self) -> Option<u64> {
         None
     }
